@@ -1,0 +1,81 @@
+/*
+ * ledger.h - the append-only, hash-chained ledger of terminal outcomes,
+ * and verify(), the audit of the whole store.
+ *
+ * Threads: any. Functions named *_txn run inside a write transaction that
+ * the caller owns (claim.c's outcome transaction); they never end it.
+ */
+#ifndef POSTERN_LEDGER_H
+#define POSTERN_LEDGER_H
+
+#include "store.h"
+
+#include <stdint.h>
+#include <stdio.h>
+
+enum ledger_kind {
+	LEDGER_DELIVERED = 1,
+	LEDGER_BOUNCED = 2,
+};
+
+/* One ledger record, decoded. Strings are owned by the struct (fixed
+ * arrays), so a copy outlives the transaction it came from. */
+struct ledger_rec {
+	uint64_t seq;
+	uint8_t kind;
+	uint64_t qid;
+	uint32_t idx;
+	uint64_t accepted_us;
+	uint64_t done_us;
+	unsigned char body_sha[32];	/* SHA-256 of the delivered bytes */
+	unsigned char prev_hash[32];	/* SHA-256 of the previous record */
+	char rcpt[321];
+	char msgid[999];
+	char reply[513];
+};
+
+struct store_wtx;
+
+/* Append rec (seq and prev_hash are filled in) in w's transaction, and the
+ * index entries. Refuses, with -1 and w->fail set, a second terminal record
+ * for the same (qid, idx): the check and the append are one transaction.
+ * Returns 0, an LMDB code, or -1. */
+int
+ledger_append_txn(struct store_wtx *w, struct ledger_rec *rec);
+
+/* Whether (qid, idx) has a terminal record: 1 yes, 0 no, or an LMDB code
+ * (negative). Inside w's transaction. */
+int
+ledger_has_txn(struct store_wtx *w, uint64_t qid, uint32_t idx);
+
+/* Call fn for every ledger record with seq >= from, in order, inside one
+ * read transaction; fn gets a copy it may keep. Stops when fn returns
+ * non-zero. Returns 0 or a store_rc. */
+int
+ledger_foreach(struct store *st, uint64_t from,
+	       int (*fn)(const struct ledger_rec *rec, void *arg), void *arg,
+	       const char **error_r);
+
+/* What verify found. */
+struct verify_report {
+	uint64_t records;		/* ledger records read */
+	uint64_t problems;		/* everything listed on out */
+	struct store_counters counted;	/* what a full scan found */
+	struct store_counters stored;	/* what the counters say */
+};
+
+/* Check the whole store in one read transaction: the hash chain and its
+ * head, no (qid, idx) terminal twice, the counters against a full scan,
+ * and that every queued entry sits in the index its state needs. Each
+ * problem is written to out (may be NULL) as one line naming the record.
+ * Returns 0 if the store is sound, 1 if problems were found, or a
+ * store_rc (< 0) if it could not be read. */
+int
+ledger_verify(struct store *st, FILE *out, struct verify_report *r,
+	      const char **error_r);
+
+/* Hex of a 32-byte hash into buf (65 bytes). */
+char *
+ledger_hex(const unsigned char hash[32], char *buf);
+
+#endif

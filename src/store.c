@@ -1,0 +1,1002 @@
+/*
+ * store.c - the LMDB environment, its schema check, the write runner that
+ * keeps counters and grows the map, the record encoders, and enqueue.
+ *
+ * Owns:    the MDB_env and its DBI handles (opened once, then read-only);
+ *          the "meta", "messages" and "bodies" databases.
+ * Threads: any; each call holds txn_lock for reading around its txn.
+ * Schema:  lmdb-schema/meta.md, messages.md, bodies.md, recipients.md
+ */
+#include "store_private.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <signal.h>
+#include <stddef.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#define META_VERSION	"version"
+#define META_STORE_ID	"store_id"
+#define META_COUNTERS	"counters"
+#define COUNTERS_LEN	(1 + 8 * 8)
+#define INSTANCE_PREFIX	"instance:"
+#define INSTANCE_REC_LEN (1 + 4 + 8 + 8)
+
+static _Thread_local char errbuf[STORE_ERRBUF_LEN];
+
+char *
+store_errbuf(void)
+{
+	return errbuf;
+}
+
+uint64_t
+store_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+char *
+store_qid_str(uint64_t qid, char *buf)
+{
+	snprintf(buf, STORE_QID_STRLEN, "%016" PRIX64, qid);
+	return buf;
+}
+
+int
+store_qid_parse(const char *s, uint64_t *qid_r)
+{
+	char *end;
+	size_t len = strlen(s);
+
+	if (len == 0 || len > 16 || strspn(s, "0123456789abcdefABCDEF") != len)
+		return -1;
+	errno = 0;
+	*qid_r = strtoull(s, &end, 16);
+	return errno == 0 && *end == '\0' ? 0 : -1;
+}
+
+const char *
+store_state_name(enum store_state state)
+{
+	switch (state) {
+	case ST_PENDING:	return "pending";
+	case ST_ACTIVE:		return "active";
+	case ST_DEFERRED:	return "deferred";
+	case ST_HELD:		return "held";
+	case ST_INDOUBT:	return "in-doubt";
+	case ST_NONE:		break;
+	}
+	return "none";
+}
+
+uint64_t *
+store_counter_for(struct store_counters *c, enum store_state state)
+{
+	switch (state) {
+	case ST_PENDING:	return &c->pending;
+	case ST_ACTIVE:		return &c->active;
+	case ST_DEFERRED:	return &c->deferred;
+	case ST_HELD:		return &c->held;
+	case ST_INDOUBT:	return &c->indoubt;
+	case ST_NONE:		break;
+	}
+	panic("no counter for state %d", (int)state);
+}
+
+int
+store_fail(struct store *st, int rc, const char *what, const char **error_r)
+{
+	int ret = STORE_ERR;
+
+	if (rc == MDB_MAP_FULL || rc == ENOSPC || rc == EDQUOT) {
+		snprintf(errbuf, sizeof(errbuf), "store full: %s: %s", what,
+			 mdb_strerror(rc));
+		ret = STORE_FULL;
+	} else if (rc == MDB_PANIC) {
+		atomic_store(&st->panicked, true);
+		snprintf(errbuf, sizeof(errbuf),
+			 "store needs to be reopened: %s: %s", what,
+			 mdb_strerror(rc));
+		ret = STORE_PANIC;
+	} else {
+		snprintf(errbuf, sizeof(errbuf), "store error: %s: %s", what,
+			 mdb_strerror(rc));
+	}
+	if (error_r != NULL)
+		*error_r = errbuf;
+	return ret;
+}
+
+/* --- encoders ----------------------------------------------------------- */
+
+void
+store_rcpt_key(unsigned char key[STORE_KEY_RCPT_LEN], uint64_t qid,
+	       uint32_t idx)
+{
+	be64_put(key, qid);
+	be32_put(key + 8, idx);
+}
+
+void
+store_notify_key(unsigned char key[STORE_KEY_NOTIFY_LEN], uint64_t due_us,
+		 uint64_t qid, uint32_t idx)
+{
+	be64_put(key, due_us);
+	be64_put(key + 8, qid);
+	be32_put(key + 16, idx);
+}
+
+void
+store_active_encode(unsigned char buf[ACTIVE_REC_LEN], uint64_t instance,
+		    uint32_t worker, uint64_t lease_until_us, uint64_t token)
+{
+	buf[0] = STORE_REC_VERSION;
+	be64_put(buf + 1, instance);
+	be32_put(buf + 9, worker);
+	be64_put(buf + 13, lease_until_us);
+	be64_put(buf + 21, token);
+}
+
+/* Append a u16-length-prefixed string, truncated to max bytes. */
+static size_t
+put_str(unsigned char *p, const char *s, size_t max)
+{
+	size_t len = strlen(s);
+
+	if (len > max)
+		len = max;
+	be16_put(p, (uint16_t)len);
+	memcpy(p + 2, s, len);
+	return 2 + len;
+}
+
+/* Read a u16-length-prefixed string into dst (cap max+1). */
+static int
+get_str(const unsigned char **p, const unsigned char *end, char *dst,
+	size_t max)
+{
+	size_t len;
+
+	if (end - *p < 2)
+		return -1;
+	len = be16_get(*p);
+	if (len > max || (size_t)(end - *p - 2) < len)
+		return -1;
+	memcpy(dst, *p + 2, len);
+	dst[len] = '\0';
+	*p += 2 + len;
+	return 0;
+}
+
+size_t
+store_rcpt_encode(const struct rcpt_rec *r, unsigned char *buf, size_t cap)
+{
+	unsigned char *p = buf;
+
+	if (cap < RCPT_REC_MAX)
+		panic("rcpt record buffer too small");
+	*p++ = STORE_REC_VERSION;
+	*p++ = r->state;
+	*p++ = r->flags;
+	*p++ = 0;
+	be32_put(p, r->attempts);		p += 4;
+	be64_put(p, r->next_try_us);		p += 8;
+	be64_put(p, r->token);			p += 8;
+	be64_put(p, r->owner_instance);		p += 8;
+	be32_put(p, r->owner_worker);		p += 4;
+	be64_put(p, r->lease_until_us);		p += 8;
+	p += put_str(p, r->rcpt, STORE_ADDR_MAX);
+	p += put_str(p, r->reply, STORE_REPLY_MAX);
+	return (size_t)(p - buf);
+}
+
+int
+store_rcpt_decode(const MDB_val *v, struct rcpt_rec *r)
+{
+	const unsigned char *p = v->mv_data, *end = p + v->mv_size;
+
+	if (v->mv_size < 44 || p[0] != STORE_REC_VERSION)
+		return -1;
+	r->state = p[1];
+	r->flags = p[2];
+	p += 4;
+	r->attempts = be32_get(p);		p += 4;
+	r->next_try_us = be64_get(p);		p += 8;
+	r->token = be64_get(p);			p += 8;
+	r->owner_instance = be64_get(p);	p += 8;
+	r->owner_worker = be32_get(p);		p += 4;
+	r->lease_until_us = be64_get(p);	p += 8;
+	if (get_str(&p, end, r->rcpt, STORE_ADDR_MAX) < 0 ||
+	    get_str(&p, end, r->reply, STORE_REPLY_MAX) < 0 || p != end)
+		return -1;
+	if (r->state < ST_PENDING || r->state > ST_INDOUBT)
+		return -1;
+	return 0;
+}
+
+size_t
+store_msg_encode(const struct msg_rec *m, unsigned char *buf, size_t cap)
+{
+	unsigned char *p = buf;
+
+	if (cap < MSG_REC_MAX)
+		panic("message record buffer too small");
+	*p++ = STORE_REC_VERSION;
+	be64_put(p, m->accepted_us);	p += 8;
+	be32_put(p, m->nrcpt);		p += 4;
+	be32_put(p, m->remaining);	p += 4;
+	be32_put(p, m->body_len);	p += 4;
+	p += put_str(p, m->sender, STORE_ADDR_MAX);
+	p += put_str(p, m->msgid, STORE_MSGID_MAX);
+	return (size_t)(p - buf);
+}
+
+int
+store_msg_decode(const MDB_val *v, struct msg_rec *m)
+{
+	const unsigned char *p = v->mv_data, *end = p + v->mv_size;
+
+	if (v->mv_size < 25 || p[0] != STORE_REC_VERSION)
+		return -1;
+	p++;
+	m->accepted_us = be64_get(p);	p += 8;
+	m->nrcpt = be32_get(p);		p += 4;
+	m->remaining = be32_get(p);	p += 4;
+	m->body_len = be32_get(p);	p += 4;
+	if (get_str(&p, end, m->sender, STORE_ADDR_MAX) < 0 ||
+	    get_str(&p, end, m->msgid, STORE_MSGID_MAX) < 0 || p != end)
+		return -1;
+	return 0;
+}
+
+static void
+counters_encode(const struct store_counters *c, unsigned char *p)
+{
+	const uint64_t v[8] = { c->accepted, c->delivered, c->bounced,
+		c->pending, c->active, c->deferred, c->held, c->indoubt };
+
+	p[0] = STORE_REC_VERSION;
+	for (int i = 0; i < 8; i++)
+		be64_put(p + 1 + 8 * i, v[i]);
+}
+
+int
+store_counters_load_txn(MDB_txn *txn, struct store *st, struct store_counters *c)
+{
+	MDB_val k = { strlen(META_COUNTERS), META_COUNTERS }, v;
+	const unsigned char *p;
+	int rc;
+
+	memset(c, 0, sizeof(*c));
+	rc = mdb_get(txn, st->db_meta, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return rc;
+	p = v.mv_data;
+	if (v.mv_size != COUNTERS_LEN || p[0] != STORE_REC_VERSION)
+		return MDB_CORRUPTED;
+	c->accepted = be64_get(p + 1);
+	c->delivered = be64_get(p + 9);
+	c->bounced = be64_get(p + 17);
+	c->pending = be64_get(p + 25);
+	c->active = be64_get(p + 33);
+	c->deferred = be64_get(p + 41);
+	c->held = be64_get(p + 49);
+	c->indoubt = be64_get(p + 57);
+	return 0;
+}
+
+static int
+counters_save(MDB_txn *txn, struct store *st, const struct store_counters *c)
+{
+	unsigned char buf[COUNTERS_LEN];
+	MDB_val k = { strlen(META_COUNTERS), META_COUNTERS };
+	MDB_val v = { sizeof(buf), buf };
+
+	counters_encode(c, buf);
+	return mdb_put(txn, st->db_meta, &k, &v, 0);
+}
+
+int
+store_meta_u64_get(MDB_txn *txn, struct store *st, const char *key,
+		   uint64_t *v_r)
+{
+	MDB_val k = { strlen(key), (void *)key }, v;
+	int rc = mdb_get(txn, st->db_meta, &k, &v);
+
+	*v_r = 0;
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return rc;
+	if (v.mv_size != 8)
+		return MDB_CORRUPTED;
+	*v_r = be64_get(v.mv_data);
+	return 0;
+}
+
+int
+store_meta_u64_put(MDB_txn *txn, struct store *st, const char *key,
+		   uint64_t val)
+{
+	unsigned char buf[8];
+	MDB_val k = { strlen(key), (void *)key }, v = { 8, buf };
+
+	be64_put(buf, val);
+	return mdb_put(txn, st->db_meta, &k, &v, 0);
+}
+
+/* --- transactions -------------------------------------------------------- */
+
+/* Called with txn_lock held for writing: adopt a size another process set,
+ * or double ours. Returns 0, or MDB_MAP_FULL at the cap. */
+static int
+map_grow_locked(struct store *st, uint64_t seen_size)
+{
+	MDB_envinfo info;
+	uint64_t next;
+	int rc;
+
+	mdb_env_info(st->env, &info);
+	if (info.me_mapsize != seen_size)
+		return 0;	/* another thread grew it already */
+	if (info.me_mapsize >= st->set.map_max)
+		return MDB_MAP_FULL;
+	next = info.me_mapsize * 2;
+	if (next > st->set.map_max)
+		next = st->set.map_max;
+	rc = mdb_env_set_mapsize(st->env, next);
+	if (rc == 0)
+		log_info("store: map grown from %zu to %" PRIu64 " bytes",
+			 info.me_mapsize, next);
+	return rc;
+}
+
+static int
+map_adopt_locked(struct store *st)
+{
+	return mdb_env_set_mapsize(st->env, 0);
+}
+
+static uint64_t
+map_size_now(struct store *st)
+{
+	MDB_envinfo info;
+
+	mdb_env_info(st->env, &info);
+	return info.me_mapsize;
+}
+
+/* Begin a txn under the read side of txn_lock, adopting a map resize by
+ * another process. On success the lock stays held. */
+static int
+txn_begin_locked(struct store *st, unsigned flags, MDB_txn **txn_r)
+{
+	int rc;
+
+	for (;;) {
+		pthread_rwlock_rdlock(&st->txn_lock);
+		*txn_r = NULL;
+		rc = mdb_txn_begin(st->env, NULL, flags, txn_r);
+		if (rc != MDB_MAP_RESIZED)
+			break;
+		pthread_rwlock_unlock(&st->txn_lock);
+		pthread_rwlock_wrlock(&st->txn_lock);
+		rc = map_adopt_locked(st);
+		pthread_rwlock_unlock(&st->txn_lock);
+		if (rc != 0)
+			return rc;
+	}
+	if (rc != 0) {
+		*txn_r = NULL;
+		pthread_rwlock_unlock(&st->txn_lock);
+	}
+	return rc;
+}
+
+int
+store_read_begin(struct store *st, MDB_txn **txn_r, const char **error_r)
+{
+	int rc = txn_begin_locked(st, MDB_RDONLY, txn_r);
+
+	if (rc != 0)
+		return store_fail(st, rc, "begin read transaction", error_r);
+	return STORE_OK;
+}
+
+void
+store_read_end(struct store *st, MDB_txn **txn)
+{
+	if (*txn == NULL)
+		return;
+	mdb_txn_abort(*txn);
+	*txn = NULL;
+	pthread_rwlock_unlock(&st->txn_lock);
+}
+
+/* One attempt: begin, run the body, save counters, commit. */
+static int
+write_once(struct store *st, store_txn_fn *fn, void *arg,
+	   const char **fail_r, uint64_t *mapsize_r)
+{
+	struct store_wtx w = { .st = st };
+	int rc;
+
+	*fail_r = NULL;
+	rc = txn_begin_locked(st, 0, &w.txn);
+	if (rc != 0)
+		return rc;
+	*mapsize_r = map_size_now(st);
+	rc = store_counters_load_txn(w.txn, st, &w.c);
+	if (rc == 0)
+		rc = fn(&w, arg);
+	if (rc == 0)
+		rc = counters_save(w.txn, st, &w.c);
+	if (rc == 0) {
+		rc = mdb_txn_commit(w.txn);
+		w.txn = NULL;	/* gone, whether the commit worked or not */
+	} else {
+		mdb_txn_abort(w.txn);
+		w.txn = NULL;
+	}
+	pthread_rwlock_unlock(&st->txn_lock);
+	*fail_r = w.fail;
+	return rc;
+}
+
+int
+store_write(struct store *st, store_txn_fn *fn, void *arg,
+	    const char **error_r)
+{
+	const char *fail;
+	uint64_t seen = 0;
+	int rc;
+
+	if (atomic_load(&st->panicked))
+		return store_fail(st, MDB_PANIC, "earlier failure", error_r);
+	for (;;) {
+		rc = write_once(st, fn, arg, &fail, &seen);
+		if (rc != MDB_MAP_FULL)
+			break;
+		pthread_rwlock_wrlock(&st->txn_lock);
+		rc = map_grow_locked(st, seen);
+		pthread_rwlock_unlock(&st->txn_lock);
+		if (rc != 0)
+			break;
+	}
+	if (rc == 0)
+		return STORE_OK;
+	if (rc == -1) {
+		snprintf(errbuf, sizeof(errbuf), "%s", fail ? fail : "failed");
+		if (error_r != NULL)
+			*error_r = errbuf;
+		return STORE_ERR;
+	}
+	return store_fail(st, rc, "commit", error_r);
+}
+
+/* --- open / close ---------------------------------------------------------- */
+
+static void
+settings_defaults(struct store_settings *s)
+{
+	if (s->map_size == 0)
+		s->map_size = 64ull << 20;
+	if (s->map_max == 0)
+		s->map_max = 16ull << 30;
+	if (s->map_max < s->map_size)
+		s->map_max = s->map_size;
+	if (s->backoff_min == 0)
+		s->backoff_min = 300;
+	if (s->backoff_max == 0)
+		s->backoff_max = 4000;
+	if (s->backoff_max < s->backoff_min)
+		s->backoff_max = s->backoff_min;
+	if (s->max_lifetime == 0)
+		s->max_lifetime = 5 * 86400;
+}
+
+/* Start time of pid in clock ticks since boot (field 22 of /proc/PID/stat),
+ * or 0 if it cannot be read. Together with the pid it names one process. */
+static uint64_t
+proc_start_ticks(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long start = 0;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	p = strrchr(buf, ')');	/* the command name may hold spaces */
+	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u "
+				"%*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+				&start) != 1)
+		return 0;
+	return start;
+}
+
+static void
+instance_key(char *buf, size_t cap, uint64_t instance)
+{
+	snprintf(buf, cap, INSTANCE_PREFIX "%016" PRIx64, instance);
+}
+
+bool
+store_instance_alive_txn(MDB_txn *txn, struct store *st, uint64_t instance)
+{
+	char key[64];
+	MDB_val k, v;
+	const unsigned char *p;
+	pid_t pid;
+
+	if (instance == st->instance)
+		return true;
+	instance_key(key, sizeof(key), instance);
+	k.mv_size = strlen(key);
+	k.mv_data = key;
+	if (mdb_get(txn, st->db_meta, &k, &v) != 0 ||
+	    v.mv_size != INSTANCE_REC_LEN)
+		return false;
+	p = v.mv_data;
+	pid = (pid_t)be32_get(p + 1);
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		return false;
+	return proc_start_ticks(pid) == be64_get(p + 5);
+}
+
+static int
+open_dbis(MDB_txn *txn, struct store *st)
+{
+	static const struct { const char *name; size_t off; unsigned flags; }
+	dbs[] = {
+		{ "messages", offsetof(struct store, db_messages), 0 },
+		{ "bodies", offsetof(struct store, db_bodies), 0 },
+		{ "recipients", offsetof(struct store, db_rcpts), 0 },
+		{ "notify", offsetof(struct store, db_notify), 0 },
+		{ "active", offsetof(struct store, db_active), 0 },
+		{ "ledger", offsetof(struct store, db_ledger), 0 },
+		{ "ledger_idx", offsetof(struct store, db_ledger_idx), 0 },
+		{ "ledger_mid", offsetof(struct store, db_ledger_mid),
+		  MDB_DUPSORT | MDB_DUPFIXED },
+	};
+	int rc;
+
+	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
+		MDB_dbi *dbi = (MDB_dbi *)((char *)st + dbs[i].off);
+
+		rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE | dbs[i].flags,
+				  dbi);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Check or write the schema version, register this instance. */
+static int
+open_schema(struct store *st, const char **error_r)
+{
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	unsigned char buf[INSTANCE_REC_LEN], vbuf[4];
+	char key[64];
+	uint64_t next;
+	int rc;
+
+	rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+	if (rc != 0)
+		return store_fail(st, rc, "begin", error_r);
+	rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->db_meta);
+	if (rc != 0)
+		goto fail;
+	k.mv_size = strlen(META_VERSION);
+	k.mv_data = META_VERSION;
+	rc = mdb_get(txn, st->db_meta, &k, &v);
+	if (rc == 0) {
+		uint32_t ver = v.mv_size == 4 ? be32_get(v.mv_data) : 0;
+
+		if (ver != STORE_SCHEMA_VERSION) {
+			mdb_txn_abort(txn);
+			snprintf(errbuf, sizeof(errbuf),
+				 "store %s has schema version %u, this postern "
+				 "reads version %u; refusing to open it",
+				 st->path, ver, STORE_SCHEMA_VERSION);
+			*error_r = errbuf;
+			return STORE_ERR;
+		}
+	} else if (rc == MDB_NOTFOUND) {
+		be32_put(vbuf, STORE_SCHEMA_VERSION);
+		v.mv_size = 4;
+		v.mv_data = vbuf;
+		rc = mdb_put(txn, st->db_meta, &k, &v, 0);
+		if (rc == 0) {
+			uint64_t id = 0;
+
+			while (id == 0)
+				if (getrandom(&id, sizeof(id), 0) < 0)
+					id = store_now_us() ^ (uint64_t)getpid();
+			rc = store_meta_u64_put(txn, st, META_STORE_ID, id);
+		}
+		if (rc != 0)
+			goto fail;
+	} else {
+		goto fail;
+	}
+	if ((rc = open_dbis(txn, st)) != 0 ||
+	    (rc = store_meta_u64_get(txn, st, META_STORE_ID,
+				     &st->store_id)) != 0 ||
+	    (rc = store_meta_u64_get(txn, st, "next_instance", &next)) != 0)
+		goto fail;
+	st->instance = next + 1;
+	buf[0] = STORE_REC_VERSION;
+	be32_put(buf + 1, (uint32_t)getpid());
+	be64_put(buf + 5, proc_start_ticks(getpid()));
+	be64_put(buf + 13, store_now_us());
+	instance_key(key, sizeof(key), st->instance);
+	k.mv_size = strlen(key);
+	k.mv_data = key;
+	v.mv_size = sizeof(buf);
+	v.mv_data = buf;
+	if ((rc = store_meta_u64_put(txn, st, "next_instance",
+				     st->instance)) != 0 ||
+	    (rc = mdb_put(txn, st->db_meta, &k, &v, 0)) != 0)
+		goto fail;
+	rc = mdb_txn_commit(txn);
+	txn = NULL;
+	if (rc != 0)
+		return store_fail(st, rc, "register instance", error_r);
+	return STORE_OK;
+fail:
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	return store_fail(st, rc, "open schema", error_r);
+}
+
+static int
+env_open(struct store *st, const char **error_r)
+{
+	int rc, dead = 0;
+
+	rc = mdb_env_create(&st->env);
+	if (rc != 0)
+		return store_fail(st, rc, "create environment", error_r);
+	if ((rc = mdb_env_set_maxdbs(st->env, 16)) != 0 ||
+	    (rc = mdb_env_set_maxreaders(st->env, 256)) != 0 ||
+	    (rc = mdb_env_set_mapsize(st->env, st->set.map_size)) != 0 ||
+	    (rc = mdb_env_open(st->env, st->path, MDB_NOTLS, 0600)) != 0) {
+		mdb_env_close(st->env);
+		st->env = NULL;
+		snprintf(errbuf, sizeof(errbuf), "cannot open store %s: %s",
+			 st->path, mdb_strerror(rc));
+		*error_r = errbuf;
+		return rc == MDB_MAP_FULL ? STORE_FULL : STORE_ERR;
+	}
+	/* A map set smaller than the file by an earlier run: adopt the file. */
+	mdb_reader_check(st->env, &dead);
+	if (dead > 0)
+		log_info("store: cleared %d stale reader slot(s)", dead);
+	rc = open_schema(st, error_r);
+	if (rc != STORE_OK) {
+		mdb_env_close(st->env);
+		st->env = NULL;
+	}
+	return rc;
+}
+
+int
+store_open(const char *path, const struct store_settings *set,
+	   struct store **store_r, const char **error_r)
+{
+	struct store *st;
+	pthread_rwlockattr_t attr;
+	int rc;
+
+	*store_r = NULL;
+	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+		snprintf(errbuf, sizeof(errbuf), "cannot create store "
+			 "directory %s: %s", path, strerror(errno));
+		*error_r = errbuf;
+		return STORE_ERR;
+	}
+	st = xcalloc(1, sizeof(*st));
+	st->path = xstrdup(path);
+	if (set != NULL)
+		st->set = *set;
+	settings_defaults(&st->set);
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr,
+		PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&st->txn_lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	rc = env_open(st, error_r);
+	if (rc != STORE_OK) {
+		pthread_rwlock_destroy(&st->txn_lock);
+		free(st->path);
+		free(st);
+		return rc;
+	}
+	*store_r = st;
+	return STORE_OK;
+}
+
+void
+store_close(struct store **store)
+{
+	struct store *st = *store;
+
+	*store = NULL;
+	if (st == NULL)
+		return;
+	if (st->env != NULL)
+		mdb_env_close(st->env);
+	pthread_rwlock_destroy(&st->txn_lock);
+	free(st->path);
+	free(st);
+}
+
+int
+store_reopen(struct store *st, const char **error_r)
+{
+	int rc;
+
+	pthread_rwlock_wrlock(&st->txn_lock);
+	if (st->env != NULL)
+		mdb_env_close(st->env);
+	st->env = NULL;
+	rc = env_open(st, error_r);
+	if (rc == STORE_OK)
+		atomic_store(&st->panicked, false);
+	pthread_rwlock_unlock(&st->txn_lock);
+	if (rc == STORE_OK)
+		log_warn("store: %s reopened after a panic", st->path);
+	return rc;
+}
+
+bool
+store_panicked(struct store *st)
+{
+	return atomic_load(&st->panicked);
+}
+
+uint64_t
+store_instance(const struct store *st)
+{
+	return st->instance;
+}
+
+uint64_t
+store_id(const struct store *st)
+{
+	return st->store_id;
+}
+
+const struct store_settings *
+store_settings(const struct store *st)
+{
+	return &st->set;
+}
+
+void
+store_map_usage(struct store *st, uint64_t *map_size_r, uint64_t *used_r)
+{
+	MDB_envinfo info;
+	MDB_stat stat;
+
+	pthread_rwlock_rdlock(&st->txn_lock);
+	mdb_env_info(st->env, &info);
+	mdb_env_stat(st->env, &stat);
+	pthread_rwlock_unlock(&st->txn_lock);
+	*map_size_r = info.me_mapsize;
+	*used_r = (uint64_t)(info.me_last_pgno + 1) * stat.ms_psize;
+}
+
+int
+store_reader_check(struct store *st)
+{
+	int dead = 0, rc;
+
+	pthread_rwlock_rdlock(&st->txn_lock);
+	rc = mdb_reader_check(st->env, &dead);
+	pthread_rwlock_unlock(&st->txn_lock);
+	if (rc != 0)
+		return -1;
+	if (dead > 0)
+		log_info("store: cleared %d stale reader slot(s)", dead);
+	return dead;
+}
+
+/* --- enqueue --------------------------------------------------------------- */
+
+struct enqueue_args {
+	const struct store_msg *msgs;
+	size_t n;
+	uint64_t now_us;
+	uint64_t *qids;
+};
+
+static bool
+addr_ok(const char *a)
+{
+	size_t len = strlen(a);
+
+	if (len > STORE_ADDR_MAX)
+		return false;
+	for (; *a != '\0'; a++)
+		if ((unsigned char)*a < 0x20 || *a == '<' || *a == '>')
+			return false;
+	return true;
+}
+
+/* Index of an earlier identical recipient, so duplicates collapse. */
+static bool
+rcpt_seen(const char *const *rcpts, size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (strcasecmp(rcpts[j], rcpts[i]) == 0)
+			return true;
+	return false;
+}
+
+static int
+enqueue_one(struct store_wtx *w, const struct store_msg *m, uint64_t now_us,
+	    uint64_t qid)
+{
+	struct store *st = w->st;
+	unsigned char key[STORE_KEY_RCPT_LEN], nkey[STORE_KEY_NOTIFY_LEN];
+	unsigned char qkey[8], buf[RCPT_REC_MAX > MSG_REC_MAX ?
+				  RCPT_REC_MAX : MSG_REC_MAX];
+	struct msg_rec mr;
+	struct rcpt_rec rr;
+	MDB_val k, v, empty = { 0, NULL };
+	uint32_t idx = 0;
+	int rc;
+
+	memset(&rr, 0, sizeof(rr));
+	rr.state = ST_PENDING;
+	rr.next_try_us = now_us;
+	for (size_t i = 0; i < m->nrcpt; i++) {
+		if (rcpt_seen(m->rcpts, i))
+			continue;
+		store_rcpt_key(key, qid, idx);
+		snprintf(rr.rcpt, sizeof(rr.rcpt), "%s", m->rcpts[i]);
+		k.mv_size = sizeof(key);
+		k.mv_data = key;
+		v.mv_data = buf;
+		v.mv_size = store_rcpt_encode(&rr, buf, sizeof(buf));
+		if ((rc = mdb_put(w->txn, st->db_rcpts, &k, &v,
+				  MDB_NOOVERWRITE)) != 0)
+			return rc;
+		store_notify_key(nkey, now_us, qid, idx);
+		k.mv_size = sizeof(nkey);
+		k.mv_data = nkey;
+		if ((rc = mdb_put(w->txn, st->db_notify, &k, &empty, 0)) != 0)
+			return rc;
+		idx++;
+	}
+	memset(&mr, 0, sizeof(mr));
+	mr.accepted_us = now_us;
+	mr.nrcpt = idx;
+	mr.remaining = idx;
+	mr.body_len = (uint32_t)m->body_len;
+	snprintf(mr.sender, sizeof(mr.sender), "%s", m->sender);
+	snprintf(mr.msgid, sizeof(mr.msgid), "%s", m->msgid);
+	be64_put(qkey, qid);
+	k.mv_size = 8;
+	k.mv_data = qkey;
+	v.mv_data = buf;
+	v.mv_size = store_msg_encode(&mr, buf, sizeof(buf));
+	if ((rc = mdb_put(w->txn, st->db_messages, &k, &v,
+			  MDB_NOOVERWRITE)) != 0)
+		return rc;
+	v.mv_size = m->body_len;
+	v.mv_data = NULL;
+	/* MDB_RESERVE: LMDB gives us the space, we copy the body in once. */
+	if ((rc = mdb_put(w->txn, st->db_bodies, &k, &v, MDB_RESERVE)) != 0)
+		return rc;
+	if (m->body_len > 0)
+		memcpy(v.mv_data, m->body, m->body_len);
+	w->c.accepted += idx;
+	w->c.pending += idx;
+	return 0;
+}
+
+static int
+enqueue_txn(struct store_wtx *w, void *arg)
+{
+	struct enqueue_args *a = arg;
+	uint64_t qid;
+	int rc;
+
+	if ((rc = store_meta_u64_get(w->txn, w->st, "next_qid", &qid)) != 0)
+		return rc;
+	for (size_t i = 0; i < a->n; i++) {
+		a->qids[i] = ++qid;
+		if ((rc = enqueue_one(w, &a->msgs[i], a->now_us, qid)) != 0)
+			return rc;
+	}
+	return store_meta_u64_put(w->txn, w->st, "next_qid", qid);
+}
+
+int
+store_enqueue(struct store *st, const struct store_msg *msgs, size_t n,
+	      uint64_t now_us, uint64_t *qids_r, const char **error_r)
+{
+	struct enqueue_args a = { msgs, n, now_us, qids_r };
+
+	for (size_t i = 0; i < n; i++) {
+		const struct store_msg *m = &msgs[i];
+		bool ok = m->nrcpt > 0 && addr_ok(m->sender) &&
+			  strlen(m->msgid) <= STORE_MSGID_MAX &&
+			  m->body_len <= UINT32_MAX;
+
+		for (size_t j = 0; ok && j < m->nrcpt; j++)
+			ok = m->rcpts[j][0] != '\0' && addr_ok(m->rcpts[j]);
+		if (!ok) {
+			snprintf(errbuf, sizeof(errbuf), "enqueue: message %zu "
+				 "of the batch has no recipient or a bad "
+				 "address", i);
+			*error_r = errbuf;
+			return STORE_ERR;
+		}
+	}
+	return store_write(st, enqueue_txn, &a, error_r);
+}
+
+int
+store_counters_get(struct store *st, struct store_counters *c_r,
+		   const char **error_r)
+{
+	MDB_txn *txn;
+	int rc = store_read_begin(st, &txn, error_r);
+
+	if (rc != STORE_OK)
+		return rc;
+	rc = store_counters_load_txn(txn, st, c_r);
+	store_read_end(st, &txn);
+	return rc == 0 ? STORE_OK : store_fail(st, rc, "counters", error_r);
+}
+
+int
+store_body_get(struct store *st, uint64_t qid, void **body_r, size_t *len_r,
+	       const char **error_r)
+{
+	unsigned char qkey[8];
+	MDB_val k = { 8, qkey }, v;
+	MDB_txn *txn;
+	int rc;
+
+	*body_r = NULL;
+	*len_r = 0;
+	be64_put(qkey, qid);
+	if ((rc = store_read_begin(st, &txn, error_r)) != STORE_OK)
+		return rc;
+	rc = mdb_get(txn, st->db_bodies, &k, &v);
+	if (rc == 0) {
+		*body_r = xmemdup(v.mv_data, v.mv_size);
+		*len_r = v.mv_size;
+	}
+	store_read_end(st, &txn);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	return rc == 0 ? 1 : store_fail(st, rc, "read body", error_r);
+}

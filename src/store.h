@@ -1,0 +1,152 @@
+/*
+ * store.h - the LMDB store: environment, schema, write runner, enqueue.
+ *
+ * One struct store per process (LMDB allows one environment per process;
+ * never use it in a child after fork()). It is shared by all threads; every
+ * public call opens and ends its own transaction, so callers never see a
+ * transaction handle. Byte layouts: lmdb-schema/.
+ */
+#ifndef POSTERN_STORE_H
+#define POSTERN_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The schema version this build reads and writes (lmdb-schema/VERSIONS.md). */
+#define STORE_SCHEMA_VERSION 1u
+
+/* Return codes. Negative is failure; every failure also sets *error_r to a
+ * message that stays valid until the next store call on the same thread. */
+enum store_rc {
+	STORE_OK = 0,
+	STORE_ERR = -1,		/* I/O error or corruption: answer 4xx */
+	STORE_FULL = -2,	/* map at its cap, or the disk is full: 4xx */
+	STORE_PANIC = -3,	/* environment must be reopened: 421 */
+};
+
+/* States of one (message, recipient) entry. Stored as one byte. */
+enum store_state {
+	ST_NONE = 0,
+	ST_PENDING = 1,
+	ST_ACTIVE = 2,
+	ST_DEFERRED = 3,
+	ST_HELD = 4,
+	ST_INDOUBT = 5,
+};
+
+/* Counters kept in the same transactions as the state changes. The unit is
+ * one (message, recipient) entry. */
+struct store_counters {
+	uint64_t accepted;
+	uint64_t delivered;
+	uint64_t bounced;
+	uint64_t pending;
+	uint64_t active;
+	uint64_t deferred;
+	uint64_t held;
+	uint64_t indoubt;
+};
+
+struct store_settings {
+	uint64_t map_size;	/* initial map size in bytes (0: 64 MiB) */
+	uint64_t map_max;	/* the map never grows past this (0: 16 GiB) */
+	unsigned backoff_min;	/* seconds before the first retry (0: 300) */
+	unsigned backoff_max;	/* cap on the retry interval (0: 4000) */
+	unsigned max_lifetime;	/* seconds a message may stay queued
+				   before it bounces (0: 5 days) */
+};
+
+/* A message to enqueue. Every pointer is borrowed for the call only. */
+struct store_msg {
+	const char *sender;		/* "" for the null sender */
+	const char *const *rcpts;	/* nrcpt addresses, without <> */
+	size_t nrcpt;
+	const char *msgid;		/* Message-ID, or "" */
+	const void *body;
+	size_t body_len;
+};
+
+struct store;
+
+/* Open (or create) the store in directory path, creating the directory if
+ * needed. Refuses a store of another schema version, naming both. Runs
+ * mdb_reader_check and registers this process as a new instance. On success
+ * the caller owns *store_r and frees it with store_close(). */
+int
+store_open(const char *path, const struct store_settings *set,
+	   struct store **store_r, const char **error_r);
+
+/* Close the store and set *store to NULL. No other thread may be inside a
+ * store call. A second call does nothing. */
+void
+store_close(struct store **store);
+
+/* Reopen the environment after STORE_PANIC. Waits until no thread is inside
+ * a transaction; safe to call from any thread. */
+int
+store_reopen(struct store *st, const char **error_r);
+
+/* True once a commit returned MDB_PANIC and until store_reopen() succeeds. */
+bool
+store_panicked(struct store *st);
+
+/* This process's instance id (unique per open of this store). */
+uint64_t
+store_instance(const struct store *st);
+
+/* A random id made when the store was created; names in foreign systems
+ * (e.g. Maildir files) include it so a recreated store never collides. */
+uint64_t
+store_id(const struct store *st);
+
+/* The settings in force (defaults filled in). Borrowed, lives as the store. */
+const struct store_settings *
+store_settings(const struct store *st);
+
+/* Current map size and bytes in use (for metrics and tests). */
+void
+store_map_usage(struct store *st, uint64_t *map_size_r, uint64_t *used_r);
+
+/* Clear reader slots left by dead processes; returns how many, or -1. */
+int
+store_reader_check(struct store *st);
+
+/* Enqueue n messages in ONE write transaction (group commit): body,
+ * envelope, one entry per distinct recipient, and their notifications. On
+ * success qids_r[i] holds the queue id of msgs[i]; on failure nothing of
+ * the batch is stored. A message with no recipient is refused. */
+int
+store_enqueue(struct store *st, const struct store_msg *msgs, size_t n,
+	      uint64_t now_us, uint64_t *qids_r, const char **error_r);
+
+/* Read the counters as of the last commit. */
+int
+store_counters_get(struct store *st, struct store_counters *c_r,
+		   const char **error_r);
+
+/* Copy out the body of message qid. Returns 1 and sets *body_r (owned by
+ * the caller, free()) and *len_r, 0 if there is no such message, or < 0. */
+int
+store_body_get(struct store *st, uint64_t qid, void **body_r, size_t *len_r,
+	       const char **error_r);
+
+/* Format a queue id the way logs and tools show it (16 hex digits). buf
+ * must hold STORE_QID_STRLEN bytes. Returns buf. */
+#define STORE_QID_STRLEN 17
+char *
+store_qid_str(uint64_t qid, char *buf);
+
+/* Parse a queue id as printed by store_qid_str(). Returns 0 or -1. */
+int
+store_qid_parse(const char *s, uint64_t *qid_r);
+
+/* Name of a state ("pending", ...). */
+const char *
+store_state_name(enum store_state state);
+
+/* Wall clock in microseconds since the epoch. */
+uint64_t
+store_now_us(void);
+
+#endif

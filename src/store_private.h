@@ -1,0 +1,194 @@
+/*
+ * store_private.h - what store.c shares with claim.c, ledger.c and tests.
+ *
+ * Not for other stages: they go through store.h, claim.h and ledger.h.
+ * Everything here runs inside a transaction owned by the caller; the
+ * encoders write the bytes documented in lmdb-schema/.
+ */
+#ifndef POSTERN_STORE_PRIVATE_H
+#define POSTERN_STORE_PRIVATE_H
+
+#include "store.h"
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define STORE_REC_VERSION 1
+#define STORE_KEY_RCPT_LEN 12	/* qid (8) + recipient index (4) */
+#define STORE_KEY_NOTIFY_LEN 20	/* due (8) + qid (8) + index (4) */
+#define STORE_SHA_LEN 32
+#define STORE_ADDR_MAX 320	/* longest address we store */
+#define STORE_MSGID_MAX 998	/* longest Message-ID we store */
+#define STORE_REPLY_MAX 512	/* longest foreign reply we store */
+#define STORE_MID_KEY_MAX 400	/* Message-ID index key prefix */
+
+#define RCPT_FLAG_SENDING 0x01	/* the driver may have handed it over */
+
+struct store {
+	MDB_env *env;
+	char *path;
+	struct store_settings set;
+	uint64_t instance;
+	uint64_t store_id;
+	atomic_bool panicked;
+	/* Every transaction holds this for reading; map resize and reopen
+	 * hold it for writing, so that mdb_env_set_mapsize() and
+	 * mdb_env_close() run with no transaction active in this process. */
+	pthread_rwlock_t txn_lock;
+	MDB_dbi db_meta, db_messages, db_bodies, db_rcpts, db_notify,
+		db_active, db_ledger, db_ledger_idx, db_ledger_mid;
+};
+
+/* A write transaction in progress, as the runner hands it to a body. */
+struct store_wtx {
+	struct store *st;
+	MDB_txn *txn;
+	struct store_counters c;	/* loaded at begin, stored at commit */
+	const char *fail;		/* body's own failure reason */
+};
+
+/* The body of a write transaction. Returns 0, an MDB/errno code, or -1
+ * with w->fail set. It may run more than once (after the map grows), so it
+ * must start from scratch each time. */
+typedef int store_txn_fn(struct store_wtx *w, void *arg);
+
+/* Run fn in one write transaction with the counters loaded and saved,
+ * growing the map and retrying on MDB_MAP_FULL. Returns a store_rc. */
+int
+store_write(struct store *st, store_txn_fn *fn, void *arg,
+	    const char **error_r);
+
+/* Begin / end a read transaction (holds txn_lock for reading). */
+int
+store_read_begin(struct store *st, MDB_txn **txn_r, const char **error_r);
+void
+store_read_end(struct store *st, MDB_txn **txn);
+
+/* Translate an LMDB/errno code into a store_rc and a message. */
+int
+store_fail(struct store *st, int rc, const char *what, const char **error_r);
+
+/* Thread-local buffer for error messages. */
+char *
+store_errbuf(void);
+#define STORE_ERRBUF_LEN 512
+
+/* --- fixed-width big-endian helpers ------------------------------------ */
+static inline void
+be64_put(unsigned char *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (unsigned char)v;
+}
+
+static inline uint64_t
+be64_get(const unsigned char *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static inline void
+be32_put(unsigned char *p, uint32_t v)
+{
+	for (int i = 3; i >= 0; i--, v >>= 8)
+		p[i] = (unsigned char)v;
+}
+
+static inline uint32_t
+be32_get(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	       (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline void
+be16_put(unsigned char *p, uint16_t v)
+{
+	p[0] = (unsigned char)(v >> 8);
+	p[1] = (unsigned char)v;
+}
+
+static inline uint16_t
+be16_get(const unsigned char *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+/* --- recipients record (lmdb-schema/recipients.md) --------------------- */
+struct rcpt_rec {
+	uint8_t state;
+	uint8_t flags;
+	uint32_t attempts;
+	uint64_t next_try_us;
+	uint64_t token;		/* claim token, 0 when not active */
+	uint64_t owner_instance;
+	uint32_t owner_worker;
+	uint64_t lease_until_us;
+	char rcpt[STORE_ADDR_MAX + 1];
+	char reply[STORE_REPLY_MAX + 1];
+};
+
+void
+store_rcpt_key(unsigned char key[STORE_KEY_RCPT_LEN], uint64_t qid,
+	       uint32_t idx);
+/* Encode into buf (cap bytes); returns the length. */
+size_t
+store_rcpt_encode(const struct rcpt_rec *r, unsigned char *buf, size_t cap);
+/* Decode; returns 0 or -1 if the bytes are malformed. */
+int
+store_rcpt_decode(const MDB_val *v, struct rcpt_rec *r);
+#define RCPT_REC_MAX (1 + 1 + 1 + 1 + 4 + 8 + 8 + 8 + 4 + 8 + 2 + \
+		      STORE_ADDR_MAX + 2 + STORE_REPLY_MAX)
+
+/* --- messages record (lmdb-schema/messages.md) ------------------------- */
+struct msg_rec {
+	uint64_t accepted_us;
+	uint32_t nrcpt;
+	uint32_t remaining;	/* entries not yet terminal */
+	uint32_t body_len;
+	char sender[STORE_ADDR_MAX + 1];
+	char msgid[STORE_MSGID_MAX + 1];
+};
+size_t
+store_msg_encode(const struct msg_rec *m, unsigned char *buf, size_t cap);
+int
+store_msg_decode(const MDB_val *v, struct msg_rec *m);
+#define MSG_REC_MAX (1 + 8 + 4 + 4 + 4 + 2 + STORE_ADDR_MAX + 2 + \
+		     STORE_MSGID_MAX)
+
+/* --- notify and active (lmdb-schema/notify.md, active.md) -------------- */
+void
+store_notify_key(unsigned char key[STORE_KEY_NOTIFY_LEN], uint64_t due_us,
+		 uint64_t qid, uint32_t idx);
+#define ACTIVE_REC_LEN (1 + 8 + 4 + 8 + 8)
+void
+store_active_encode(unsigned char buf[ACTIVE_REC_LEN], uint64_t instance,
+		    uint32_t worker, uint64_t lease_until_us, uint64_t token);
+
+/* Counter for a queue state, for moving an entry between states. */
+uint64_t *
+store_counter_for(struct store_counters *c, enum store_state state);
+
+/* Load the counters record inside txn (zeros when absent). */
+int
+store_counters_load_txn(MDB_txn *txn, struct store *st,
+			struct store_counters *c);
+
+/* Read a u64 from meta (0 when absent) / write it. Inside w's txn. */
+int
+store_meta_u64_get(MDB_txn *txn, struct store *st, const char *key,
+		   uint64_t *v_r);
+int
+store_meta_u64_put(MDB_txn *txn, struct store *st, const char *key,
+		   uint64_t v);
+
+/* Whether the process that registered instance id is still running. */
+bool
+store_instance_alive_txn(MDB_txn *txn, struct store *st, uint64_t instance);
+
+#endif

@@ -1,0 +1,283 @@
+/*
+ * test_store.c - the store: open, schema version, map growth and map full,
+ * enqueue, counters.
+ */
+#include "testlib.h"
+#include "store_private.h"
+#include "claim.h"
+#include "ledger.h"
+
+#include <string.h>
+
+static char *dir;
+
+static int
+suite_init(void)
+{
+	dir = testlib_tmpdir("store");
+	return 0;
+}
+
+static int
+suite_clean(void)
+{
+	testlib_rmtree(dir);
+	free(dir);
+	return 0;
+}
+
+/* A fresh store directory under the suite's dir. */
+static void
+fresh_path(char *buf, size_t cap, const char *name)
+{
+	snprintf(buf, cap, "%s/%s", dir, name);
+	testlib_rmtree(buf);
+}
+
+static void
+test_store_open_creates_and_reopens(void)
+{
+	char path[512];
+	struct store *st = NULL;
+	const char *err;
+	uint64_t inst, id;
+
+	fresh_path(path, sizeof(path), "open");
+	CU_ASSERT_EQUAL_FATAL(store_open(path, NULL, &st, &err), STORE_OK);
+	inst = store_instance(st);
+	id = store_id(st);
+	CU_ASSERT_NOT_EQUAL(id, 0);
+	store_close(&st);
+	CU_ASSERT_PTR_NULL(st);
+	store_close(&st);	/* second close does nothing */
+	CU_ASSERT_EQUAL_FATAL(store_open(path, NULL, &st, &err), STORE_OK);
+	CU_ASSERT_EQUAL(store_instance(st), inst + 1);
+	CU_ASSERT_EQUAL(store_id(st), id);
+	store_close(&st);
+}
+
+/* Write another schema version straight into meta with plain LMDB. */
+static void
+set_version(const char *path, uint32_t ver)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	unsigned char b[4];
+	MDB_val k = { 7, "version" }, v = { 4, b };
+
+	be32_put(b, ver);
+	CU_ASSERT_EQUAL_FATAL(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 16);
+	mdb_env_set_mapsize(env, 64ull << 20);
+	CU_ASSERT_EQUAL_FATAL(mdb_env_open(env, path, 0, 0600), 0);
+	CU_ASSERT_EQUAL_FATAL(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	CU_ASSERT_EQUAL_FATAL(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+	CU_ASSERT_EQUAL_FATAL(mdb_put(txn, dbi, &k, &v, 0), 0);
+	CU_ASSERT_EQUAL_FATAL(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+static void
+test_store_refuses_other_schema_version(void)
+{
+	char path[512];
+	struct store *st = NULL;
+	const char *err = NULL;
+
+	fresh_path(path, sizeof(path), "version");
+	CU_ASSERT_EQUAL_FATAL(store_open(path, NULL, &st, &err), STORE_OK);
+	store_close(&st);
+	set_version(path, 99);
+	CU_ASSERT_EQUAL(store_open(path, NULL, &st, &err), STORE_ERR);
+	CU_ASSERT_PTR_NULL(st);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(err);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "schema version 99"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "version 1"));
+	set_version(path, STORE_SCHEMA_VERSION);
+	CU_ASSERT_EQUAL(store_open(path, NULL, &st, &err), STORE_OK);
+	store_close(&st);
+}
+
+static void
+msg_fill(struct store_msg *m, const char *const *rcpts, size_t n,
+	 const void *body, size_t len)
+{
+	memset(m, 0, sizeof(*m));
+	m->sender = "sender@home.example";
+	m->rcpts = rcpts;
+	m->nrcpt = n;
+	m->msgid = "<id@home.example>";
+	m->body = body;
+	m->body_len = len;
+}
+
+static void
+test_store_enqueue_batch_and_counters(void)
+{
+	static const char *const rcpts[] = { "a@x.example", "b@x.example",
+					     "A@x.example" };
+	char path[512];
+	struct store *st = NULL;
+	struct store_msg m[5];
+	struct store_counters c;
+	uint64_t qids[5];
+	const char *err;
+	void *body;
+	size_t len;
+
+	fresh_path(path, sizeof(path), "enqueue");
+	CU_ASSERT_EQUAL_FATAL(store_open(path, NULL, &st, &err), STORE_OK);
+	for (int i = 0; i < 5; i++)
+		msg_fill(&m[i], rcpts, 3, "hello\r\n", 7);
+	CU_ASSERT_EQUAL(store_enqueue(st, m, 5, store_now_us(), qids, &err),
+			STORE_OK);
+	for (int i = 1; i < 5; i++)
+		CU_ASSERT_EQUAL(qids[i], qids[i - 1] + 1);
+	CU_ASSERT_EQUAL(store_counters_get(st, &c, &err), STORE_OK);
+	/* "A@x.example" repeats "a@x.example": one entry, not two. */
+	CU_ASSERT_EQUAL(c.accepted, 10);
+	CU_ASSERT_EQUAL(c.pending, 10);
+	CU_ASSERT_EQUAL(store_body_get(st, qids[2], &body, &len, &err), 1);
+	CU_ASSERT_EQUAL(len, 7);
+	CU_ASSERT_EQUAL(memcmp(body, "hello\r\n", 7), 0);
+	free(body);
+	CU_ASSERT_EQUAL(store_body_get(st, 999999, &body, &len, &err), 0);
+	store_close(&st);
+}
+
+static void
+test_store_enqueue_refuses_bad_envelope(void)
+{
+	static const char *const bad[] = { "a@x.example\r\nRCPT TO:<b@y>" };
+	char path[512];
+	struct store *st = NULL;
+	struct store_msg m;
+	struct store_counters c;
+	uint64_t qid;
+	const char *err;
+
+	fresh_path(path, sizeof(path), "badenv");
+	CU_ASSERT_EQUAL_FATAL(store_open(path, NULL, &st, &err), STORE_OK);
+	msg_fill(&m, bad, 1, "x", 1);
+	CU_ASSERT_EQUAL(store_enqueue(st, &m, 1, 1, &qid, &err), STORE_ERR);
+	msg_fill(&m, bad, 0, "x", 1);
+	CU_ASSERT_EQUAL(store_enqueue(st, &m, 1, 1, &qid, &err), STORE_ERR);
+	CU_ASSERT_EQUAL(store_counters_get(st, &c, &err), STORE_OK);
+	CU_ASSERT_EQUAL(c.accepted, 0);
+	store_close(&st);
+}
+
+/* Enqueue 2 KiB bodies until the store says it is full. */
+static size_t
+fill_until_full(struct store *st, size_t limit, int *last_rc)
+{
+	static const char *const rcpts[] = { "a@x.example" };
+	static char body[2048];
+	struct store_msg m;
+	uint64_t qid;
+	const char *err;
+	size_t ok = 0;
+
+	memset(body, 'x', sizeof(body));
+	msg_fill(&m, rcpts, 1, body, sizeof(body));
+	*last_rc = STORE_OK;
+	while (ok < limit) {
+		*last_rc = store_enqueue(st, &m, 1, 1, &qid, &err);
+		if (*last_rc != STORE_OK)
+			break;
+		ok++;
+	}
+	return ok;
+}
+
+static void
+test_store_map_full_is_an_error_not_an_abort(void)
+{
+	struct store_settings set = { .map_size = 1 << 20,
+				      .map_max = 1 << 20 };
+	char path[512];
+	struct store *st = NULL;
+	struct store_counters c;
+	struct verify_report r;
+	const char *err;
+	size_t acked;
+	int rc;
+
+	fresh_path(path, sizeof(path), "full");
+	CU_ASSERT_EQUAL_FATAL(store_open(path, &set, &st, &err), STORE_OK);
+	acked = fill_until_full(st, 100000, &rc);
+	CU_ASSERT_EQUAL(rc, STORE_FULL);
+	CU_ASSERT(acked > 100);
+	/* Still usable, and every acknowledged message is there. */
+	CU_ASSERT_EQUAL(store_counters_get(st, &c, &err), STORE_OK);
+	CU_ASSERT_EQUAL(c.accepted, acked);
+	CU_ASSERT_EQUAL(ledger_verify(st, NULL, &r, &err), 0);
+	store_close(&st);
+	CU_ASSERT_EQUAL_FATAL(store_open(path, &set, &st, &err), STORE_OK);
+	CU_ASSERT_EQUAL(store_counters_get(st, &c, &err), STORE_OK);
+	CU_ASSERT_EQUAL(c.accepted, acked);
+	store_close(&st);
+}
+
+static void
+test_store_map_grows_up_to_its_cap(void)
+{
+	struct store_settings set = { .map_size = 1 << 20,
+				      .map_max = 8 << 20 };
+	char path[512];
+	struct store *st = NULL;
+	uint64_t size, used;
+	const char *err;
+	size_t acked;
+	int rc;
+
+	fresh_path(path, sizeof(path), "grow");
+	CU_ASSERT_EQUAL_FATAL(store_open(path, &set, &st, &err), STORE_OK);
+	acked = fill_until_full(st, 1500, &rc);
+	CU_ASSERT_EQUAL(rc, STORE_OK);
+	CU_ASSERT_EQUAL(acked, 1500);
+	store_map_usage(st, &size, &used);
+	CU_ASSERT(size > (1u << 20));
+	CU_ASSERT(size <= (8u << 20));
+	acked += fill_until_full(st, 100000, &rc);
+	CU_ASSERT_EQUAL(rc, STORE_FULL);
+	store_map_usage(st, &size, &used);
+	CU_ASSERT_EQUAL(size, 8u << 20);
+	store_close(&st);
+}
+
+static void
+test_store_qid_format_round_trips(void)
+{
+	char buf[STORE_QID_STRLEN];
+	uint64_t q;
+
+	CU_ASSERT_STRING_EQUAL(store_qid_str(0xABCDEF12ull, buf),
+			       "00000000ABCDEF12");
+	CU_ASSERT_EQUAL(store_qid_parse(buf, &q), 0);
+	CU_ASSERT_EQUAL(q, 0xABCDEF12ull);
+	CU_ASSERT_EQUAL(store_qid_parse("xyz", &q), -1);
+	CU_ASSERT_EQUAL(store_qid_parse("", &q), -1);
+}
+
+static CU_TestInfo store_tests[] = {
+	{ "open creates and reopens", test_store_open_creates_and_reopens },
+	{ "refuses other schema version",
+	  test_store_refuses_other_schema_version },
+	{ "enqueue batch and counters", test_store_enqueue_batch_and_counters },
+	{ "enqueue refuses bad envelope",
+	  test_store_enqueue_refuses_bad_envelope },
+	{ "map full is an error, not an abort",
+	  test_store_map_full_is_an_error_not_an_abort },
+	{ "map grows up to its cap", test_store_map_grows_up_to_its_cap },
+	{ "qid format round trips", test_store_qid_format_round_trips },
+	CU_TEST_INFO_NULL,
+};
+
+static CU_SuiteInfo suites[] = {
+	{ "store", suite_init, suite_clean, NULL, NULL, store_tests },
+	CU_SUITE_INFO_NULL,
+};
+
+TEST_MAIN(suites)

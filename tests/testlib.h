@@ -1,0 +1,43 @@
+/*
+ * testlib.h - what every CUnit test program shares.
+ *
+ * Each tests/test_<module>.c ends with a CU_SuiteInfo table and
+ * TEST_MAIN(suites): it runs every suite in basic mode and exits non-zero
+ * if any assertion failed, so automake's test driver sees the result.
+ */
+#ifndef POSTERN_TESTLIB_H
+#define POSTERN_TESTLIB_H
+
+#include <CUnit/Basic.h>
+#include <CUnit/CUnit.h>
+#include <stdlib.h>
+
+/* A fresh directory for one suite (mkdtemp under $TMPDIR or /tmp). The
+ * caller owns the string and removes the tree with testlib_rmtree(). */
+char *
+testlib_tmpdir(const char *tag);
+
+/* rm -rf path; path is not freed. */
+void
+testlib_rmtree(const char *path);
+
+#define TEST_MAIN(suites)						\
+int									\
+main(void)								\
+{									\
+	unsigned failed;						\
+									\
+	if (CU_initialize_registry() != CUE_SUCCESS)			\
+		return 99;						\
+	if (CU_register_suites(suites) != CUE_SUCCESS)			\
+		return 99;						\
+	CU_basic_set_mode(CU_BRM_VERBOSE);				\
+	CU_basic_run_tests();						\
+	failed = CU_get_number_of_failures() +				\
+		 CU_get_number_of_suites_failed() +			\
+		 CU_get_number_of_tests_failed();			\
+	CU_cleanup_registry();						\
+	return failed == 0 ? 0 : 1;					\
+}
+
+#endif

@@ -1,0 +1,95 @@
+/*
+ * driver.h - the interface every foreign-system driver implements.
+ *
+ * A driver hands one message to a list of recipients and reports a result
+ * per recipient. A driver that can look at the foreign side (can_look) also
+ * answers "is this (message, recipient) already there?", which is how an
+ * in-doubt entry is settled after a crash without sending it twice.
+ *
+ * Threads: one driver object per worker thread; an object is never shared
+ * between threads. Different objects may run concurrently, also against
+ * the same foreign system.
+ */
+#ifndef POSTERN_DRIVER_H
+#define POSTERN_DRIVER_H
+
+#include "claim.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DRIVER_REPLY_LEN 256
+
+/* One message, borrowed for the duration of a deliver() or look() call. */
+struct driver_msg {
+	uint64_t store_id;	/* random id of the store: part of delivery
+				 * names, so a recreated store never
+				 * collides with an old one */
+	uint64_t qid;		/* queue id */
+	const char *sender;	/* "" = null sender */
+	const char *msgid;
+	const void *body;	/* RFC 5322 message, CRLF line ends */
+	size_t body_len;
+};
+
+/* One recipient of a driver_msg. The caller owns the array; addr is
+ * borrowed for the call. deliver() fills in result, reply and sha. */
+struct driver_rcpt {
+	uint32_t idx;		/* recipient index within the message */
+	const char *addr;
+	enum claim_result result;
+	/* Human-readable foreign reply or error, NUL-terminated, e.g.
+	 * "delivered to maildir" or "4.3.0 maildir write failed: ..." */
+	char reply[DRIVER_REPLY_LEN];
+	unsigned char sha[32];	/* SHA-256 of the bytes handed over */
+};
+
+struct driver;
+
+struct driver_ops {
+	const char *name;
+	bool can_look;
+	/* Deliver m to the n recipients in r and fill in each r[i].result,
+	 * reply and sha. Returns 0 (the results are in r), or -1 only for
+	 * misuse (NULL arguments); then r is not touched. */
+	int (*deliver)(struct driver *d, const struct driver_msg *m,
+		       struct driver_rcpt *r, size_t n);
+	/* Is (m, r) already at the foreign side? 1 yes, 0 no, -1 cannot
+	 * tell: *error_r says why; it is owned by d and valid until the next
+	 * call on d. NULL when !can_look. */
+	int (*look)(struct driver *d, const struct driver_msg *m,
+		    const struct driver_rcpt *r, const char **error_r);
+	/* Free *d and set *d to NULL. */
+	void (*free)(struct driver **d);
+};
+
+/* Every driver embeds this as its first member. ops is borrowed (static). */
+struct driver {
+	const struct driver_ops *ops;
+};
+
+/* Shorthands for d->ops->deliver / look. */
+static inline int
+driver_deliver(struct driver *d, const struct driver_msg *m,
+	       struct driver_rcpt *r, size_t n)
+{
+	return d->ops->deliver(d, m, r, n);
+}
+
+static inline int
+driver_look(struct driver *d, const struct driver_msg *m,
+	    const struct driver_rcpt *r, const char **error_r)
+{
+	return d->ops->look(d, m, r, error_r);
+}
+
+/* Free *d (NULL or already freed: nothing) and set *d to NULL. */
+static inline void
+driver_free(struct driver **d)
+{
+	if (d != NULL && *d != NULL)
+		(*d)->ops->free(d);
+}
+
+#endif

@@ -1,0 +1,127 @@
+/*
+ * ingress_smtp.h - the ESMTP (RFC 5321) / LMTP (RFC 2033) server dialogue
+ * as a pure state machine: bytes in, replies out, no I/O.
+ *
+ * The loop glue reads from the socket, calls smtp_session_feed() and writes
+ * whatever landed in the output buffer. A complete, well-formed message
+ * pauses the session until the glue has stored it and called
+ * smtp_session_stored(). Threads: the event-loop thread that owns the
+ * connection; a session is never shared.
+ */
+#ifndef POSTERN_INGRESS_SMTP_H
+#define POSTERN_INGRESS_SMTP_H
+
+#include "lib/buf.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#define SMTP_DEFAULT_MAX_MESSAGE_SIZE	10240000
+#define SMTP_DEFAULT_MAX_RECIPIENTS	100
+#define SMTP_DEFAULT_MAX_ERRORS		20
+#define SMTP_MAX_HEADER_BYTES		(100 * 1024)
+#define SMTP_MAX_HEADER_LINES		1000
+
+/* Policy for one listener. Borrowed by every session created with it: it
+ * must outlive them. Zero fields take the defaults above. */
+struct smtp_limits {
+	const char *hostname;	/* greeting, Received, Message-ID */
+	bool lmtp;		/* LHLO, one reply per recipient after DATA */
+	size_t max_message_size;	/* advertised SIZE; bigger -> 552 */
+	size_t max_recipients;	/* more -> 452 4.5.3 for the excess */
+	unsigned max_errors;	/* then 421 4.7.0 and close */
+	/* 1: accept the recipient; 0: 550 5.7.1 relay access denied. addr
+	 * is borrowed for the call. NULL accepts every recipient. */
+	int (*rcpt_ok)(void *arg, const char *addr);
+	void *rcpt_arg;
+	/* At MAIL: 1 the queue has room; 0: 452 4.3.1 Insufficient system
+	 * storage. size is the SIZE= value or 0. NULL: always room. */
+	int (*storage_ok)(void *arg, size_t size);
+	void *storage_arg;
+	/* Clock for the Received date; NULL means time(). For tests. */
+	time_t (*now)(void);
+};
+
+struct smtp_session;
+
+/* A new session for one connection. lim is borrowed (see above);
+ * client_addr and client_name are copied (NULL: "unknown"). The caller
+ * owns the session and frees it with smtp_session_free(). */
+struct smtp_session *
+smtp_session_new(const struct smtp_limits *lim, const char *client_addr,
+		 const char *client_name);
+
+/* Free the session, including a message still waiting to be stored, and
+ * set *s to NULL. A NULL *s does nothing. */
+void
+smtp_session_free(struct smtp_session **s);
+
+/* Append "220 <hostname> ESMTP postern" (or LMTP) to out. Call once,
+ * before the first smtp_session_feed(): input that arrives before the
+ * greeting is an early talker (554 5.5.0, close). */
+void
+smtp_session_greeting(struct smtp_session *s, struct buf *out);
+
+enum smtp_event {
+	SMTP_EV_NONE,		/* all input used; wait for more */
+	SMTP_EV_MESSAGE,	/* a message waits: smtp_session_message() */
+	SMTP_EV_CLOSE,		/* flush out, then close the connection */
+};
+
+/* Consume up to len bytes of client input and append the replies to out.
+ * *consumed_r says how many bytes were used:
+ * - SMTP_EV_NONE: all of them.
+ * - SMTP_EV_MESSAGE: up to the end of the message (CRLF.CRLF). The session
+ *   is paused: the caller keeps the rest and feeds it again after
+ *   smtp_session_stored(). Feeding while paused uses nothing (NONE, 0).
+ * - SMTP_EV_CLOSE: all of them; whatever follows the closing reply is
+ *   ignored, as is anything fed afterwards (CLOSE again, no output). */
+enum smtp_event
+smtp_session_feed(struct smtp_session *s, const char *data, size_t len,
+		  size_t *consumed_r, struct buf *out);
+
+/* The message waiting to be stored. Every pointer is borrowed from the
+ * session and valid until smtp_session_stored() or smtp_session_free().
+ * body is the final message with CRLF line ends: our Received: header,
+ * a generated Message-ID: if it had none, then the client's bytes after
+ * dot-unstuffing. msgid is the Message-ID with its angle brackets. */
+struct smtp_message {
+	const char *sender;		/* "" for the null sender <> */
+	const char *const *rcpts;	/* accepted, without duplicates */
+	size_t nrcpt;
+	const char *msgid;
+	const char *body;
+	size_t body_len;
+};
+
+/* Fill *m_r with the waiting message. Calling it when no message waits
+ * (feed did not return SMTP_EV_MESSAGE) is a broken invariant: panic. */
+void
+smtp_session_message(struct smtp_session *s, struct smtp_message *m_r);
+
+/* What storing the message did. */
+enum smtp_store_result {
+	SMTP_STORE_OK = 0,	/* durable: 250 ... queued as QID */
+	SMTP_STORE_TEMPFAIL,	/* write failed: 451 4.3.0 */
+	SMTP_STORE_FULL,	/* no space: 452 4.3.1 */
+	SMTP_STORE_REOPEN,	/* store must be reopened: 421 4.3.0, close */
+};
+
+/* Report the outcome for the waiting message and append the reply (LMTP:
+ * one per accepted RCPT command) to out. qid (borrowed, may be NULL on
+ * failure) is the queue id quoted in the 250 reply. Ends the transaction
+ * and un-pauses the session. Returns SMTP_EV_CLOSE if the connection must
+ * close (REOPEN, or the session timed out meanwhile), else SMTP_EV_NONE.
+ * Calling it when no message waits is a broken invariant: panic. */
+enum smtp_event
+smtp_session_stored(struct smtp_session *s, enum smtp_store_result result,
+		    const char *qid, struct buf *out);
+
+/* The client was idle too long: append "421 4.4.2 <hostname> Error:
+ * timeout exceeded" and mark the session closed. A message waiting to be
+ * stored still waits; report it with smtp_session_stored(). */
+void
+smtp_session_timeout(struct smtp_session *s, struct buf *out);
+
+#endif

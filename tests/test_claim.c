@@ -1,0 +1,463 @@
+/*
+ * test_claim.c - claim, outcome, release, recover, and conservation of
+ * the counters under a long random sequence of operations.
+ */
+#include "testlib.h"
+#include "corehelp.h"
+
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define SEC 1000000ull
+
+static char *dir;
+static struct store *st;
+static struct store_settings set = { .backoff_min = 60, .backoff_max = 600,
+				     .max_lifetime = 3600 };
+
+static int
+suite_init(void)
+{
+	dir = testlib_tmpdir("claim");
+	return 0;
+}
+
+static int
+suite_clean(void)
+{
+	testlib_rmtree(dir);
+	free(dir);
+	return 0;
+}
+
+/* Each test starts on an empty store of its own. */
+static void
+fresh(const char *name)
+{
+	char path[512];
+	const char *err;
+
+	store_close(&st);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	testlib_rmtree(path);
+	if (store_open(path, &set, &st, &err) != STORE_OK) {
+		fprintf(stderr, "%s\n", err);
+		abort();
+	}
+}
+
+static struct store_counters
+counters(void)
+{
+	struct store_counters c;
+	const char *err;
+
+	CU_ASSERT_EQUAL(store_counters_get(st, &c, &err), STORE_OK);
+	return c;
+}
+
+static void
+outcome1(const struct claim_item *it, enum claim_result res, uint64_t now,
+	 struct claim_outcome *o)
+{
+	const char *err;
+
+	memset(o, 0, sizeof(*o));
+	o->qid = it->qid;
+	o->idx = it->idx;
+	o->token = it->token;
+	o->result = res;
+	o->reply = "250 ok";
+	CU_ASSERT_EQUAL(claim_outcome(st, o, 1, now, &err), STORE_OK);
+}
+
+static void
+test_claim_takes_due_entries_up_to_batch(void)
+{
+	struct claim_item it[8];
+	size_t n;
+	uint64_t next;
+	const char *err;
+
+	fresh("batch");
+	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 5, 2, 5, 100 * SEC), 0);
+	CU_ASSERT_EQUAL(claim_batch(st, 1, 8, 60, 99 * SEC, it, &n, &next,
+				    &err), STORE_OK);
+	CU_ASSERT_EQUAL(n, 0);			/* not due yet */
+	CU_ASSERT_EQUAL(next, 100 * SEC);
+	CU_ASSERT_EQUAL(claim_batch(st, 1, 8, 60, 100 * SEC, it, &n, &next,
+				    &err), STORE_OK);
+	CU_ASSERT_EQUAL(n, 8);
+	CU_ASSERT_STRING_EQUAL(it[0].rcpt, "r0@x.example");
+	CU_ASSERT_STRING_EQUAL(it[0].sender, "s@home.example");
+	CU_ASSERT_EQUAL(it[0].lease_until_us, 160 * SEC);
+	CU_ASSERT_NOT_EQUAL(it[0].token, it[1].token);
+	CU_ASSERT_EQUAL(counters().active, 8);
+	CU_ASSERT_EQUAL(counters().pending, 2);
+	CU_ASSERT_EQUAL(claim_batch(st, 2, 8, 60, 100 * SEC, it, &n, &next,
+				    &err), STORE_OK);
+	CU_ASSERT_EQUAL(n, 2);
+	CU_ASSERT_EQUAL(claim_batch(st, 2, 8, 60, 100 * SEC, it, &n, &next,
+				    &err), STORE_OK);
+	CU_ASSERT_EQUAL(n, 0);
+	CU_ASSERT_EQUAL(next, 0);
+	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+}
+
+static void
+test_claim_delivered_goes_to_ledger_and_frees_message(void)
+{
+	struct claim_item it[2];
+	struct claim_outcome o;
+	struct verify_report r;
+	size_t n, len;
+	uint64_t next;
+	void *body;
+	const char *err;
+
+	fresh("delivered");
+	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 1, 2, 1, SEC), 0);
+	CU_ASSERT_EQUAL(claim_batch(st, 1, 2, 60, SEC, it, &n, &next, &err),
+			STORE_OK);
+	CU_ASSERT_EQUAL_FATAL(n, 2);
+	outcome1(&it[0], CLAIM_DELIVERED, 2 * SEC, &o);
+	CU_ASSERT_EQUAL(o.applied, 1);
+	CU_ASSERT_EQUAL(store_body_get(st, it[0].qid, &body, &len, &err), 1);
+	free(body);
+	outcome1(&it[1], CLAIM_DELIVERED, 2 * SEC, &o);
+	/* The last recipient is done: the message itself is gone. */
+	CU_ASSERT_EQUAL(store_body_get(st, it[0].qid, &body, &len, &err), 0);
+	CU_ASSERT_EQUAL(counters().delivered, 2);
+	CU_ASSERT_EQUAL(counters().active, 0);
+	CU_ASSERT_EQUAL(ledger_verify(st, stderr, &r, &err), 0);
+	CU_ASSERT_EQUAL(r.records, 2);
+	/* A second outcome for the same claim is stale and changes nothing. */
+	outcome1(&it[1], CLAIM_DELIVERED, 3 * SEC, &o);
+	CU_ASSERT_EQUAL(o.applied, 0);
+	CU_ASSERT_EQUAL(counters().delivered, 2);
+	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+}
+
+static void
+test_claim_tempfail_defers_with_backoff(void)
+{
+	struct claim_item it[1];
+	struct claim_outcome o;
+	size_t n;
+	uint64_t next, delay;
+	const char *err;
+
+	fresh("tempfail");
+	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 1, 1, 1, SEC), 0);
+	claim_batch(st, 1, 1, 60, SEC, it, &n, &next, &err);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	outcome1(&it[0], CLAIM_TEMPFAIL, 10 * SEC, &o);
+	CU_ASSERT_EQUAL(o.recorded, CLAIM_TEMPFAIL);
+	delay = o.next_try_us - 10 * SEC;
+	CU_ASSERT(delay >= 45 * SEC && delay <= 75 * SEC);
+	CU_ASSERT_EQUAL(counters().deferred, 1);
+	claim_batch(st, 1, 1, 60, 11 * SEC, it, &n, &next, &err);
+	CU_ASSERT_EQUAL(n, 0);
+	CU_ASSERT_EQUAL(next, o.next_try_us);
+	claim_batch(st, 1, 1, 60, o.next_try_us, it, &n, &next, &err);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	CU_ASSERT_EQUAL(it[0].attempts, 1);
+	CU_ASSERT_EQUAL(counters().deferred, 0);
+	CU_ASSERT_EQUAL(counters().active, 1);
+	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+}
+
+static void
+test_claim_tempfail_past_lifetime_bounces(void)
+{
+	struct claim_item it[1];
+	struct claim_outcome o;
+	size_t n;
+	uint64_t next;
+	const char *err;
+
+	fresh("expire");
+	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 1, 1, 1, SEC), 0);
+	claim_batch(st, 1, 1, 60, SEC, it, &n, &next, &err);
+	outcome1(&it[0], CLAIM_TEMPFAIL, 3602 * SEC, &o);
+	CU_ASSERT_EQUAL(o.recorded, CLAIM_PERMFAIL);
+	CU_ASSERT_EQUAL(counters().bounced, 1);
+	CU_ASSERT_EQUAL(counters().deferred, 0);
+	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+}
+
+static void
+test_claim_permfail_bounces(void)
+{
+	struct claim_item it[1];
+	struct claim_outcome o;
+	size_t n;
+	uint64_t next;
+	const char *err;
+
+	fresh("permfail");
+	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 1, 1, 1, SEC), 0);
+	claim_batch(st, 1, 1, 60, SEC, it, &n, &next, &err);
+	outcome1(&it[0], CLAIM_PERMFAIL, 2 * SEC, &o);
+	CU_ASSERT_EQUAL(counters().bounced, 1);
+	CU_ASSERT_EQUAL(counters().accepted, 1);
+	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+}
+
+static void
+test_claim_unknown_is_indoubt_until_looked_at(void)
+{
+	struct claim_item it[2];
+	struct claim_outcome o;
+	size_t n;
+	uint64_t next;
+	const char *err;
+
+	fresh("indoubt");
+	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 1, 1, 1, SEC), 0);
+	claim_batch(st, 1, 1, 60, SEC, it, &n, &next, &err);
+	CU_ASSERT_EQUAL(claim_mark_sending(st, it, 1, &err), STORE_OK);
+	outcome1(&it[0], CLAIM_UNKNOWN, 2 * SEC, &o);
+	CU_ASSERT_EQUAL(counters().indoubt, 1);
+	/* In-doubt entries are never claimed as ordinary work... */
+	claim_batch(st, 1, 2, 60, 100 * SEC, it, &n, &next, &err);
+	CU_ASSERT_EQUAL(n, 0);
+	/* ...only by a driver that can look. */
+	CU_ASSERT_EQUAL(claim_indoubt(st, 1, 2, 60, 3 * SEC, it, &n, &err),
+			STORE_OK);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	CU_ASSERT(it[0].was_indoubt);
+	outcome1(&it[0], CLAIM_DELIVERED, 4 * SEC, &o);
+	CU_ASSERT_EQUAL(counters().delivered, 1);
+	CU_ASSERT_EQUAL(counters().indoubt, 0);
+	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+}
+
+static void
+test_claim_stale_owner_result_is_ignored(void)
+{
+	struct claim_item old[1], cur[1];
+	struct claim_outcome o;
+	struct claim_recover_stats rs;
+	size_t n;
+	uint64_t next;
+	const char *err;
+
+	fresh("stale");
+	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 1, 1, 1, SEC), 0);
+	claim_batch(st, 1, 1, 10, SEC, old, &n, &next, &err);
+	/* The lease runs out; recovery hands the entry to someone else. */
+	CU_ASSERT_EQUAL(claim_recover(st, 20 * SEC, &rs, &err), STORE_OK);
+	CU_ASSERT_EQUAL(rs.to_pending, 1);
+	claim_batch(st, 2, 1, 10, 21 * SEC, cur, &n, &next, &err);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	outcome1(&old[0], CLAIM_TEMPFAIL, 22 * SEC, &o);
+	CU_ASSERT_EQUAL(o.applied, 0);
+	CU_ASSERT_EQUAL(counters().active, 1);
+	/* A late delivery by the old owner is a fact: it is recorded, and
+	 * the current owner's result is then ignored. */
+	outcome1(&old[0], CLAIM_DELIVERED, 23 * SEC, &o);
+	CU_ASSERT_EQUAL(o.applied, 1);
+	outcome1(&cur[0], CLAIM_DELIVERED, 24 * SEC, &o);
+	CU_ASSERT_EQUAL(o.applied, 0);
+	CU_ASSERT_EQUAL(counters().delivered, 1);
+	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+}
+
+static void
+test_claim_recover_expired_and_sending(void)
+{
+	struct claim_item it[4];
+	struct claim_recover_stats rs;
+	size_t n;
+	uint64_t next;
+	const char *err;
+
+	fresh("recover");
+	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 4, 1, 4, SEC), 0);
+	claim_batch(st, 1, 2, 10, SEC, it, &n, &next, &err);
+	claim_mark_sending(st, it, 1, &err);
+	claim_batch(st, 2, 2, 1000, SEC, it + 2, &n, &next, &err);
+	CU_ASSERT_EQUAL(claim_recover(st, 5 * SEC, &rs, &err), STORE_OK);
+	CU_ASSERT_EQUAL(rs.to_pending + rs.to_indoubt, 0);	/* live */
+	CU_ASSERT_EQUAL(claim_recover(st, 20 * SEC, &rs, &err), STORE_OK);
+	CU_ASSERT_EQUAL(rs.to_pending, 1);
+	CU_ASSERT_EQUAL(rs.to_indoubt, 1);
+	CU_ASSERT_EQUAL(counters().active, 2);
+	CU_ASSERT_EQUAL(counters().indoubt, 1);
+	CU_ASSERT_EQUAL(counters().pending, 1);
+	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+}
+
+static void
+test_claim_recover_dead_instance_before_lease_ends(void)
+{
+	struct claim_recover_stats rs;
+	char path[512];
+	const char *err;
+	int status;
+	pid_t pid;
+
+	fresh("dead");
+	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 3, 1, 3, SEC), 0);
+	store_close(&st);
+	snprintf(path, sizeof(path), "%s/dead", dir);
+	pid = fork();
+	if (pid == 0) {
+		struct store *cst;
+		struct claim_item it[3];
+		size_t n;
+		uint64_t next;
+
+		if (store_open(path, &set, &cst, &err) != STORE_OK ||
+		    claim_batch(cst, 1, 3, 3600, SEC, it, &n, &next,
+				&err) != STORE_OK || n != 3)
+			_exit(1);
+		_exit(0);	/* dies holding three claims */
+	}
+	CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+	CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CU_ASSERT_EQUAL_FATAL(store_open(path, &set, &st, &err), STORE_OK);
+	CU_ASSERT_EQUAL(counters().active, 3);
+	CU_ASSERT_EQUAL(claim_recover(st, 2 * SEC, &rs, &err), STORE_OK);
+	CU_ASSERT_EQUAL(rs.to_pending, 3);
+	CU_ASSERT_EQUAL(counters().active, 0);
+	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+}
+
+static void
+test_claim_release_returns_to_pending(void)
+{
+	struct claim_item it[2];
+	size_t n;
+	uint64_t next;
+	const char *err;
+
+	fresh("release");
+	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 2, 1, 2, SEC), 0);
+	claim_batch(st, 1, 2, 60, SEC, it, &n, &next, &err);
+	claim_mark_sending(st, it + 1, 1, &err);
+	CU_ASSERT_EQUAL(claim_release(st, it, 2, &err), STORE_OK);
+	CU_ASSERT_EQUAL(counters().pending, 1);
+	CU_ASSERT_EQUAL(counters().indoubt, 1);
+	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+}
+
+static void
+test_claim_backoff_grows_to_cap_with_jitter(void)
+{
+	struct store_settings s = { .backoff_min = 300, .backoff_max = 4000 };
+	uint64_t prev = 0, d;
+
+	for (uint32_t a = 1; a <= 12; a++) {
+		uint64_t base = 300ull << (a - 1);
+
+		if (base > 4000)
+			base = 4000;
+		d = claim_backoff_us(&s, 42, 0, a);
+		CU_ASSERT(d >= base * 750000u && d <= base * 1250000u);
+		if (base < 4000)
+			CU_ASSERT(d > prev / 2);
+		prev = d;
+	}
+	CU_ASSERT_NOT_EQUAL(claim_backoff_us(&s, 1, 0, 1),
+			    claim_backoff_us(&s, 2, 0, 1));
+}
+
+/* xorshift32: rand_r's low bits are too regular for "% 8". */
+static unsigned
+rnd(unsigned *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 17;
+	*s ^= *s << 5;
+	return *s;
+}
+
+/* A long random walk over every operation; after each step the counters
+ * must equal a full scan (ledger_verify checks exactly that). */
+static void
+test_claim_conservation_under_random_operations(void)
+{
+	struct claim_item held[64], it[8];
+	struct claim_recover_stats rs;
+	struct claim_outcome o;
+	size_t nheld = 0, n;
+	uint64_t now = SEC, next;
+	unsigned seed = 12345;
+	const char *err;
+	int bad = 0;
+
+	fresh("conserve");
+	for (int step = 0; step < 1500 && !bad; step++) {
+		int op = rnd(&seed) % 8;
+
+		now += (uint64_t)(rnd(&seed) % 30) * SEC;
+		if (op == 0) {
+			corehelp_fill(st, 1 + rnd(&seed) % 3,
+				      1 + rnd(&seed) % 3, 2, now);
+		} else if ((op == 1 || nheld == 0) && nheld < 56) {
+			claim_batch(st, 1, 8, 100, now, it, &n, &next, &err);
+			memcpy(held + nheld, it, n * sizeof(it[0]));
+			nheld += n;
+		} else if (op == 2) {
+			claim_mark_sending(st, held, nheld / 2, &err);
+		} else if (op == 3) {
+			claim_recover(st, now, &rs, &err);
+		} else if (op == 4) {
+			claim_indoubt(st, 2, 1, 100, now, it, &n, &err);
+			if (n == 1 && nheld < 64)
+				held[nheld++] = it[0];
+		} else {
+			size_t i = (size_t)rnd(&seed) % nheld;
+
+			outcome1(&held[i], (enum claim_result)(1 +
+				 rnd(&seed) % 4), now, &o);
+			held[i] = held[--nheld];
+		}
+		if (corehelp_verify(st) != 0) {
+			fprintf(stderr, "conservation broken at step %d\n",
+				step);
+			bad = 1;
+		}
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+	CU_ASSERT(counters().accepted > 500);
+	CU_ASSERT(counters().delivered > 0);
+	CU_ASSERT(counters().deferred + counters().pending > 0);
+	store_close(&st);
+}
+
+static CU_TestInfo claim_tests[] = {
+	{ "takes due entries up to batch",
+	  test_claim_takes_due_entries_up_to_batch },
+	{ "delivered goes to ledger and frees message",
+	  test_claim_delivered_goes_to_ledger_and_frees_message },
+	{ "tempfail defers with backoff",
+	  test_claim_tempfail_defers_with_backoff },
+	{ "tempfail past lifetime bounces",
+	  test_claim_tempfail_past_lifetime_bounces },
+	{ "permfail bounces", test_claim_permfail_bounces },
+	{ "unknown is in-doubt until looked at",
+	  test_claim_unknown_is_indoubt_until_looked_at },
+	{ "stale owner result is ignored",
+	  test_claim_stale_owner_result_is_ignored },
+	{ "recover expired and sending",
+	  test_claim_recover_expired_and_sending },
+	{ "recover dead instance before lease ends",
+	  test_claim_recover_dead_instance_before_lease_ends },
+	{ "release returns to pending", test_claim_release_returns_to_pending },
+	{ "backoff grows to cap with jitter",
+	  test_claim_backoff_grows_to_cap_with_jitter },
+	{ "conservation under random operations",
+	  test_claim_conservation_under_random_operations },
+	CU_TEST_INFO_NULL,
+};
+
+static CU_SuiteInfo suites[] = {
+	{ "claim", suite_init, suite_clean, NULL, NULL, claim_tests },
+	CU_SUITE_INFO_NULL,
+};
+
+TEST_MAIN(suites)

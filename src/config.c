@@ -61,7 +61,7 @@ struct key {
 	size_t off;		/* of the field in struct config */
 	uint64_t min, max;	/* V_UINT, V_SIZE, V_SECS (s), V_MSECS (ms) */
 	const char *const *names;	/* V_ENUM, NULL-terminated */
-	const char *def;	/* default, as it would be written in the file */
+	const char *def;	/* default, written as in the file */
 };
 
 static const char *const driver_names[] = {
@@ -153,7 +153,7 @@ struct ctx {
 	unsigned set_at[NKEYS];	/* line each key was last set on, 0: default */
 	unsigned err_line;	/* first error; 0 with failed: no line */
 	bool failed;
-	char why[CONFIG_ERRBUF_LEN];
+	char why[CONFIG_ERRBUF_LEN / 2];
 };
 
 static void *

@@ -129,10 +129,14 @@ delivery_name(const struct driver_msg *m, uint32_t idx, char *name)
 static void
 join(char *path, const char *dir, const char *sub, const char *name)
 {
+	int n;
+
 	if (name == NULL)
-		snprintf(path, PATH_MAX, "%s/%s", dir, sub);
+		n = snprintf(path, PATH_MAX, "%s/%s", dir, sub);
 	else
-		snprintf(path, PATH_MAX, "%s/%s/%s", dir, sub, name);
+		n = snprintf(path, PATH_MAX, "%s/%s/%s", dir, sub, name);
+	if (n < 0 || n >= PATH_MAX)
+		panic("maildir path longer than PATH_MAX");
 }
 
 static int
@@ -408,9 +412,12 @@ move_to_new(struct job *j, const char *tmp, const char *new,
 		unlink(tmp);
 		return -1;
 	}
-	if (unlink(tmp) < 0)
+	if (unlink(tmp) < 0) {
+		char buf[128];
+
 		log_warn("maildir: unlink %s: %s (harmless leftover)", tmp,
-			 strerror(errno));
+			 errstr(errno, buf, sizeof(buf)));
+	}
 	return ret < 0 ? 1 : 0;
 }
 

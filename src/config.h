@@ -1,0 +1,169 @@
+/*
+ * config.h - the configuration of posternd and postern (postern.conf(5)).
+ *
+ * A loaded configuration is a frozen, refcounted snapshot: nothing changes
+ * it after config_load() returns, so any thread may read its fields without
+ * a lock while it holds a reference. SIGHUP reload loads a new snapshot and
+ * swaps it in; a worker keeps the reference it started with and drops it
+ * with config_unref() when done.
+ *
+ * Errors: every function that can fail points *error_r at a thread-local
+ * buffer. The text stays valid until the next config_* call on the same
+ * thread; copy it if it must live longer. The caller never frees it.
+ */
+#ifndef POSTERN_CONFIG_H
+#define POSTERN_CONFIG_H
+
+#include "lib/log.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* Built-in path the programs use when given no -c option. */
+#define CONFIG_DEFAULT_PATH	"/etc/postern.conf"
+
+enum config_driver {
+	CONFIG_DRIVER_MAILDIR,
+	CONFIG_DRIVER_SMTP,
+	CONFIG_DRIVER_LMTP,
+	CONFIG_DRIVER_CCMAIL,
+	CONFIG_DRIVER_IMAP,
+};
+
+enum config_layout {
+	CONFIG_LAYOUT_ADDRESS,		/* ROOT/user@example.org/ */
+	CONFIG_LAYOUT_DOMAIN_LOCALPART,	/* ROOT/example.org/user/ */
+};
+
+enum config_in_doubt {
+	CONFIG_IN_DOUBT_HOLD,		/* keep for an operator to decide */
+	CONFIG_IN_DOUBT_RETRY,		/* deliver again (may duplicate) */
+};
+
+/* A listen address or next hop. Both strings are owned by the snapshot;
+ * both are NULL when the key was left empty (only where that is allowed).
+ * host has no brackets ("::1"); port is decimal, 1-65535. */
+struct config_hostport {
+	char *host;
+	char *port;
+};
+
+/* Strings owned by the snapshot. */
+struct config_strlist {
+	char **v;
+	size_t n;
+};
+
+/* One network of allow_networks; host bits are always zero. */
+struct config_cidr {
+	int family;			/* AF_INET or AF_INET6 */
+	unsigned prefix;		/* 0-32 or 0-128 */
+	unsigned char addr[16];		/* network order; AF_INET uses 4 */
+};
+
+struct config_cidrlist {
+	struct config_cidr *v;		/* owned by the snapshot */
+	size_t n;
+};
+
+/*
+ * The snapshot. Every field is read-only after config_load(); every
+ * pointer in it is owned by the snapshot and lives as long as the caller's
+ * reference. Sizes are bytes; durations are whole seconds, except
+ * ingress_commit_wait_ms. Section and key names are in postern.conf(5).
+ */
+struct config {
+	atomic_uint refs;	/* private: config_ref()/config_unref() only */
+	char *source;		/* the file loaded; NULL: built-in defaults */
+
+	/* [store] */
+	char *store_path;		/* LMDB environment directory */
+	uint64_t store_map_size;	/* initial map size */
+	uint64_t store_map_max;		/* map never grows past this */
+
+	/* [ingress] */
+	struct config_hostport ingress_listen;	/* SMTP listener */
+	struct config_hostport ingress_lmtp_listen; /* NULLs: none */
+	/* lower case; "*" any, "*.example.org" subdomains of example.org */
+	struct config_strlist ingress_accept_domains;
+	struct config_cidrlist ingress_allow_networks;
+	char *ingress_hostname;		/* never empty: gethostname() */
+	unsigned ingress_max_sessions;
+	unsigned ingress_max_recipients;	/* per message */
+	uint64_t ingress_max_message_size;
+	unsigned ingress_idle_timeout;	/* seconds to wait for a command */
+	unsigned ingress_data_timeout;	/* seconds to wait for DATA bytes */
+	unsigned ingress_commit_wait_ms; /* group commit: extra wait, ms */
+
+	/* [workers] */
+	unsigned workers_count;
+	unsigned workers_batch;		/* entries claimed per txn */
+	unsigned workers_lease;		/* claim lease, seconds */
+
+	/* [foreign] */
+	enum config_driver foreign_driver;
+
+	/* [maildir] */
+	char *maildir_root;
+	enum config_layout maildir_layout;
+
+	/* [smtp] */
+	struct config_hostport smtp_relay;	/* NULLs: not set */
+
+	/* [queue] */
+	unsigned queue_backoff_min;	/* seconds */
+	unsigned queue_backoff_max;	/* seconds */
+	unsigned queue_max_lifetime;	/* seconds */
+	enum config_in_doubt queue_in_doubt_policy;
+
+	/* [log] */
+	enum log_level log_level;
+	bool log_syslog;		/* false: stderr */
+};
+
+/*
+ * Load the file at path (NULL: built-in defaults only, no file read) into
+ * a new snapshot with one reference, owned by the caller, in *cfg_r. An
+ * unknown section or key, a bad value or a line that is not "key = value",
+ * "[section]" or a comment fails the whole load; *error_r then names the
+ * file, the line and the key, and *cfg_r is untouched. Any thread; the
+ * programs call it from main() at start and on SIGHUP.
+ */
+int
+config_load(const char *path, struct config **cfg_r, const char **error_r);
+
+/* Take one more reference to cfg, for a thread that keeps using it; cfg
+ * must already be referenced by the caller. Returns cfg. Any thread. */
+struct config *
+config_ref(struct config *cfg);
+
+/* Drop the reference *cfg_p and set *cfg_p to NULL; the last reference
+ * frees the snapshot. NULL *cfg_p does nothing. Panics if the count was
+ * already 0. Any thread. */
+void
+config_unref(struct config **cfg_p);
+
+/* 1 if a client at sa may connect (its address is in one of
+ * ingress.allow_networks; an IPv4-mapped IPv6 address also matches IPv4
+ * networks), 0 if not or if sa is not AF_INET/AF_INET6. sa is borrowed.
+ * Any thread holding a reference. */
+int
+config_network_allowed(const struct config *cfg, const struct sockaddr *sa);
+
+/* 1 if mail for address (without <>) is accepted under
+ * ingress.accept_domains, comparing the part after the last '@' without
+ * regard to case; a bare "postmaster" is always accepted. 0 if not.
+ * Any thread holding a reference. */
+int
+config_domain_accepted(const struct config *cfg, const char *address);
+
+/* Split "host:port" or "[v6addr]:port" into *host_r (without brackets) and
+ * *port_r (decimal 1-65535), both owned by the caller (free()). An empty s
+ * is an error here; on error nothing is allocated. Any thread. */
+int
+config_parse_hostport(const char *s, char **host_r, char **port_r,
+		      const char **error_r);
+
+#endif

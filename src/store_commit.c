@@ -1,0 +1,214 @@
+/*
+ * store_commit.c - the group-commit writer thread.
+ *
+ * Owns:    the queue of commit_jobs between push and commit; the thread.
+ * Threads: one writer thread; pushers hold the lock only to link a job.
+ * Schema:  writes through store_enqueue() (lmdb-schema/messages.md).
+ */
+#include "store_commit.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define COMMIT_BATCH_MAX 256
+#define COMMIT_SMALL 32		/* below this, wait wait_ms for company */
+
+struct committer {
+	struct store *st;	/* borrowed */
+	unsigned wait_ms;
+	commit_done_fn *done;
+	void *arg;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct commit_job *head, **tail;	/* under lock */
+	size_t queued;				/* under lock */
+	bool stop;				/* under lock */
+};
+
+struct commit_job *
+commit_job_new(uint64_t session_id, const char *sender,
+	       const char *const *rcpts, size_t nrcpt, const char *msgid,
+	       const void *body, size_t body_len)
+{
+	struct commit_job *j = xcalloc(1, sizeof(*j));
+
+	j->session_id = session_id;
+	j->sender = xstrdup(sender);
+	j->rcpts = xcalloc(nrcpt, sizeof(*j->rcpts));
+	for (size_t i = 0; i < nrcpt; i++)
+		j->rcpts[i] = xstrdup(rcpts[i]);
+	j->nrcpt = nrcpt;
+	j->msgid = xstrdup(msgid);
+	j->body = xmemdup(body, body_len);
+	j->body_len = body_len;
+	return j;
+}
+
+void
+commit_job_free(struct commit_job **job)
+{
+	struct commit_job *j = *job;
+
+	*job = NULL;
+	if (j == NULL)
+		return;
+	for (size_t i = 0; i < j->nrcpt; i++)
+		free(j->rcpts[i]);
+	free(j->rcpts);
+	free(j->sender);
+	free(j->msgid);
+	free(j->body);
+	free(j);
+}
+
+void
+committer_push(struct committer *c, struct commit_job **job)
+{
+	struct commit_job *j = *job;
+
+	*job = NULL;
+	j->next = NULL;
+	pthread_mutex_lock(&c->lock);
+	*c->tail = j;
+	c->tail = &j->next;
+	c->queued++;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Take up to COMMIT_BATCH_MAX jobs off the queue (lock held). */
+static struct commit_job *
+take_locked(struct committer *c, size_t *n_r)
+{
+	struct commit_job *head = c->head, **pp = &c->head;
+	size_t n = 0;
+
+	while (*pp != NULL && n < COMMIT_BATCH_MAX) {
+		pp = &(*pp)->next;
+		n++;
+	}
+	c->head = *pp;
+	*pp = NULL;
+	if (c->head == NULL)
+		c->tail = &c->head;
+	c->queued -= n;
+	*n_r = n;
+	return head;
+}
+
+static void
+deadline_in(struct timespec *ts, unsigned ms)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_nsec += (long)ms * 1000000L;
+	while (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+/* Enqueue the jobs in one transaction; if a message of the batch is
+ * refused for itself (not for the store), retry them one by one so that
+ * one bad message cannot fail the others. */
+static void
+commit_batch(struct committer *c, struct commit_job *jobs, size_t n)
+{
+	struct store_msg *m = xcalloc(n, sizeof(*m));
+	uint64_t *qids = xcalloc(n, sizeof(*qids));
+	struct commit_job *j;
+	const char *err = NULL;
+	size_t i = 0;
+	int rc;
+
+	for (j = jobs; j != NULL; j = j->next, i++)
+		m[i] = (struct store_msg){ j->sender,
+			(const char *const *)j->rcpts, j->nrcpt, j->msgid,
+			j->body, j->body_len };
+	rc = store_enqueue(c->st, m, n, store_now_us(), qids, &err);
+	i = 0;
+	for (j = jobs; j != NULL; j = j->next, i++) {
+		j->rc = rc;
+		j->qid = qids[i];
+		if (rc == STORE_ERR && n > 1)
+			j->rc = store_enqueue(c->st, &m[i], 1, store_now_us(),
+					      &j->qid, &err);
+		if (j->rc != STORE_OK)
+			snprintf(j->error, sizeof(j->error), "%s", err);
+	}
+	free(qids);
+	free(m);
+}
+
+static void *
+committer_main(void *arg)
+{
+	struct committer *c = arg;
+	struct commit_job *jobs;
+	struct timespec ts;
+	size_t n;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		while (c->head == NULL && !c->stop)
+			pthread_cond_wait(&c->cond, &c->lock);
+		if (c->head == NULL && c->stop)
+			break;
+		if (c->queued < COMMIT_SMALL && c->wait_ms > 0 && !c->stop) {
+			deadline_in(&ts, c->wait_ms);
+			while (c->queued < COMMIT_SMALL && !c->stop &&
+			       pthread_cond_timedwait(&c->cond, &c->lock,
+						      &ts) == 0)
+				;
+		}
+		jobs = take_locked(c, &n);
+		pthread_mutex_unlock(&c->lock);
+		commit_batch(c, jobs, n);
+		c->done(jobs, c->arg);
+		pthread_mutex_lock(&c->lock);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+struct committer *
+committer_new(struct store *st, unsigned wait_ms, commit_done_fn *done,
+	      void *arg)
+{
+	struct committer *c = xcalloc(1, sizeof(*c));
+
+	c->st = st;
+	c->wait_ms = wait_ms;
+	c->done = done;
+	c->arg = arg;
+	c->tail = &c->head;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
+	if (pthread_create(&c->thread, NULL, committer_main, c) != 0)
+		panic("cannot start the committer thread");
+	return c;
+}
+
+void
+committer_stop(struct committer **cp)
+{
+	struct committer *c = *cp;
+
+	*cp = NULL;
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&c->lock);
+	c->stop = true;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	pthread_join(c->thread, NULL);
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}

@@ -1,0 +1,65 @@
+/*
+ * store_commit.h - group commit: one writer thread gathers the messages
+ * of many SMTP sessions into one store_enqueue() transaction, so the
+ * event loop never waits on fsync and many messages share one fsync.
+ *
+ * Threads: committer_push from any thread (the event loop); the done
+ * callback runs on the committer thread.
+ */
+#ifndef POSTERN_STORE_COMMIT_H
+#define POSTERN_STORE_COMMIT_H
+
+#include "store.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* One message on its way into the store. Every pointer field is owned by
+ * the job. It moves: session -> committer (committer_push) -> done
+ * callback, which then owns the whole list. */
+struct commit_job {
+	uint64_t session_id;	/* who is waiting for the answer */
+	char *sender;
+	char **rcpts;
+	size_t nrcpt;
+	char *msgid;
+	char *body;
+	size_t body_len;
+	/* filled in by the committer: */
+	int rc;			/* STORE_OK or a store_rc */
+	uint64_t qid;
+	char error[256];
+	struct commit_job *next;
+};
+
+/* A job holding copies of everything it is given. */
+struct commit_job *
+commit_job_new(uint64_t session_id, const char *sender,
+	       const char *const *rcpts, size_t nrcpt, const char *msgid,
+	       const void *body, size_t body_len);
+
+/* Free one job (not the rest of its list) and set *job to NULL. */
+void
+commit_job_free(struct commit_job **job);
+
+/* Called on the committer thread with the jobs of one commit, in push
+ * order; it owns the list from then on. */
+typedef void commit_done_fn(struct commit_job *jobs, void *arg);
+
+struct committer;
+
+/* Start the writer thread. st is borrowed. wait_ms is the longest extra
+ * wait for more messages when a batch is small (0: none). */
+struct committer *
+committer_new(struct store *st, unsigned wait_ms, commit_done_fn *done,
+	      void *arg);
+
+/* Hand a job over; *job is NULL afterwards. */
+void
+committer_push(struct committer *c, struct commit_job **job);
+
+/* Commit whatever is queued, stop the thread, free, set *c to NULL. */
+void
+committer_stop(struct committer **c);
+
+#endif

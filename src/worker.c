@@ -1,0 +1,373 @@
+/*
+ * worker.c - delivery workers.
+ *
+ * Owns:    the worker threads, one struct driver per worker, and the
+ *          claim_items of the batch a worker is working on.
+ * Threads: each worker runs claim -> deliver -> outcome with no
+ *          transaction open while it talks to the foreign side. The pool
+ *          lock only guards the wake counter and the stop flag.
+ */
+#include "worker.h"
+#include "claim.h"
+#include "driver.h"
+#include "driver_maildir.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define WORKER_IDLE_MAX_US	(30ull * 1000000u)	/* re-check anyway */
+#define WORKER_HOUSEKEEP_US	(60ull * 1000000u)	/* recover, readers */
+#define WORKER_ERROR_PAUSE_US	(1000000u)
+
+struct worker {
+	struct worker_pool *pool;
+	uint32_t id;			/* 1..count, recorded as claim owner */
+	pthread_t thread;
+	struct driver *driver;		/* owned */
+	struct claim_item *items;	/* owned, batch entries */
+	struct claim_outcome *out;	/* owned, batch entries */
+	struct driver_rcpt *rcpts;	/* owned, batch entries */
+};
+
+struct worker_pool {
+	struct store *st;		/* borrowed */
+	struct config *cfg;		/* shared: one reference */
+	size_t count;
+	struct worker *w;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint64_t wake_seq;		/* under lock */
+	bool stop;			/* under lock */
+	bool started;
+	atomic_bool indoubt_due;	/* look at in-doubt entries soon */
+};
+
+static struct driver *
+driver_from_config(const struct config *cfg, const char **error_r)
+{
+	static char err[256];
+	struct driver *d;
+
+	switch (cfg->foreign_driver) {
+	case CONFIG_DRIVER_MAILDIR:
+		d = driver_maildir_new(cfg->maildir_root,
+			cfg->maildir_layout == CONFIG_LAYOUT_DOMAIN_LOCALPART ?
+			MAILDIR_LAYOUT_DOMAIN_LOCAL : MAILDIR_LAYOUT_ADDRESS);
+		if (d == NULL) {
+			snprintf(err, sizeof(err), "[maildir] root \"%s\" is "
+				 "not usable", cfg->maildir_root);
+			*error_r = err;
+		}
+		return d;
+	default:
+		break;
+	}
+	*error_r = "[foreign] driver: only \"maildir\" is available in this "
+		   "release";
+	return NULL;
+}
+
+struct worker_pool *
+worker_pool_new(struct store *st, struct config *cfg, const char **error_r)
+{
+	struct worker_pool *p = xcalloc(1, sizeof(*p));
+	size_t batch = cfg->workers_batch;
+
+	p->st = st;
+	p->cfg = config_ref(cfg);
+	p->count = cfg->workers_count;
+	p->w = xcalloc(p->count, sizeof(*p->w));
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	atomic_store(&p->indoubt_due, true);
+	for (size_t i = 0; i < p->count; i++) {
+		struct worker *w = &p->w[i];
+
+		w->pool = p;
+		w->id = (uint32_t)i + 1;
+		w->items = xcalloc(batch, sizeof(*w->items));
+		w->out = xcalloc(batch, sizeof(*w->out));
+		w->rcpts = xcalloc(batch, sizeof(*w->rcpts));
+		w->driver = driver_from_config(cfg, error_r);
+		if (w->driver == NULL) {
+			worker_pool_stop(&p);
+			return NULL;
+		}
+	}
+	return p;
+}
+
+void
+worker_pool_wake(struct worker_pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->wake_seq++;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Sleep until woken, until_us (wall clock), or stop. Returns false on
+ * stop. seen is the wake counter the caller last acted on. */
+static bool
+pool_wait(struct worker_pool *p, uint64_t *seen, uint64_t until_us)
+{
+	struct timespec ts = { (time_t)(until_us / 1000000u),
+			       (long)(until_us % 1000000u) * 1000 };
+	bool go;
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->stop && p->wake_seq == *seen &&
+	       store_now_us() < until_us)
+		if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) != 0)
+			break;
+	*seen = p->wake_seq;
+	go = !p->stop;
+	pthread_mutex_unlock(&p->lock);
+	return go;
+}
+
+static bool
+pool_stopping(struct worker_pool *p)
+{
+	bool s;
+
+	pthread_mutex_lock(&p->lock);
+	s = p->stop;
+	pthread_mutex_unlock(&p->lock);
+	return s;
+}
+
+static const char *
+status_name(enum claim_result r)
+{
+	switch (r) {
+	case CLAIM_DELIVERED:	return "sent";
+	case CLAIM_TEMPFAIL:	return "deferred";
+	case CLAIM_PERMFAIL:	return "bounced";
+	case CLAIM_UNKNOWN:	return "in-doubt";
+	}
+	return "?";
+}
+
+/* Deliver items [from, to), which all belong to one message. */
+static void
+deliver_message(struct worker *w, size_t from, size_t to)
+{
+	struct worker_pool *p = w->pool;
+	struct claim_item *it = &w->items[from];
+	struct driver_msg m = { .store_id = store_id(p->st), .qid = it->qid,
+				.sender = it->sender, .msgid = it->msgid };
+	const char *err;
+	void *body = NULL;
+	size_t len = 0, n = to - from;
+	int rc;
+
+	for (size_t i = 0; i < n; i++) {
+		memset(&w->rcpts[i], 0, sizeof(w->rcpts[i]));
+		w->rcpts[i].idx = it[i].idx;
+		w->rcpts[i].addr = it[i].rcpt;
+	}
+	rc = store_body_get(p->st, it->qid, &body, &len, &err);
+	if (rc == 1) {
+		m.body = body;
+		m.body_len = len;
+		driver_deliver(w->driver, &m, w->rcpts, n);
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			w->rcpts[i].result = CLAIM_TEMPFAIL;
+			snprintf(w->rcpts[i].reply, DRIVER_REPLY_LEN,
+				 "4.3.0 cannot read the queued message: %s",
+				 rc == 0 ? "missing" : err);
+		}
+	}
+	free(body);
+	for (size_t i = 0; i < n; i++) {
+		struct claim_outcome *o = &w->out[from + i];
+
+		memset(o, 0, sizeof(*o));
+		o->qid = it[i].qid;
+		o->idx = it[i].idx;
+		o->token = it[i].token;
+		o->result = w->rcpts[i].result;
+		o->reply = w->rcpts[i].reply;
+		memcpy(o->body_sha, w->rcpts[i].sha, 32);
+	}
+}
+
+static void
+log_outcomes(struct worker *w, size_t n, uint64_t now_us)
+{
+	char qid[STORE_QID_STRLEN];
+
+	for (size_t i = 0; i < n; i++) {
+		const struct claim_outcome *o = &w->out[i];
+		const struct claim_item *it = &w->items[i];
+		uint64_t delay = now_us - it->accepted_us;
+
+		if (!o->applied)
+			continue;
+		log_info("%s: to=<%s>, relay=%s, delay=%" PRIu64 ".%02" PRIu64
+			 ", attempts=%u, status=%s (%s)",
+			 store_qid_str(o->qid, qid), it->rcpt,
+			 w->driver->ops->name, delay / 1000000u,
+			 delay % 1000000u / 10000u, it->attempts + 1,
+			 status_name(o->recorded), o->reply);
+	}
+}
+
+/* Deliver a claimed batch and record every outcome in one transaction. */
+static void
+work_batch(struct worker *w, size_t n)
+{
+	struct worker_pool *p = w->pool;
+	const char *err;
+	size_t from = 0;
+	uint64_t now;
+
+	/* A driver that can look finds its own earlier deliveries, so a
+	 * crash can simply deliver again; only the others need the extra
+	 * "being sent" commit that turns a crash into in-doubt. */
+	if (!w->driver->ops->can_look &&
+	    claim_mark_sending(p->st, w->items, n, &err) != STORE_OK) {
+		log_err("worker %u: cannot mark the batch as being sent: %s",
+			w->id, err);
+		return;	/* the leases run out and recovery retries */
+	}
+	for (size_t i = 1; i <= n; i++)
+		if (i == n || w->items[i].qid != w->items[from].qid) {
+			deliver_message(w, from, i);
+			from = i;
+		}
+	now = store_now_us();
+	if (claim_outcome(p->st, w->out, n, now, &err) != STORE_OK) {
+		log_err("worker %u: cannot record %zu outcome(s): %s; the "
+			"entries are retried when their lease ends", w->id, n,
+			err);
+		return;
+	}
+	log_outcomes(w, n, now);
+}
+
+/* Worker 1 also does the housekeeping that must not run on the event
+ * loop: recovery of expired leases and stale reader slots. */
+static void
+housekeep(struct worker *w, uint64_t *last_us)
+{
+	struct worker_pool *p = w->pool;
+	struct claim_recover_stats rs;
+	uint64_t now = store_now_us();
+	const char *err;
+
+	if (w->id != 1 || now - *last_us < WORKER_HOUSEKEEP_US)
+		return;
+	*last_us = now;
+	store_reader_check(p->st);
+	if (claim_recover(p->st, now, &rs, &err) != STORE_OK)
+		log_err("recover: %s", err);
+	else if (rs.to_indoubt > 0)
+		atomic_store(&p->indoubt_due, true);
+}
+
+static size_t
+claim_some(struct worker *w, uint64_t *next_due)
+{
+	struct worker_pool *p = w->pool;
+	size_t n = 0;
+	const char *err;
+	int rc;
+
+	*next_due = 0;
+	if (w->driver->ops->can_look &&
+	    atomic_exchange(&p->indoubt_due, false)) {
+		rc = claim_indoubt(p->st, w->id, p->cfg->workers_batch,
+				   p->cfg->workers_lease, store_now_us(),
+				   w->items, &n, &err);
+		if (rc == STORE_OK && n > 0) {
+			atomic_store(&p->indoubt_due, true);
+			return n;
+		}
+	}
+	rc = claim_batch(p->st, w->id, p->cfg->workers_batch,
+			 p->cfg->workers_lease, store_now_us(), w->items, &n,
+			 next_due, &err);
+	if (rc != STORE_OK) {
+		log_err("worker %u: claim failed: %s", w->id, err);
+		*next_due = store_now_us() + WORKER_ERROR_PAUSE_US;
+		return 0;
+	}
+	return n;
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct worker_pool *p = w->pool;
+	uint64_t seen = 0, next_due, until, last_hk = store_now_us();
+	size_t n;
+
+	while (!pool_stopping(p)) {
+		housekeep(w, &last_hk);
+		n = claim_some(w, &next_due);
+		if (n > 0) {
+			work_batch(w, n);
+			continue;
+		}
+		until = store_now_us() + WORKER_IDLE_MAX_US;
+		if (next_due != 0 && next_due < until)
+			until = next_due;
+		if (!pool_wait(p, &seen, until))
+			break;
+	}
+	return NULL;
+}
+
+int
+worker_pool_start(struct worker_pool *p, const char **error_r)
+{
+	for (size_t i = 0; i < p->count; i++) {
+		if (pthread_create(&p->w[i].thread, NULL, worker_main,
+				   &p->w[i]) != 0) {
+			*error_r = "cannot start a worker thread";
+			p->count = i;
+			return -1;
+		}
+	}
+	p->started = true;
+	return 0;
+}
+
+void
+worker_pool_stop(struct worker_pool **pp)
+{
+	struct worker_pool *p = *pp;
+
+	*pp = NULL;
+	if (p == NULL)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	for (size_t i = 0; i < p->count; i++) {
+		if (p->started)
+			pthread_join(p->w[i].thread, NULL);
+		driver_free(&p->w[i].driver);
+		free(p->w[i].items);
+		free(p->w[i].out);
+		free(p->w[i].rcpts);
+	}
+	pthread_cond_destroy(&p->cond);
+	pthread_mutex_destroy(&p->lock);
+	config_unref(&p->cfg);
+	free(p->w);
+	free(p);
+}

@@ -1,0 +1,37 @@
+/*
+ * worker.h - the delivery worker pool: claim a batch, deliver it through
+ * the configured driver, record the outcomes.
+ *
+ * Threads: worker_pool_new/start/stop from the main thread only;
+ * worker_pool_wake from any thread (the committer calls it after every
+ * commit). Each worker owns its claimed items and its driver; nothing a
+ * worker holds is visible to another thread.
+ */
+#ifndef POSTERN_WORKER_H
+#define POSTERN_WORKER_H
+
+#include "config.h"
+#include "store.h"
+
+struct worker_pool;
+
+/* Create the pool and one driver per worker from cfg (a reference is
+ * taken). The store is borrowed and must outlive the pool. Returns NULL
+ * with *error_r set if a driver cannot be made. */
+struct worker_pool *
+worker_pool_new(struct store *st, struct config *cfg, const char **error_r);
+
+/* Start the threads. Returns 0 or -1. */
+int
+worker_pool_start(struct worker_pool *p, const char **error_r);
+
+/* Work may be waiting: wake sleeping workers. Any thread. */
+void
+worker_pool_wake(struct worker_pool *p);
+
+/* Ask the workers to stop after their current batch, join them, free the
+ * pool and set *p to NULL. */
+void
+worker_pool_stop(struct worker_pool **p);
+
+#endif

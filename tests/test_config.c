@@ -1,0 +1,891 @@
+/*
+ * test_config.c - the "config" suite: postern.conf parsing, the lookups
+ * the daemon makes with a snapshot, and the snapshot's refcount.
+ *
+ * Owns:    a scratch directory for the suite, holding one file per load.
+ */
+#include "config.h"
+#include "testlib.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define STRESS_THREADS	8
+#define STRESS_ROUNDS	100000
+
+static char *dir;		/* owned: the suite's scratch directory */
+static char path[4096];		/* the file the last write_conf() wrote */
+
+static int
+suite_init(void)
+{
+	dir = testlib_tmpdir("config");
+	snprintf(path, sizeof(path), "%s/postern.conf", dir);
+	return 0;
+}
+
+static int
+suite_cleanup(void)
+{
+	testlib_rmtree(dir);
+	free(dir);
+	dir = NULL;
+	return 0;
+}
+
+static void
+write_conf(const char *text)
+{
+	FILE *fp = fopen(path, "w");
+
+	CU_ASSERT_FATAL(fp != NULL);
+	fputs(text, fp);
+	fclose(fp);
+}
+
+/* Load text; on success *cfg_r is the caller's, else *error_r is set. */
+static int
+load_text(const char *text, struct config **cfg_r, const char **error_r)
+{
+	write_conf(text);
+	*error_r = NULL;
+	return config_load(path, cfg_r, error_r);
+}
+
+/* text must fail, with an error that ends in tail. */
+static void
+expect_error(const char *text, const char *tail)
+{
+	struct config *cfg = NULL;
+	const char *error = NULL;
+	size_t el, tl = strlen(tail);
+
+	CU_ASSERT_EQUAL(load_text(text, &cfg, &error), -1);
+	CU_ASSERT_PTR_NULL(cfg);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(error);
+	el = strlen(error);
+	CU_ASSERT(el >= tl && strcmp(error + el - tl, tail) == 0);
+	if (!(el >= tl && strcmp(error + el - tl, tail) == 0))
+		fprintf(stderr, "\n  got \"%s\"\n  want ...\"%s\"\n", error,
+			tail);
+}
+
+/* text must fail with exactly "<path>:<line>: <rest>". */
+static void
+expect_exact(const char *text, unsigned line, const char *rest)
+{
+	char want[8192];
+
+	snprintf(want, sizeof(want), "%s:%u: %s", path, line, rest);
+	expect_error(text, want);
+}
+
+/* Load text that must be valid; the caller unrefs the result. */
+static struct config *
+expect_ok(const char *text)
+{
+	struct config *cfg = NULL;
+	const char *error = NULL;
+
+	if (load_text(text, &cfg, &error) != 0)
+		fprintf(stderr, "\n  unexpected error: %s\n", error);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	return cfg;
+}
+
+static void
+test_config_defaults_without_file(void)
+{
+	struct config *cfg = NULL;
+	const char *error = NULL;
+
+	CU_ASSERT_EQUAL_FATAL(config_load(NULL, &cfg, &error), 0);
+	CU_ASSERT_PTR_NULL(cfg->source);
+	CU_ASSERT_STRING_EQUAL(cfg->store_path, "/var/lib/postern");
+	CU_ASSERT_EQUAL(cfg->store_map_size, 64ull << 20);
+	CU_ASSERT_EQUAL(cfg->store_map_max, 16ull << 30);
+	CU_ASSERT_STRING_EQUAL(cfg->ingress_listen.host, "127.0.0.1");
+	CU_ASSERT_STRING_EQUAL(cfg->ingress_listen.port, "2525");
+	CU_ASSERT_PTR_NULL(cfg->ingress_lmtp_listen.host);
+	CU_ASSERT_PTR_NULL(cfg->ingress_lmtp_listen.port);
+	CU_ASSERT_EQUAL(cfg->ingress_accept_domains.n, 1);
+	CU_ASSERT_STRING_EQUAL(cfg->ingress_accept_domains.v[0], "*");
+	CU_ASSERT_EQUAL(cfg->ingress_allow_networks.n, 2);
+	CU_ASSERT_PTR_NOT_NULL(cfg->ingress_hostname);
+	CU_ASSERT(cfg->ingress_hostname[0] != '\0');
+	CU_ASSERT_EQUAL(cfg->ingress_max_sessions, 100);
+	CU_ASSERT_EQUAL(cfg->ingress_max_recipients, 1000);
+	CU_ASSERT_EQUAL(cfg->ingress_max_message_size, 50ull << 20);
+	CU_ASSERT_EQUAL(cfg->ingress_idle_timeout, 300);
+	CU_ASSERT_EQUAL(cfg->ingress_data_timeout, 600);
+	CU_ASSERT_EQUAL(cfg->ingress_commit_wait_ms, 2);
+	CU_ASSERT_EQUAL(cfg->workers_count, 4);
+	CU_ASSERT_EQUAL(cfg->workers_batch, 16);
+	CU_ASSERT_EQUAL(cfg->workers_lease, 600);
+	CU_ASSERT_EQUAL(cfg->foreign_driver, CONFIG_DRIVER_MAILDIR);
+	CU_ASSERT_STRING_EQUAL(cfg->maildir_root, "/var/lib/postern/maildir");
+	CU_ASSERT_EQUAL(cfg->maildir_layout, CONFIG_LAYOUT_ADDRESS);
+	CU_ASSERT_PTR_NULL(cfg->smtp_relay.host);
+	CU_ASSERT_EQUAL(cfg->queue_backoff_min, 300);
+	CU_ASSERT_EQUAL(cfg->queue_backoff_max, 4000);
+	CU_ASSERT_EQUAL(cfg->queue_max_lifetime, 5 * 86400);
+	CU_ASSERT_EQUAL(cfg->queue_in_doubt_policy, CONFIG_IN_DOUBT_HOLD);
+	CU_ASSERT_EQUAL(cfg->log_level, LOG_LVL_INFO);
+	CU_ASSERT_FALSE(cfg->log_syslog);
+	config_unref(&cfg);
+	CU_ASSERT_PTR_NULL(cfg);
+}
+
+static void
+test_config_empty_file_gives_defaults(void)
+{
+	struct config *cfg = expect_ok("; nothing but a comment\n\n");
+
+	CU_ASSERT_STRING_EQUAL(cfg->source, path);
+	CU_ASSERT_EQUAL(cfg->workers_count, 4);
+	CU_ASSERT_EQUAL(cfg->store_map_max, 16ull << 30);
+	config_unref(&cfg);
+}
+
+static void
+test_config_file_sets_every_type(void)
+{
+	struct config *cfg = expect_ok(
+		"[store]\npath = /srv/p\nmap_size = 1G\nmap_max = 2G\n"
+		"[ingress]\nlisten = [::1]:25\nlmtp_listen = 127.0.0.1:24\n"
+		"accept_domains = Example.ORG, *.example.net  b.test\n"
+		"allow_networks = 10.0.0.0/8,2001:db8::/32\n"
+		"hostname = mx.example.org\nmax_sessions = 7\n"
+		"max_recipients = 8\nmax_message_size = 10k\n"
+		"idle_timeout = 5m\ndata_timeout = 1h\ncommit_wait = 0\n"
+		"[workers]\ncount = 2\nbatch = 1\nlease = 30\n"
+		"[foreign]\ndriver = smtp\n"
+		"[maildir]\nroot = /m\nlayout = domain/localpart\n"
+		"[smtp]\nrelay = mx.example.net:2525\n"
+		"[queue]\nbackoff_min = 1s\nbackoff_max = 2d\n"
+		"max_lifetime = 7d\nin_doubt_policy = retry\n"
+		"[log]\nlevel = debug\nsyslog = yes\n");
+
+	CU_ASSERT_STRING_EQUAL(cfg->store_path, "/srv/p");
+	CU_ASSERT_EQUAL(cfg->store_map_size, 1ull << 30);
+	CU_ASSERT_EQUAL(cfg->store_map_max, 2ull << 30);
+	CU_ASSERT_STRING_EQUAL(cfg->ingress_listen.host, "::1");
+	CU_ASSERT_STRING_EQUAL(cfg->ingress_listen.port, "25");
+	CU_ASSERT_STRING_EQUAL(cfg->ingress_lmtp_listen.host, "127.0.0.1");
+	CU_ASSERT_STRING_EQUAL(cfg->ingress_lmtp_listen.port, "24");
+	CU_ASSERT_EQUAL_FATAL(cfg->ingress_accept_domains.n, 3);
+	CU_ASSERT_STRING_EQUAL(cfg->ingress_accept_domains.v[0],
+			       "example.org");
+	CU_ASSERT_STRING_EQUAL(cfg->ingress_accept_domains.v[1],
+			       "*.example.net");
+	CU_ASSERT_STRING_EQUAL(cfg->ingress_accept_domains.v[2], "b.test");
+	CU_ASSERT_EQUAL(cfg->ingress_allow_networks.n, 2);
+	CU_ASSERT_STRING_EQUAL(cfg->ingress_hostname, "mx.example.org");
+	CU_ASSERT_EQUAL(cfg->ingress_max_sessions, 7);
+	CU_ASSERT_EQUAL(cfg->ingress_max_recipients, 8);
+	CU_ASSERT_EQUAL(cfg->ingress_max_message_size, 10240);
+	CU_ASSERT_EQUAL(cfg->ingress_idle_timeout, 300);
+	CU_ASSERT_EQUAL(cfg->ingress_data_timeout, 3600);
+	CU_ASSERT_EQUAL(cfg->ingress_commit_wait_ms, 0);
+	CU_ASSERT_EQUAL(cfg->workers_count, 2);
+	CU_ASSERT_EQUAL(cfg->workers_batch, 1);
+	CU_ASSERT_EQUAL(cfg->workers_lease, 30);
+	CU_ASSERT_EQUAL(cfg->foreign_driver, CONFIG_DRIVER_SMTP);
+	CU_ASSERT_STRING_EQUAL(cfg->maildir_root, "/m");
+	CU_ASSERT_EQUAL(cfg->maildir_layout, CONFIG_LAYOUT_DOMAIN_LOCALPART);
+	CU_ASSERT_STRING_EQUAL(cfg->smtp_relay.host, "mx.example.net");
+	CU_ASSERT_STRING_EQUAL(cfg->smtp_relay.port, "2525");
+	CU_ASSERT_EQUAL(cfg->queue_backoff_min, 1);
+	CU_ASSERT_EQUAL(cfg->queue_backoff_max, 2 * 86400);
+	CU_ASSERT_EQUAL(cfg->queue_max_lifetime, 7 * 86400);
+	CU_ASSERT_EQUAL(cfg->queue_in_doubt_policy, CONFIG_IN_DOUBT_RETRY);
+	CU_ASSERT_EQUAL(cfg->log_level, LOG_LVL_DEBUG);
+	CU_ASSERT_TRUE(cfg->log_syslog);
+	config_unref(&cfg);
+}
+
+static void
+test_config_integer_rejects_junk_negative_overflow(void)
+{
+	struct config *cfg = expect_ok("[workers]\ncount = 1024\n");
+
+	CU_ASSERT_EQUAL(cfg->workers_count, 1024);
+	config_unref(&cfg);
+	expect_error("[workers]\ncount = abc\n",
+		     ":2: [workers] count: \"abc\" is not a number");
+	expect_error("[workers]\ncount = 12x\n",
+		     ":2: [workers] count: \"12x\" is not a number");
+	expect_error("[workers]\ncount = -3\n",
+		     ":2: [workers] count: \"-3\" is negative");
+	expect_error("[workers]\ncount = +3\n", "\"+3\" is not a number");
+	expect_error("[workers]\ncount =\n", "\"\" is not a number");
+	expect_error("[ingress]\nmax_sessions = 99999999999999999999999\n",
+		     "\"99999999999999999999999\" is too large");
+	expect_error("[ingress]\nmax_sessions = 18446744073709551615\n",
+		     "is more than the maximum 1000000");
+	expect_error("[workers]\ncount = 0\n",
+		     "\"0\" is less than the minimum 1");
+	expect_error("[workers]\ncount = 1025\n",
+		     "\"1025\" is more than the maximum 1024");
+}
+
+static void
+test_config_size_suffixes(void)
+{
+	struct config *cfg;
+
+	cfg = expect_ok("[ingress]\nmax_message_size = 1k\n");
+	CU_ASSERT_EQUAL(cfg->ingress_max_message_size, 1024);
+	config_unref(&cfg);
+	cfg = expect_ok("[ingress]\nmax_message_size = 3K\n");
+	CU_ASSERT_EQUAL(cfg->ingress_max_message_size, 3072);
+	config_unref(&cfg);
+	cfg = expect_ok("[ingress]\nmax_message_size = 2m\n");
+	CU_ASSERT_EQUAL(cfg->ingress_max_message_size, 2ull << 20);
+	config_unref(&cfg);
+	cfg = expect_ok("[store]\nmap_size = 3G\nmap_max = 17179869184\n");
+	CU_ASSERT_EQUAL(cfg->store_map_size, 3ull << 30);
+	CU_ASSERT_EQUAL(cfg->store_map_max, 16ull << 30);
+	config_unref(&cfg);
+	cfg = expect_ok("[ingress]\nmax_message_size = 123\n");
+	CU_ASSERT_EQUAL(cfg->ingress_max_message_size, 123);
+	config_unref(&cfg);
+	expect_error("[ingress]\nmax_message_size = 5T\n",
+		     "\"5T\" is not a size (a number with an optional k, m "
+		     "or g suffix)");
+	expect_error("[ingress]\nmax_message_size = 1kb\n",
+		     "\"1kb\" is not a size (a number with an optional k, m "
+		     "or g suffix)");
+	expect_error("[ingress]\nmax_message_size = k\n",
+		     "\"k\" is not a number");
+	expect_error("[store]\nmap_max = 99999999999G\n",
+		     "\"99999999999G\" is too large");
+	expect_error("[store]\nmap_size = 512k\n",
+		     "\"512k\" is less than the minimum 1048576");
+}
+
+static void
+test_config_duration_suffixes(void)
+{
+	struct config *cfg;
+
+	cfg = expect_ok("[ingress]\nidle_timeout = 30\ndata_timeout = 2h\n"
+			"commit_wait = 5ms\n[workers]\nlease = 10m\n"
+			"[queue]\nmax_lifetime = 1d\nbackoff_min = 45s\n");
+	CU_ASSERT_EQUAL(cfg->ingress_idle_timeout, 30);
+	CU_ASSERT_EQUAL(cfg->ingress_data_timeout, 7200);
+	CU_ASSERT_EQUAL(cfg->ingress_commit_wait_ms, 5);
+	CU_ASSERT_EQUAL(cfg->workers_lease, 600);
+	CU_ASSERT_EQUAL(cfg->queue_max_lifetime, 86400);
+	CU_ASSERT_EQUAL(cfg->queue_backoff_min, 45);
+	config_unref(&cfg);
+	cfg = expect_ok("[ingress]\ncommit_wait = 1s\n");
+	CU_ASSERT_EQUAL(cfg->ingress_commit_wait_ms, 1000);
+	config_unref(&cfg);
+	expect_error("[ingress]\nidle_timeout = 500ms\n",
+		     "\"500ms\" is not a duration (a number with an optional "
+		     "s, m, h or d suffix)");
+	expect_error("[ingress]\ncommit_wait = 2x\n",
+		     "\"2x\" is not a duration (a number with an optional "
+		     "ms, s, m, h or d suffix)");
+	expect_error("[ingress]\ncommit_wait = 2s\n",
+		     "\"2s\" is more than the maximum 1000");
+	expect_error("[ingress]\nidle_timeout = 0s\n",
+		     "\"0s\" is less than the minimum 1");
+	expect_error("[queue]\nmax_lifetime = 99999999999999d\n",
+		     "\"99999999999999d\" is too large");
+	expect_error("[queue]\nmax_lifetime = 50000d\n",
+		     "\"50000d\" is more than the maximum 4294967295");
+}
+
+static void
+test_config_boolean_values(void)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1", "YES" };
+	static const char *const no[] = { "no", "false", "off", "0", "Off" };
+	struct config *cfg;
+	char text[128];
+	size_t i;
+
+	for (i = 0; i < 5; i++) {
+		snprintf(text, sizeof(text), "[log]\nsyslog = %s\n", yes[i]);
+		cfg = expect_ok(text);
+		CU_ASSERT_TRUE(cfg->log_syslog);
+		config_unref(&cfg);
+		snprintf(text, sizeof(text), "[log]\nsyslog = %s\n", no[i]);
+		cfg = expect_ok(text);
+		CU_ASSERT_FALSE(cfg->log_syslog);
+		config_unref(&cfg);
+	}
+	expect_exact("[log]\nsyslog = maybe\n", 2,
+		     "[log] syslog: \"maybe\" is not a boolean (yes/no, "
+		     "true/false, on/off, 1/0)");
+	expect_error("[log]\nsyslog = 2\n", "\"2\" is not a boolean "
+		     "(yes/no, true/false, on/off, 1/0)");
+}
+
+static void
+test_config_enum_values(void)
+{
+	static const char *const drivers[] = {
+		"maildir", "smtp", "lmtp", "ccmail", "imap"
+	};
+	struct config *cfg;
+	char text[128];
+	size_t i;
+
+	for (i = 0; i < 5; i++) {
+		snprintf(text, sizeof(text), "[foreign]\ndriver = %s\n"
+			 "[smtp]\nrelay = relay:25\n", drivers[i]);
+		cfg = expect_ok(text);
+		CU_ASSERT_EQUAL(cfg->foreign_driver, (enum config_driver)i);
+		config_unref(&cfg);
+	}
+	cfg = expect_ok("[log]\nlevel = warning\n");
+	CU_ASSERT_EQUAL(cfg->log_level, LOG_LVL_WARN);
+	config_unref(&cfg);
+	expect_exact("[foreign]\ndriver = uucp\n", 2,
+		     "[foreign] driver: \"uucp\" is not one of: maildir, "
+		     "smtp, lmtp, ccmail, imap");
+	expect_error("[maildir]\nlayout = Address\n",
+		     "\"Address\" is not one of: address, domain/localpart");
+	expect_error("[queue]\nin_doubt_policy = drop\n",
+		     "\"drop\" is not one of: hold, retry");
+	expect_error("[log]\nlevel = notice\n",
+		     "\"notice\" is not one of: error, warning, info, debug");
+}
+
+static void
+test_config_string_values(void)
+{
+	struct config *cfg;
+
+	cfg = expect_ok("[store]\npath = /a b/c\n[ingress]\nhostname =\n");
+	CU_ASSERT_STRING_EQUAL(cfg->store_path, "/a b/c");
+	CU_ASSERT(cfg->ingress_hostname[0] != '\0');
+	config_unref(&cfg);
+	expect_error("[store]\npath = var/lib\n",
+		     "[store] path: \"var/lib\" is not an absolute path");
+	expect_error("[maildir]\nroot =\n",
+		     "[maildir] root: \"\" is not an absolute path");
+	expect_error("[ingress]\nhostname = mx..example.org\n",
+		     "\"mx..example.org\" is not a host name");
+}
+
+static void
+test_config_error_names_file_line_and_key(void)
+{
+	expect_exact("[store]\npath = /x\n\n; c\n[workers]\nbatch = 2\n"
+		     "count = abc\n", 7,
+		     "[workers] count: \"abc\" is not a number");
+	expect_exact("[ingress]\nlisten = 127.0.0.1\n", 2,
+		     "[ingress] listen: \"127.0.0.1\" has no :port");
+	expect_exact("[ingress]\nlisten =\n", 2,
+		     "[ingress] listen: must not be empty");
+	expect_exact("[ingress]\nallow_networks = 10.0.0.0/8 10.1.2.3/8\n",
+		     2, "[ingress] allow_networks: \"10.1.2.3/8\" has bits "
+		     "set past the prefix length /8");
+}
+
+static void
+test_config_unknown_key(void)
+{
+	expect_exact("[workers]\n\n\n\n\nbatch = 3\ncuont = 4\n", 7,
+		     "unknown key \"cuont\" in section [workers]");
+	expect_exact("[store]\nPath = /x\n", 2,
+		     "unknown key \"Path\" in section [store]");
+}
+
+static void
+test_config_unknown_section(void)
+{
+	expect_exact("[store]\npath = /x\n[foo]\nbar = 1\n", 3,
+		     "unknown section [foo]");
+	expect_exact("[store]\n[foo]\n[log]\n", 2, "unknown section [foo]");
+	expect_exact("[ store ]\npath = /x\n", 1,
+		     "unknown section [ store ]");
+}
+
+static void
+test_config_key_outside_section(void)
+{
+	expect_exact("path = /x\n[store]\n", 1,
+		     "key \"path\" is outside any section");
+}
+
+static void
+test_config_missing_file(void)
+{
+	struct config *cfg = NULL;
+	const char *error = NULL;
+	char missing[4200], want[4300];
+
+	snprintf(missing, sizeof(missing), "%s/nonexistent.conf", dir);
+	snprintf(want, sizeof(want), "cannot open %s: No such file or "
+		 "directory", missing);
+	CU_ASSERT_EQUAL(config_load(missing, &cfg, &error), -1);
+	CU_ASSERT_PTR_NULL(cfg);
+	CU_ASSERT_STRING_EQUAL(error, want);
+}
+
+static void
+test_config_syntax_error(void)
+{
+	expect_exact("[store]\npath = /x\nthis is not a key\n", 3,
+		     "syntax error (expected \"key = value\", \"[section]\" "
+		     "or a comment)");
+	expect_exact("[store\npath = /x\n", 1,
+		     "syntax error (expected \"key = value\", \"[section]\" "
+		     "or a comment)");
+	/* the earlier of a syntax and a value error is reported */
+	expect_exact("[workers]\njunk\ncount = x\n", 2,
+		     "syntax error (expected \"key = value\", \"[section]\" "
+		     "or a comment)");
+}
+
+static void
+test_config_duplicate_key_last_wins(void)
+{
+	struct config *cfg = expect_ok("[workers]\ncount = 2\n[store]\n"
+				       "path = /a\n[workers]\ncount = 9\n");
+
+	CU_ASSERT_EQUAL(cfg->workers_count, 9);
+	config_unref(&cfg);
+	cfg = expect_ok("[ingress]\naccept_domains = a.test b.test\n"
+			"accept_domains = c.test\n");
+	CU_ASSERT_EQUAL(cfg->ingress_accept_domains.n, 1);
+	CU_ASSERT_STRING_EQUAL(cfg->ingress_accept_domains.v[0], "c.test");
+	config_unref(&cfg);
+}
+
+static void
+test_config_comments_and_indentation(void)
+{
+	struct config *cfg = expect_ok(
+		"# hash comment\n; semicolon comment\n"
+		"  [workers]   ; trailing comment\n"
+		"\tcount = 6   ; six\n"
+		"    batch = 3\n"
+		"   # indented comment\r\n"
+		"lease = 9s\r\n");
+
+	CU_ASSERT_EQUAL(cfg->workers_count, 6);
+	CU_ASSERT_EQUAL(cfg->workers_batch, 3);
+	CU_ASSERT_EQUAL(cfg->workers_lease, 9);
+	config_unref(&cfg);
+}
+
+static void
+test_config_long_line_rejected(void)
+{
+	char text[1024];
+
+	snprintf(text, sizeof(text), "[ingress]\naccept_domains = %0*d\n",
+		 300, 0);
+	expect_error(text, ":2: the line is too long (at most 197 "
+		     "characters)");
+}
+
+static void
+test_config_cross_checks(void)
+{
+	expect_exact("[store]\nmap_max = 32M\n", 2,
+		     "[store] map_size must not be larger than [store] "
+		     "map_max");
+	expect_exact("[queue]\nbackoff_max = 2m\n\nbackoff_min = 1h\n", 4,
+		     "[queue] backoff_min must not be larger than [queue] "
+		     "backoff_max");
+	expect_exact("[foreign]\ndriver = smtp\n", 2,
+		     "[foreign] driver = smtp needs [smtp] relay");
+}
+
+static int
+allowed4(const struct config *cfg, const char *ip)
+{
+	struct sockaddr_in sin;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	CU_ASSERT_FATAL(inet_pton(AF_INET, ip, &sin.sin_addr) == 1);
+	return config_network_allowed(cfg, (struct sockaddr *)&sin);
+}
+
+static int
+allowed6(const struct config *cfg, const char *ip)
+{
+	struct sockaddr_in6 sin6;
+
+	memset(&sin6, 0, sizeof(sin6));
+	sin6.sin6_family = AF_INET6;
+	CU_ASSERT_FATAL(inet_pton(AF_INET6, ip, &sin6.sin6_addr) == 1);
+	return config_network_allowed(cfg, (struct sockaddr *)&sin6);
+}
+
+static void
+test_config_cidr_matches_ipv4(void)
+{
+	struct config *cfg = expect_ok("[ingress]\nallow_networks = "
+				       "192.168.4.0/22, 10.1.2.3 0.0.0.0/32\n");
+
+	CU_ASSERT_EQUAL(allowed4(cfg, "192.168.4.0"), 1);
+	CU_ASSERT_EQUAL(allowed4(cfg, "192.168.7.255"), 1);
+	CU_ASSERT_EQUAL(allowed4(cfg, "192.168.8.0"), 0);
+	CU_ASSERT_EQUAL(allowed4(cfg, "192.168.3.255"), 0);
+	CU_ASSERT_EQUAL(allowed4(cfg, "10.1.2.3"), 1);
+	CU_ASSERT_EQUAL(allowed4(cfg, "10.1.2.4"), 0);
+	CU_ASSERT_EQUAL(allowed4(cfg, "127.0.0.1"), 0);
+	CU_ASSERT_EQUAL(allowed6(cfg, "::1"), 0);
+	config_unref(&cfg);
+
+	CU_ASSERT_EQUAL_FATAL(config_load(NULL, &cfg, &(const char *){0}), 0);
+	CU_ASSERT_EQUAL(allowed4(cfg, "127.3.4.5"), 1);
+	CU_ASSERT_EQUAL(allowed4(cfg, "128.0.0.1"), 0);
+	config_unref(&cfg);
+
+	cfg = expect_ok("[ingress]\nallow_networks = 0.0.0.0/0\n");
+	CU_ASSERT_EQUAL(allowed4(cfg, "203.0.113.9"), 1);
+	CU_ASSERT_EQUAL(allowed6(cfg, "2001:db8::1"), 0);
+	config_unref(&cfg);
+}
+
+static void
+test_config_cidr_matches_ipv6(void)
+{
+	struct config *cfg = expect_ok("[ingress]\nallow_networks = "
+				       "2001:db8:a::/47 ::1/128 fe80::1\n");
+	struct sockaddr_un_like { sa_family_t family; char path[20]; } un;
+
+	CU_ASSERT_EQUAL(allowed6(cfg, "2001:db8:a::1"), 1);
+	CU_ASSERT_EQUAL(allowed6(cfg, "2001:db8:b:ffff::1"), 1);
+	CU_ASSERT_EQUAL(allowed6(cfg, "2001:db8:c::"), 0);
+	CU_ASSERT_EQUAL(allowed6(cfg, "::1"), 1);
+	CU_ASSERT_EQUAL(allowed6(cfg, "::2"), 0);
+	CU_ASSERT_EQUAL(allowed6(cfg, "fe80::1"), 1);
+	CU_ASSERT_EQUAL(allowed4(cfg, "127.0.0.1"), 0);
+	memset(&un, 0, sizeof(un));
+	un.family = AF_UNIX;
+	CU_ASSERT_EQUAL(config_network_allowed(cfg, (struct sockaddr *)&un),
+			0);
+	CU_ASSERT_EQUAL(config_network_allowed(cfg, NULL), 0);
+	config_unref(&cfg);
+}
+
+static void
+test_config_cidr_matches_mapped_ipv4(void)
+{
+	struct config *cfg = expect_ok("[ingress]\nallow_networks = "
+				       "198.51.100.0/24\n");
+
+	CU_ASSERT_EQUAL(allowed6(cfg, "::ffff:198.51.100.7"), 1);
+	CU_ASSERT_EQUAL(allowed6(cfg, "::ffff:198.51.101.7"), 0);
+	/* compatible (not mapped) addresses are IPv6 only */
+	CU_ASSERT_EQUAL(allowed6(cfg, "::c633:6407"), 0);
+	config_unref(&cfg);
+	CU_ASSERT_EQUAL_FATAL(config_load(NULL, &cfg, &(const char *){0}), 0);
+	CU_ASSERT_EQUAL(allowed6(cfg, "::ffff:127.0.0.1"), 1);
+	config_unref(&cfg);
+}
+
+static void
+test_config_cidr_rejected(void)
+{
+	expect_error("[ingress]\nallow_networks = 10.0.0.0/33\n",
+		     "\"10.0.0.0/33\": the prefix length must be a number "
+		     "from 0 to 32");
+	expect_error("[ingress]\nallow_networks = ::/129\n",
+		     "\"::/129\": the prefix length must be a number "
+		     "from 0 to 128");
+	expect_error("[ingress]\nallow_networks = 10.0.0.0/x\n",
+		     "\"10.0.0.0/x\": the prefix length must be a number "
+		     "from 0 to 32");
+	expect_error("[ingress]\nallow_networks = localhost\n",
+		     "\"localhost\" is not an IPv4 or IPv6 address or network");
+	expect_error("[ingress]\nallow_networks = 2001:db8::1/32\n",
+		     "\"2001:db8::1/32\" has bits set past the prefix length "
+		     "/32");
+	expect_error("[ingress]\nallow_networks = ,\n",
+		     "[ingress] allow_networks: the list is empty");
+}
+
+static void
+test_config_domain_matching(void)
+{
+	struct config *cfg = expect_ok("[ingress]\naccept_domains = "
+				       "example.org, Other.Test\n");
+
+	CU_ASSERT_EQUAL(config_domain_accepted(cfg, "a@example.org"), 1);
+	CU_ASSERT_EQUAL(config_domain_accepted(cfg, "a@EXAMPLE.Org"), 1);
+	CU_ASSERT_EQUAL(config_domain_accepted(cfg, "b@other.test"), 1);
+	CU_ASSERT_EQUAL(config_domain_accepted(cfg, "\"a@b\"@example.org"),
+			1);
+	CU_ASSERT_EQUAL(config_domain_accepted(cfg, "a@example.org@evil"),
+			0);
+	CU_ASSERT_EQUAL(config_domain_accepted(cfg, "a@sub.example.org"), 0);
+	CU_ASSERT_EQUAL(config_domain_accepted(cfg, "a@xexample.org"), 0);
+	CU_ASSERT_EQUAL(config_domain_accepted(cfg, "a@"), 0);
+	CU_ASSERT_EQUAL(config_domain_accepted(cfg, "example.org"), 0);
+	CU_ASSERT_EQUAL(config_domain_accepted(cfg, "postmaster"), 1);
+	CU_ASSERT_EQUAL(config_domain_accepted(cfg, "PostMaster"), 1);
+	CU_ASSERT_EQUAL(config_domain_accepted(cfg, "postmaster@evil.test"),
+			0);
+	CU_ASSERT_EQUAL(config_domain_accepted(cfg, NULL), 0);
+	config_unref(&cfg);
+
+	CU_ASSERT_EQUAL_FATAL(config_load(NULL, &cfg, &(const char *){0}), 0);
+	CU_ASSERT_EQUAL(config_domain_accepted(cfg, "x@anything.test"), 1);
+	CU_ASSERT_EQUAL(config_domain_accepted(cfg, "nodomain"), 1);
+	config_unref(&cfg);
+	expect_error("[ingress]\naccept_domains = a..b\n",
+		     "\"a..b\" is not a domain, \"*\" or \"*.domain\"");
+	expect_error("[ingress]\naccept_domains = *.\n",
+		     "\"*.\" is not a domain, \"*\" or \"*.domain\"");
+	expect_error("[ingress]\naccept_domains = a.*.b\n",
+		     "\"a.*.b\" is not a domain, \"*\" or \"*.domain\"");
+	expect_error("[ingress]\naccept_domains =\n",
+		     "[ingress] accept_domains: the list is empty");
+}
+
+static void
+test_config_domain_wildcard_matches_subdomains(void)
+{
+	struct config *cfg = expect_ok("[ingress]\naccept_domains = "
+				       "*.Example.org\n");
+
+	CU_ASSERT_EQUAL(config_domain_accepted(cfg, "a@sub.example.org"), 1);
+	CU_ASSERT_EQUAL(config_domain_accepted(cfg, "a@x.SUB.example.ORG"),
+			1);
+	CU_ASSERT_EQUAL(config_domain_accepted(cfg, "a@example.org"), 0);
+	CU_ASSERT_EQUAL(config_domain_accepted(cfg, "a@badexample.org"), 0);
+	CU_ASSERT_EQUAL(config_domain_accepted(cfg, "a@.example.org"), 0);
+	config_unref(&cfg);
+}
+
+static void
+hostport_ok(const char *s, const char *host, const char *port)
+{
+	char *h = NULL, *p = NULL;
+	const char *error = NULL;
+
+	CU_ASSERT_EQUAL_FATAL(config_parse_hostport(s, &h, &p, &error), 0);
+	CU_ASSERT_STRING_EQUAL(h, host);
+	CU_ASSERT_STRING_EQUAL(p, port);
+	free(h);
+	free(p);
+}
+
+static void
+hostport_bad(const char *s, const char *want)
+{
+	char *h = NULL, *p = NULL;
+	const char *error = NULL;
+
+	CU_ASSERT_EQUAL(config_parse_hostport(s, &h, &p, &error), -1);
+	CU_ASSERT_PTR_NULL(h);
+	CU_ASSERT_PTR_NULL(p);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(error);
+	CU_ASSERT_STRING_EQUAL(error, want);
+}
+
+static void
+test_config_hostport_parsing(void)
+{
+	hostport_ok("[::1]:25", "::1", "25");
+	hostport_ok("127.0.0.1:2525", "127.0.0.1", "2525");
+	hostport_ok("mx.example.org:65535", "mx.example.org", "65535");
+	hostport_ok("[2001:db8::1]:1", "2001:db8::1", "1");
+	hostport_ok("[::ffff:1.2.3.4]:24", "::ffff:1.2.3.4", "24");
+}
+
+static void
+test_config_hostport_rejected(void)
+{
+	hostport_bad("", "the address is empty");
+	hostport_bad(NULL, "the address is empty");
+	hostport_bad("localhost", "\"localhost\" has no :port");
+	hostport_bad("::1:25", "\"::1:25\": an IPv6 address must be in "
+		     "brackets, as in [::1]:25");
+	hostport_bad("[::1]", "\"[::1]\" is not [address]:port");
+	hostport_bad("[::1]25", "\"[::1]25\" is not [address]:port");
+	hostport_bad("[nope]:25", "\"[nope]:25\": \"nope\" is not a host name "
+		     "or address");
+	hostport_bad(":25", "\":25\": \"\" is not a host name or address");
+	hostport_bad("a:0", "\"a:0\": port \"0\" is not a number from 1 to "
+		     "65535");
+	hostport_bad("a:65536", "\"a:65536\": port \"65536\" is not a number "
+		     "from 1 to 65535");
+	hostport_bad("a:", "\"a:\": port \"\" is not a number from 1 to "
+		     "65535");
+	hostport_bad("a:smtp", "\"a:smtp\": port \"smtp\" is not a number "
+		     "from 1 to 65535");
+	hostport_bad("a:99999999999999999999", "\"a:99999999999999999999\": "
+		     "port \"99999999999999999999\" is not a number from 1 to "
+		     "65535");
+}
+
+static void
+test_config_hostport_empty_only_where_allowed(void)
+{
+	struct config *cfg = expect_ok("[ingress]\nlmtp_listen = [::1]:24\n"
+				       "lmtp_listen =\n[smtp]\nrelay =\n");
+
+	CU_ASSERT_PTR_NULL(cfg->ingress_lmtp_listen.host);
+	CU_ASSERT_PTR_NULL(cfg->smtp_relay.host);
+	config_unref(&cfg);
+	expect_error("[smtp]\nrelay = [::1]\n",
+		     "[smtp] relay: \"[::1]\" is not [address]:port");
+}
+
+static void
+test_config_reload_keeps_old_snapshot(void)
+{
+	struct config *current = expect_ok("[workers]\ncount = 3\n");
+	struct config *worker = config_ref(current), *fresh;
+
+	fresh = expect_ok("[workers]\ncount = 5\n");
+	/* what SIGHUP does: swap in the new one, drop the old reference */
+	config_unref(&current);
+	CU_ASSERT_PTR_NULL(current);
+	current = fresh;
+	fresh = NULL;
+	CU_ASSERT_EQUAL(worker->workers_count, 3);
+	CU_ASSERT_STRING_EQUAL(worker->store_path, "/var/lib/postern");
+	CU_ASSERT_EQUAL(current->workers_count, 5);
+	config_unref(&worker);
+	config_unref(&current);
+	config_unref(&current);		/* NULL: does nothing */
+}
+
+static void
+test_config_failed_reload_leaves_pointer_alone(void)
+{
+	struct config *cfg = expect_ok("[workers]\ncount = 3\n");
+	struct config *keep = cfg;
+	const char *error = NULL;
+
+	write_conf("[workers]\ncount = x\n");
+	CU_ASSERT_EQUAL(config_load(path, &cfg, &error), -1);
+	CU_ASSERT_PTR_EQUAL(cfg, keep);
+	config_unref(&cfg);
+}
+
+static void *
+stress_thread(void *arg)
+{
+	struct config *shared = arg;
+	int i;
+
+	for (i = 0; i < STRESS_ROUNDS; i++) {
+		struct config *mine = config_ref(shared);
+
+		if (mine->workers_count != 4)
+			abort();
+		config_unref(&mine);
+	}
+	return NULL;
+}
+
+static void
+test_config_refcount_stress(void)
+{
+	pthread_t th[STRESS_THREADS];
+	struct config *cfg = NULL;
+	const char *error = NULL;
+	int i;
+
+	CU_ASSERT_EQUAL_FATAL(config_load(NULL, &cfg, &error), 0);
+	for (i = 0; i < STRESS_THREADS; i++)
+		CU_ASSERT_FATAL(pthread_create(&th[i], NULL, stress_thread,
+					       cfg) == 0);
+	for (i = 0; i < STRESS_THREADS; i++)
+		pthread_join(th[i], NULL);
+	CU_ASSERT_EQUAL(atomic_load(&cfg->refs), 1);
+	config_unref(&cfg);
+}
+
+/*
+ * A second unref of the last reference: the count reads 0, so unref must
+ * panic. Once the last reference is really gone the memory is freed, so
+ * the child puts the live snapshot in exactly that state instead of
+ * reading freed memory.
+ */
+static void
+test_config_double_unref_aborts(void)
+{
+	pid_t pid;
+	int status;
+
+	fflush(NULL);
+	pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) {
+		struct config *cfg = NULL, *again;
+		const char *error = NULL;
+
+		if (config_load(NULL, &cfg, &error) != 0)
+			_exit(2);
+		again = config_ref(cfg);
+		config_unref(&cfg);
+		/* the holder of "again" drops a reference it no longer has */
+		atomic_store(&again->refs, 0);
+		config_unref(&again);
+		_exit(0);
+	}
+	CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+	CU_ASSERT_TRUE(WIFSIGNALED(status));
+	if (WIFSIGNALED(status))
+		CU_ASSERT_EQUAL(WTERMSIG(status), SIGABRT);
+}
+
+static CU_TestInfo config_tests[] = {
+	{ "defaults_without_file", test_config_defaults_without_file },
+	{ "empty_file_gives_defaults", test_config_empty_file_gives_defaults },
+	{ "file_sets_every_type", test_config_file_sets_every_type },
+	{ "integer_rejects_junk_negative_overflow",
+	  test_config_integer_rejects_junk_negative_overflow },
+	{ "size_suffixes", test_config_size_suffixes },
+	{ "duration_suffixes", test_config_duration_suffixes },
+	{ "boolean_values", test_config_boolean_values },
+	{ "enum_values", test_config_enum_values },
+	{ "string_values", test_config_string_values },
+	{ "error_names_file_line_and_key",
+	  test_config_error_names_file_line_and_key },
+	{ "unknown_key", test_config_unknown_key },
+	{ "unknown_section", test_config_unknown_section },
+	{ "key_outside_section", test_config_key_outside_section },
+	{ "missing_file", test_config_missing_file },
+	{ "syntax_error", test_config_syntax_error },
+	{ "duplicate_key_last_wins", test_config_duplicate_key_last_wins },
+	{ "comments_and_indentation", test_config_comments_and_indentation },
+	{ "long_line_rejected", test_config_long_line_rejected },
+	{ "cross_checks", test_config_cross_checks },
+	{ "cidr_matches_ipv4", test_config_cidr_matches_ipv4 },
+	{ "cidr_matches_ipv6", test_config_cidr_matches_ipv6 },
+	{ "cidr_matches_mapped_ipv4", test_config_cidr_matches_mapped_ipv4 },
+	{ "cidr_rejected", test_config_cidr_rejected },
+	{ "domain_matching", test_config_domain_matching },
+	{ "domain_wildcard_matches_subdomains",
+	  test_config_domain_wildcard_matches_subdomains },
+	{ "hostport_parsing", test_config_hostport_parsing },
+	{ "hostport_rejected", test_config_hostport_rejected },
+	{ "hostport_empty_only_where_allowed",
+	  test_config_hostport_empty_only_where_allowed },
+	{ "reload_keeps_old_snapshot", test_config_reload_keeps_old_snapshot },
+	{ "failed_reload_leaves_pointer_alone",
+	  test_config_failed_reload_leaves_pointer_alone },
+	{ "refcount_stress", test_config_refcount_stress },
+	{ "double_unref_aborts", test_config_double_unref_aborts },
+	CU_TEST_INFO_NULL,
+};
+
+static CU_SuiteInfo suites[] = {
+	{ "config", suite_init, suite_cleanup, NULL, NULL, config_tests },
+	CU_SUITE_INFO_NULL,
+};
+
+TEST_MAIN(suites)

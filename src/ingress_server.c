@@ -1,0 +1,450 @@
+/*
+ * ingress_server.c - accept connections, run SMTP/LMTP sessions over
+ * bufferevents, hand complete messages to the group committer and answer
+ * when they are durable.
+ *
+ * Owns:    the listeners, every struct isession (loop thread only), the
+ *          list of finished commit jobs (under done_lock, the only state
+ *          the committer thread touches).
+ * Threads: loop thread; on_commit_done runs on the committer thread and
+ *          only links jobs and activates an event.
+ */
+#include "ingress_server.h"
+#include "ingress_smtp.h"
+#include "store_commit.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define INPUT_MAX (1u << 20)	/* unread input while a commit is pending */
+
+struct isession {
+	struct ingress *in;
+	uint64_t id;
+	struct bufferevent *bev;
+	struct smtp_session *smtp;
+	struct smtp_limits lim;		/* points into cfg: keep cfg */
+	struct config *cfg;		/* shared: one reference */
+	struct buf out;
+	bool waiting;			/* a commit for us is in flight */
+	bool closing;			/* close once output is flushed */
+	char addr[INET6_ADDRSTRLEN];
+	struct isession *prev, *next;
+};
+
+struct ingress {
+	struct event_base *base;		/* borrowed */
+	struct store *st;			/* borrowed */
+	struct worker_pool *pool;		/* borrowed */
+	struct config *cfg;			/* shared: one reference */
+	struct evconnlistener *smtp_l, *lmtp_l;
+	struct committer *committer;
+	struct isession *sessions;
+	size_t nsessions;
+	uint64_t next_id;
+	struct event *done_ev;
+	pthread_mutex_t done_lock;
+	struct commit_job *done_head, **done_tail;	/* under done_lock */
+};
+
+static void session_read(struct isession *s);
+
+static struct isession *
+session_find(struct ingress *in, uint64_t id)
+{
+	for (struct isession *s = in->sessions; s != NULL; s = s->next)
+		if (s->id == id)
+			return s;
+	return NULL;
+}
+
+static void
+session_free(struct isession **sp)
+{
+	struct isession *s = *sp;
+	struct ingress *in;
+
+	*sp = NULL;
+	if (s == NULL)
+		return;
+	in = s->in;
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		in->sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	in->nsessions--;
+	log_info("disconnect from [%s]", s->addr);
+	bufferevent_free(s->bev);
+	smtp_session_free(&s->smtp);
+	buf_free(&s->out);
+	config_unref(&s->cfg);
+	free(s);
+}
+
+/* Write pending replies; if the session is closing and everything is
+ * written, free it. Returns false if the session is gone. */
+static bool
+session_flush(struct isession *s)
+{
+	struct evbuffer *o = bufferevent_get_output(s->bev);
+
+	if (s->out.len > 0) {
+		bufferevent_write(s->bev, s->out.data, s->out.len);
+		buf_reset(&s->out);
+	}
+	if (s->closing && evbuffer_get_length(o) == 0) {
+		session_free(&s);
+		return false;
+	}
+	return true;
+}
+
+static void
+session_hand_over(struct isession *s)
+{
+	struct smtp_message m;
+	struct commit_job *job;
+
+	smtp_session_message(s->smtp, &m);
+	job = commit_job_new(s->id, m.sender, m.rcpts, m.nrcpt, m.msgid,
+			     m.body, m.body_len);
+	s->waiting = true;
+	bufferevent_disable(s->bev, EV_READ);
+	committer_push(s->in->committer, &job);
+}
+
+/* Feed what has arrived to the protocol machine. */
+static void
+session_read(struct isession *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	enum smtp_event ev = SMTP_EV_NONE;
+	size_t len, used;
+	char *data;
+
+	while (!s->waiting && !s->closing &&
+	       (len = evbuffer_get_length(in)) > 0) {
+		data = (char *)evbuffer_pullup(in, -1);
+		ev = smtp_session_feed(s->smtp, data, len, &used, &s->out);
+		evbuffer_drain(in, used);
+		if (ev == SMTP_EV_MESSAGE)
+			session_hand_over(s);
+		else if (ev == SMTP_EV_CLOSE)
+			s->closing = true;
+		else if (used == 0)
+			break;
+	}
+	session_flush(s);
+}
+
+static void
+on_read(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	session_read(arg);
+}
+
+static void
+on_write(struct bufferevent *bev, void *arg)
+{
+	struct isession *s = arg;
+
+	(void)bev;
+	if (s->closing)
+		session_flush(s);
+}
+
+static void
+on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct isession *s = arg;
+
+	(void)bev;
+	if (what & BEV_EVENT_TIMEOUT) {
+		log_info("timeout after command from [%s]", s->addr);
+		smtp_session_timeout(s->smtp, &s->out);
+		s->closing = true;
+		bufferevent_disable(s->bev, EV_READ);
+		session_flush(s);
+		return;
+	}
+	/* EOF or error: a message half-sent is simply dropped; one waiting
+	 * for its commit stays durable, and nobody is left to answer. */
+	session_free(&s);
+}
+
+static enum smtp_store_result
+store_result(int rc)
+{
+	switch (rc) {
+	case STORE_OK:		return SMTP_STORE_OK;
+	case STORE_FULL:	return SMTP_STORE_FULL;
+	case STORE_PANIC:	return SMTP_STORE_REOPEN;
+	default:		return SMTP_STORE_TEMPFAIL;
+	}
+}
+
+/* Loop thread: answer the sessions whose messages were committed. */
+static void
+on_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct ingress *in = arg;
+	struct commit_job *jobs, *j;
+	struct isession *s;
+	char qid[STORE_QID_STRLEN];
+	bool any = false;
+
+	(void)fd;
+	(void)what;
+	pthread_mutex_lock(&in->done_lock);
+	jobs = in->done_head;
+	in->done_head = NULL;
+	in->done_tail = &in->done_head;
+	pthread_mutex_unlock(&in->done_lock);
+	while ((j = jobs) != NULL) {
+		jobs = j->next;
+		store_qid_str(j->qid, qid);
+		if (j->rc == STORE_OK) {
+			any = true;
+			log_info("%s: from=<%s>, size=%zu, nrcpt=%zu, "
+				 "message-id=%s (queue active)", qid,
+				 j->sender, j->body_len, j->nrcpt, j->msgid);
+		} else {
+			log_err("cannot queue a message from <%s>: %s",
+				j->sender, j->error);
+		}
+		s = session_find(in, j->session_id);
+		if (s != NULL && s->waiting) {
+			s->waiting = false;
+			if (smtp_session_stored(s->smtp, store_result(j->rc),
+						qid, &s->out) == SMTP_EV_CLOSE)
+				s->closing = true;
+			else
+				bufferevent_enable(s->bev, EV_READ);
+			session_read(s);	/* pipelined input waits */
+		}
+		commit_job_free(&j);
+	}
+	if (any)
+		worker_pool_wake(in->pool);
+}
+
+/* Committer thread: link the finished jobs and poke the loop. */
+static void
+on_commit_done(struct commit_job *jobs, void *arg)
+{
+	struct ingress *in = arg;
+	struct commit_job *last = jobs;
+
+	while (last->next != NULL)
+		last = last->next;
+	pthread_mutex_lock(&in->done_lock);
+	*in->done_tail = jobs;
+	in->done_tail = &last->next;
+	pthread_mutex_unlock(&in->done_lock);
+	event_active(in->done_ev, EV_READ, 0);
+}
+
+static int
+rcpt_ok(void *arg, const char *addr)
+{
+	struct isession *s = arg;
+
+	return config_domain_accepted(s->cfg, addr);
+}
+
+static void
+refuse(evutil_socket_t fd, const char *reply)
+{
+	if (send(fd, reply, strlen(reply), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+		/* The client is gone already. */
+	}
+	evutil_closesocket(fd);
+}
+
+static void
+on_accept(struct evconnlistener *l, evutil_socket_t fd,
+	  struct sockaddr *sa, int salen, void *arg)
+{
+	struct ingress *in = arg;
+	bool lmtp = l == in->lmtp_l;
+	struct isession *s;
+	char addr[INET6_ADDRSTRLEN] = "unknown", reply[256];
+	struct timeval tv;
+
+	getnameinfo(sa, (socklen_t)salen, addr, sizeof(addr), NULL, 0,
+		    NI_NUMERICHOST);
+	if (!config_network_allowed(in->cfg, sa)) {
+		log_warn("reject: connect from [%s]: client host not in "
+			 "[ingress] allow_networks", addr);
+		snprintf(reply, sizeof(reply), "554 5.7.1 <[%s]>: Client host "
+			 "rejected: Access denied\r\n", addr);
+		refuse(fd, reply);
+		return;
+	}
+	if (in->nsessions >= in->cfg->ingress_max_sessions) {
+		log_warn("reject: connect from [%s]: too many sessions", addr);
+		snprintf(reply, sizeof(reply), "421 4.7.0 %s Error: too many "
+			 "connections\r\n", in->cfg->ingress_hostname);
+		refuse(fd, reply);
+		return;
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->in = in;
+	s->id = ++in->next_id;
+	s->cfg = config_ref(in->cfg);
+	snprintf(s->addr, sizeof(s->addr), "%s", addr);
+	s->lim = (struct smtp_limits){
+		.hostname = s->cfg->ingress_hostname,
+		.lmtp = lmtp,
+		.max_message_size = s->cfg->ingress_max_message_size,
+		.max_recipients = s->cfg->ingress_max_recipients,
+		.rcpt_ok = rcpt_ok,
+		.rcpt_arg = s,
+	};
+	s->smtp = smtp_session_new(&s->lim, s->addr, "unknown");
+	buf_init(&s->out);
+	s->bev = bufferevent_socket_new(in->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	s->next = in->sessions;
+	if (in->sessions != NULL)
+		in->sessions->prev = s;
+	in->sessions = s;
+	in->nsessions++;
+	log_info("connect from [%s]%s", addr, lmtp ? " (lmtp)" : "");
+	tv.tv_sec = s->cfg->ingress_idle_timeout;
+	tv.tv_usec = 0;
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_MAX);
+	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	smtp_session_greeting(s->smtp, &s->out);
+	session_flush(s);
+}
+
+static struct evconnlistener *
+listen_on(struct ingress *in, const struct config_hostport *hp,
+	  const char **error_r)
+{
+	static _Thread_local char err[512];
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+				  .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *res = NULL;
+	struct evconnlistener *l = NULL;
+	int rc;
+
+	rc = getaddrinfo(hp->host, hp->port, &hints, &res);
+	if (rc != 0) {
+		snprintf(err, sizeof(err), "cannot resolve listen address "
+			 "%s:%s: %s", hp->host, hp->port, gai_strerror(rc));
+		*error_r = err;
+		return NULL;
+	}
+	l = evconnlistener_new_bind(in->base, on_accept, in,
+				    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+				    LEV_OPT_CLOSE_ON_EXEC, 128, res->ai_addr,
+				    (int)res->ai_addrlen);
+	if (l == NULL) {
+		snprintf(err, sizeof(err), "cannot listen on %s:%s: %s",
+			 hp->host, hp->port, strerror(errno));
+		*error_r = err;
+	}
+	freeaddrinfo(res);
+	return l;
+}
+
+struct ingress *
+ingress_new(struct event_base *base, struct store *st,
+	    struct worker_pool *pool, struct config *cfg,
+	    const char **error_r)
+{
+	struct ingress *in = xcalloc(1, sizeof(*in));
+
+	in->base = base;
+	in->st = st;
+	in->pool = pool;
+	in->cfg = config_ref(cfg);
+	in->done_tail = &in->done_head;
+	pthread_mutex_init(&in->done_lock, NULL);
+	in->done_ev = event_new(base, -1, 0, on_done, in);
+	in->smtp_l = listen_on(in, &cfg->ingress_listen, error_r);
+	if (in->smtp_l != NULL && cfg->ingress_lmtp_listen.host != NULL)
+		in->lmtp_l = listen_on(in, &cfg->ingress_lmtp_listen,
+				       error_r);
+	if (in->smtp_l == NULL || (cfg->ingress_lmtp_listen.host != NULL &&
+				   in->lmtp_l == NULL)) {
+		ingress_free(&in);
+		return NULL;
+	}
+	in->committer = committer_new(st, cfg->ingress_commit_wait_ms,
+				      on_commit_done, in);
+	log_info("listening for SMTP on %s:%s%s%s%s",
+		 cfg->ingress_listen.host, cfg->ingress_listen.port,
+		 in->lmtp_l ? ", LMTP on " : "",
+		 in->lmtp_l ? cfg->ingress_lmtp_listen.host : "",
+		 in->lmtp_l ? ":" : "");
+	return in;
+}
+
+void
+ingress_set_config(struct ingress *in, struct config *cfg)
+{
+	struct config *old = in->cfg;
+
+	in->cfg = config_ref(cfg);
+	config_unref(&old);
+}
+
+void
+ingress_stop_accepting(struct ingress *in)
+{
+	if (in->smtp_l != NULL)
+		evconnlistener_free(in->smtp_l);
+	if (in->lmtp_l != NULL)
+		evconnlistener_free(in->lmtp_l);
+	in->smtp_l = NULL;
+	in->lmtp_l = NULL;
+}
+
+size_t
+ingress_sessions(const struct ingress *in)
+{
+	return in->nsessions;
+}
+
+void
+ingress_free(struct ingress **inp)
+{
+	struct ingress *in = *inp;
+
+	*inp = NULL;
+	if (in == NULL)
+		return;
+	ingress_stop_accepting(in);
+	while (in->sessions != NULL) {
+		struct isession *s = in->sessions;
+
+		session_free(&s);
+	}
+	/* Every job pushed is committed before the thread stops. */
+	committer_stop(&in->committer);
+	on_done(-1, 0, in);
+	event_free(in->done_ev);
+	pthread_mutex_destroy(&in->done_lock);
+	config_unref(&in->cfg);
+	free(in);
+}

@@ -1,0 +1,1256 @@
+/*
+ * ingress_smtp.c - the ESMTP/LMTP server dialogue as a pure state machine.
+ *
+ * Owns:    one struct smtp_session per client connection: the command line
+ *          being read, the envelope, and the message while it arrives and
+ *          while it waits to be stored.
+ * Threads: the event-loop thread that owns the connection. No I/O here:
+ *          bytes come in through smtp_session_feed(), replies go out
+ *          through the caller's struct buf.
+ *
+ * Framing follows RFC 5321 strictly: only CRLF ends a line, and only
+ * CRLF.CRLF ends the data (the defence against SMTP smuggling, see
+ * RELIABILITY.md H7). Every value copied into a reply or a header is
+ * cleaned first, so client bytes can never start a new line there.
+ */
+#include "ingress_smtp.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
+
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define CMD_LINE_MAX	512	/* octets incl. CRLF, RFC 5321 4.5.3.1.4 */
+#define TEXT_LINE_MAX	1000	/* octets incl. CRLF, RFC 5321 4.5.3.1.6 */
+#define LOCAL_PART_MAX	64
+#define DOMAIN_MAX	255
+#define PATH_MAX_LEN	256	/* incl. the angle brackets */
+#define NAME_SHOW_MAX	255	/* HELO, client name in Received */
+#define ECHO_MAX	64	/* client text quoted in a reply */
+#define QID_MAX		64
+#define MSGID_MAX	998
+#define REPLY_MAX	512	/* octets incl. CRLF, RFC 5321 4.5.3.1.5 */
+
+/* Bytes that would confuse a reader of our Received: comment. */
+#define HEADER_AVOID	" ()[]\\;\"<>"
+
+enum phase {
+	PH_CMD,
+	PH_DATA,
+	PH_PAUSED,	/* a message waits for smtp_session_stored() */
+};
+
+/* Where the data reader is within a line. */
+enum dot_state {
+	DS_BOL,		/* after CRLF */
+	DS_DOT,		/* "." at the start of a line */
+	DS_DOT_CR,	/* ".\r" at the start of a line */
+	DS_LINE,
+	DS_CR,		/* "\r" inside a line */
+};
+
+/* Why the data will be refused at CRLF.CRLF; the first one seen wins. */
+enum data_fault {
+	DF_NONE,
+	DF_BARE_LF,	/* these two close the session */
+	DF_BARE_CR,
+	DF_NUL,
+	DF_LINE,
+	DF_SIZE,
+	DF_HEADER,
+};
+
+struct smtp_session {
+	const struct smtp_limits *lim;	/* borrowed */
+	char *hostname;			/* owned, cleaned */
+	char *client_addr;		/* owned, cleaned */
+	char *client_name;		/* owned, cleaned */
+	size_t max_size;
+	size_t max_rcpts;
+	unsigned max_errors;
+
+	enum phase phase;
+	bool greeted;		/* the 220 went out */
+	bool closed;		/* nothing more is read */
+	unsigned errors;
+
+	struct buf line;	/* command line without CRLF */
+	bool line_cr;
+	bool line_long;
+	bool line_nul;
+
+	char *helo;		/* owned, cleaned; NULL before HELO */
+	const char *proto;	/* static: "SMTP", "ESMTP", "LMTP" */
+
+	char *sender;		/* owned; NULL outside a transaction */
+	char **rcpts;		/* owned strings, no duplicates */
+	size_t nrcpt;
+	size_t rcpt_cap;
+	size_t *acc;		/* rcpts index of each RCPT answered 250 */
+	size_t nacc;
+	size_t acc_cap;
+	size_t rcpt_tried;	/* RCPT commands in this transaction */
+
+	struct buf body;	/* unstuffed data; final message when paused */
+	enum dot_state ds;
+	size_t line_len;	/* raw octets of the current data line */
+	size_t line_off;	/* where it starts in body */
+	bool in_header;
+	size_t hdr_end;
+	size_t hdr_lines;
+	enum data_fault bare;	/* DF_BARE_LF or DF_BARE_CR */
+	enum data_fault fault;	/* any other reason to refuse */
+	char *msgid;		/* owned, while paused */
+};
+
+/* --- cleaning and replies ----------------------------------------------- */
+
+/* Append up to max bytes of p[0..n) to b; bytes that are not printable
+ * ASCII, or are in avoid, become '?'. */
+static void
+put_clean(struct buf *b, const char *p, size_t n, size_t max,
+	  const char *avoid)
+{
+	size_t i;
+	char c;
+
+	if (n > max)
+		n = max;
+	for (i = 0; i < n; i++) {
+		c = p[i];
+		if ((unsigned char)c < 0x20 || (unsigned char)c > 0x7e ||
+		    strchr(avoid, c) != NULL)
+			c = '?';
+		buf_append(b, &c, 1);
+	}
+}
+
+/* A cleaned copy of s (NULL: dflt) for headers; the caller owns it. */
+static char *
+clean_dup(const char *s, const char *dflt, size_t max)
+{
+	struct buf b;
+
+	if (s == NULL || *s == '\0')
+		s = dflt;
+	buf_init(&b);
+	put_clean(&b, s, strlen(s), max, HEADER_AVOID);
+	if (b.len == 0)
+		buf_append_str(&b, dflt);
+	return b.data;
+}
+
+/* Append one reply line (CRLF added), cut to the RFC reply length. */
+static void
+reply(struct buf *out, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void
+reply(struct buf *out, const char *fmt, ...)
+{
+	char line[REPLY_MAX - 1];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		panic("ingress_smtp: bad reply format \"%s\"", fmt);
+	buf_append_str(out, line);
+	buf_append(out, "\r\n", 2);
+}
+
+/* Add one to the error count. The check against max_errors happens once
+ * the command is answered (cmd_line). */
+static void
+count_error(struct smtp_session *s)
+{
+	s->errors++;
+}
+
+/* --- transaction -------------------------------------------------------- */
+
+static void
+reset_tx(struct smtp_session *s)
+{
+	size_t i;
+
+	free(s->sender);
+	s->sender = NULL;
+	for (i = 0; i < s->nrcpt; i++)
+		free(s->rcpts[i]);
+	s->nrcpt = 0;
+	s->nacc = 0;
+	s->rcpt_tried = 0;
+	/* Free rather than reset: one big message must not pin its memory
+	 * for the rest of the session. */
+	buf_free(&s->body);
+	free(s->msgid);
+	s->msgid = NULL;
+}
+
+static void
+rcpt_add(struct smtp_session *s, const char *addr)
+{
+	if (s->nrcpt == s->rcpt_cap) {
+		s->rcpt_cap = s->rcpt_cap == 0 ? 8 : s->rcpt_cap * 2;
+		s->rcpts = xrealloc(s->rcpts, s->rcpt_cap * sizeof(*s->rcpts));
+	}
+	s->rcpts[s->nrcpt++] = xstrdup(addr);
+}
+
+static void
+acc_add(struct smtp_session *s, size_t idx)
+{
+	if (s->nacc == s->acc_cap) {
+		s->acc_cap = s->acc_cap == 0 ? 8 : s->acc_cap * 2;
+		s->acc = xrealloc(s->acc, s->acc_cap * sizeof(*s->acc));
+	}
+	s->acc[s->nacc++] = idx;
+}
+
+/* Same mailbox: local part exactly, domain in any case. */
+static bool
+addr_same(const char *a, const char *b)
+{
+	const char *da = strrchr(a, '@'), *db = strrchr(b, '@');
+
+	if (da == NULL || db == NULL)
+		return da == db && strcasecmp(a, b) == 0;
+	return da - a == db - b && memcmp(a, b, (size_t)(da - a)) == 0 &&
+	       strcasecmp(da, db) == 0;
+}
+
+/* One reply after the data: SMTP one line, LMTP one line per RCPT that
+ * was answered 250 (RFC 2033 4.2), naming the recipient if named. */
+static void
+reply_per_rcpt(struct smtp_session *s, struct buf *out, const char *code,
+	       bool named, const char *text)
+{
+	size_t i;
+
+	if (!s->lim->lmtp) {
+		reply(out, "%s %s", code, text);
+		return;
+	}
+	for (i = 0; i < s->nacc; i++) {
+		if (named)
+			reply(out, "%s <%s> %s", code, s->rcpts[s->acc[i]], text);
+		else
+			reply(out, "%s %s", code, text);
+	}
+}
+
+/* --- addresses ---------------------------------------------------------- */
+
+static bool
+is_atext(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || (c != '\0' &&
+	       strchr("!#$%&'*+-/=?^_`{|}~.", c) != NULL);
+}
+
+static int
+check_domain(const char *d)
+{
+	size_t n = strlen(d), i;
+
+	if (n == 0 || n > DOMAIN_MAX)
+		return -1;
+	if (d[0] == '[') {
+		if (n < 3 || d[n - 1] != ']')
+			return -1;
+		for (i = 1; i < n - 1; i++)
+			if (strchr("[]\\ ", d[i]) != NULL)
+				return -1;
+		return 0;
+	}
+	for (i = 0; i < n; i++) {
+		if (d[i] == '.') {
+			if (i == 0 || i == n - 1 || d[i - 1] == '.')
+				return -1;
+		} else if (!((d[i] >= 'a' && d[i] <= 'z') ||
+			     (d[i] >= 'A' && d[i] <= 'Z') ||
+			     (d[i] >= '0' && d[i] <= '9') ||
+			     d[i] == '-' || d[i] == '_')) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* 0 if a (the text between the angle brackets) is an acceptable address:
+ * "" only for a sender, "postmaster" alone only for a recipient. */
+static int
+check_addr(const char *a, bool sender)
+{
+	size_t n = strlen(a), i, local;
+
+	if (n == 0)
+		return sender ? 0 : -1;
+	if (n + 2 > PATH_MAX_LEN || a[0] == '@')	/* source route */
+		return -1;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)a[i] < 0x20 || (unsigned char)a[i] > 0x7e ||
+		    a[i] == '<' || a[i] == '>')
+			return -1;
+	if (a[0] == '"') {
+		for (i = 1; a[i] != '\0' && a[i] != '"'; i++)
+			if (a[i] == '\\' && a[++i] == '\0')
+				return -1;
+		if (a[i] != '"')
+			return -1;
+		local = i + 1;
+	} else {
+		for (i = 0; a[i] != '\0' && a[i] != '@'; i++)
+			if (!is_atext(a[i]))
+				return -1;
+		local = i;
+	}
+	if (local == 0 || local > LOCAL_PART_MAX)
+		return -1;
+	if (a[local] == '\0')
+		return !sender && strcasecmp(a, "postmaster") == 0 ? 0 : -1;
+	if (a[local] != '@')
+		return -1;
+	return check_domain(a + local + 1);
+}
+
+/* Split "FROM:<addr> params" (kw "FROM:"), in place. Returns 0 with
+ * *addr_r and *params_r pointing into arg, -1 for a syntax error, -2 for
+ * a path that is there but malformed (unbalanced quote, '>' inside). */
+static int
+parse_path(char *arg, const char *kw, char **addr_r, char **params_r)
+{
+	size_t klen = strlen(kw);
+	bool inq = false;
+	char *p, *q;
+
+	if (strncasecmp(arg, kw, klen) != 0)
+		return -1;
+	for (p = arg + klen; *p == ' '; p++)
+		;
+	if (*p != '<')
+		return -1;
+	for (q = p + 1; *q != '\0'; q++) {
+		if (inq && *q == '\\' && q[1] != '\0')
+			q++;
+		else if (*q == '"')
+			inq = !inq;
+		else if (!inq && *q == '>')
+			break;
+	}
+	if (*q != '>')
+		return inq ? -2 : -1;
+	*q++ = '\0';
+	if (*q != '\0' && *q != ' ')
+		return strchr(q, '>') != NULL ? -2 : -1;
+	while (*q == ' ')
+		q++;
+	*addr_r = p + 1;
+	*params_r = q;
+	return 0;
+}
+
+/* Next space-separated word of *p (in place), or NULL. */
+static char *
+next_word(char **p)
+{
+	char *w = *p, *e;
+
+	while (*w == ' ')
+		w++;
+	if (*w == '\0')
+		return NULL;
+	e = strchr(w, ' ');
+	if (e != NULL)
+		*e++ = '\0';
+	else
+		e = w + strlen(w);
+	*p = e;
+	return w;
+}
+
+static void
+reply_unsupported(struct buf *out, const char *word)
+{
+	struct buf b;
+
+	buf_init(&b);
+	put_clean(&b, word, strlen(word), ECHO_MAX, "");
+	reply(out, "555 5.5.4 Unsupported option: %s", b.data);
+	buf_free(&b);
+}
+
+/* MAIL parameters (RFC 1870 SIZE, RFC 6152 BODY). Returns 0 or -1 after
+ * replying; *size_r is the declared SIZE or 0. */
+static int
+mail_params(struct smtp_session *s, char *params, size_t *size_r,
+	    struct buf *out)
+{
+	char *w, *v;
+	size_t size;
+
+	*size_r = 0;
+	while ((w = next_word(&params)) != NULL) {
+		if (strncasecmp(w, "SIZE=", 5) == 0) {
+			v = w + 5;
+			if (*v == '\0' || strspn(v, "0123456789") != strlen(v)) {
+				reply(out, "501 5.5.4 Bad message size syntax");
+				return -1;
+			}
+			for (size = 0; *v != '\0' && size <= s->max_size; v++)
+				size = size * 10 + (size_t)(*v - '0');
+			if (size > s->max_size) {
+				reply(out, "552 5.3.4 Message size exceeds "
+				      "fixed limit");
+				return -1;
+			}
+			*size_r = size;
+		} else if (strcasecmp(w, "BODY=7BIT") != 0 &&
+			   strcasecmp(w, "BODY=8BITMIME") != 0) {
+			reply_unsupported(out, w);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* --- commands ----------------------------------------------------------- */
+
+static enum smtp_event
+cmd_helo(struct smtp_session *s, const char *verb, char *arg,
+	 struct buf *out)
+{
+	if (*arg == '\0') {
+		/* Postfix sends no enhanced code here either. */
+		reply(out, "501 Syntax: %s hostname", verb);
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	reset_tx(s);
+	free(s->helo);
+	s->helo = clean_dup(arg, "unknown", NAME_SHOW_MAX);
+	if (strcmp(verb, "HELO") == 0) {
+		s->proto = "SMTP";
+		reply(out, "250 %s", s->hostname);
+		return SMTP_EV_NONE;
+	}
+	s->proto = s->lim->lmtp ? "LMTP" : "ESMTP";
+	reply(out, "250-%s", s->hostname);
+	reply(out, "250-PIPELINING");
+	reply(out, "250-SIZE %zu", s->max_size);
+	reply(out, "250-8BITMIME");
+	reply(out, "250 ENHANCEDSTATUSCODES");
+	return SMTP_EV_NONE;
+}
+
+static enum smtp_event
+cmd_mail(struct smtp_session *s, const char *verb, char *arg,
+	 struct buf *out)
+{
+	char *addr, *params;
+	size_t size;
+	int rc;
+
+	(void)verb;
+	if (s->helo == NULL) {
+		reply(out, "503 5.5.1 Error: send HELO/EHLO first");
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	if (s->sender != NULL) {
+		reply(out, "503 5.5.1 Error: nested MAIL command");
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	rc = parse_path(arg, "FROM:", &addr, &params);
+	if (rc == -1) {
+		reply(out, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	if (rc != 0 || check_addr(addr, true) != 0) {
+		reply(out, "501 5.1.7 Bad sender address syntax");
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	if (mail_params(s, params, &size, out) != 0) {
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	if (s->lim->storage_ok != NULL &&
+	    !s->lim->storage_ok(s->lim->storage_arg, size)) {
+		reply(out, "452 4.3.1 Insufficient system storage");
+		return SMTP_EV_NONE;
+	}
+	s->sender = xstrdup(addr);
+	s->rcpt_tried = 0;
+	reply(out, "250 2.1.0 Ok");
+	return SMTP_EV_NONE;
+}
+
+/* Index of a recipient already in the envelope, or nrcpt. */
+static size_t
+rcpt_find(const struct smtp_session *s, const char *addr)
+{
+	size_t i;
+
+	for (i = 0; i < s->nrcpt; i++)
+		if (addr_same(s->rcpts[i], addr))
+			break;
+	return i;
+}
+
+static enum smtp_event
+cmd_rcpt(struct smtp_session *s, const char *verb, char *arg,
+	 struct buf *out)
+{
+	char *addr, *params, *w;
+	size_t idx;
+	int rc;
+
+	(void)verb;
+	if (s->sender == NULL) {
+		reply(out, "503 5.5.1 Error: need MAIL command");
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	s->rcpt_tried++;
+	rc = parse_path(arg, "TO:", &addr, &params);
+	if (rc == -1) {
+		reply(out, "501 5.5.4 Syntax: RCPT TO:<address>");
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	if (rc != 0 || check_addr(addr, false) != 0) {
+		reply(out, "501 5.1.3 Bad recipient address syntax");
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	if ((w = next_word(&params)) != NULL) {
+		reply_unsupported(out, w);
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	idx = rcpt_find(s, addr);
+	if (idx == s->nrcpt) {
+		/* Not an error: RFC 5321 4.5.3.1.10 wants the client to go on
+		 * with the rest in a later transaction. */
+		if (s->nrcpt >= s->max_rcpts) {
+			reply(out, "452 4.5.3 Error: too many recipients");
+			return SMTP_EV_NONE;
+		}
+		if (s->lim->rcpt_ok != NULL &&
+		    !s->lim->rcpt_ok(s->lim->rcpt_arg, addr)) {
+			reply(out, "550 5.7.1 <%s>: Relay access denied", addr);
+			count_error(s);
+			return SMTP_EV_NONE;
+		}
+		rcpt_add(s, addr);
+	}
+	acc_add(s, idx);
+	reply(out, "250 2.1.5 Ok");
+	return SMTP_EV_NONE;
+}
+
+static enum smtp_event
+cmd_data(struct smtp_session *s, const char *verb, char *arg,
+	 struct buf *out)
+{
+	(void)verb;
+	if (*arg != '\0') {
+		reply(out, "501 5.5.4 Syntax: DATA");
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	if (s->nrcpt == 0) {
+		if (s->sender == NULL || s->rcpt_tried == 0)
+			reply(out, "503 5.5.1 Error: need RCPT command");
+		else
+			reply(out, "554 5.5.1 Error: no valid recipients");
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	buf_free(&s->body);
+	s->phase = PH_DATA;
+	s->ds = DS_BOL;
+	s->line_len = 0;
+	s->line_off = 0;
+	s->in_header = true;
+	s->hdr_end = 0;
+	s->hdr_lines = 0;
+	s->bare = DF_NONE;
+	s->fault = DF_NONE;
+	reply(out, "354 End data with <CR><LF>.<CR><LF>");
+	return SMTP_EV_NONE;
+}
+
+static enum smtp_event
+cmd_rset(struct smtp_session *s, const char *verb, char *arg,
+	 struct buf *out)
+{
+	(void)verb;
+	if (*arg != '\0') {
+		reply(out, "501 5.5.4 Syntax: RSET");
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	reset_tx(s);
+	reply(out, "250 2.0.0 Ok");
+	return SMTP_EV_NONE;
+}
+
+static enum smtp_event
+cmd_noop(struct smtp_session *s, const char *verb, char *arg,
+	 struct buf *out)
+{
+	(void)s;
+	(void)verb;
+	(void)arg;
+	reply(out, "250 2.0.0 Ok");
+	return SMTP_EV_NONE;
+}
+
+static enum smtp_event
+cmd_quit(struct smtp_session *s, const char *verb, char *arg,
+	 struct buf *out)
+{
+	(void)s;
+	(void)verb;
+	(void)arg;
+	reply(out, "221 2.0.0 Bye");
+	return SMTP_EV_CLOSE;
+}
+
+static enum smtp_event
+cmd_vrfy(struct smtp_session *s, const char *verb, char *arg,
+	 struct buf *out)
+{
+	(void)verb;
+	if (*arg == '\0') {
+		reply(out, "501 5.5.4 Syntax: VRFY address");
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	reply(out, "252 2.0.0 Cannot VRFY user, but will accept message "
+	      "and attempt delivery");
+	return SMTP_EV_NONE;
+}
+
+static enum smtp_event
+cmd_help(struct smtp_session *s, const char *verb, char *arg,
+	 struct buf *out)
+{
+	(void)verb;
+	(void)arg;
+	reply(out, "214 2.0.0 Commands: %s MAIL RCPT DATA RSET NOOP QUIT "
+	      "VRFY HELP", s->lim->lmtp ? "LHLO" : "EHLO HELO");
+	return SMTP_EV_NONE;
+}
+
+/* Which listener a command exists on. */
+enum cmd_mode {
+	CM_BOTH,
+	CM_SMTP,
+	CM_LMTP,
+};
+
+static const struct command {
+	const char *verb;
+	enum smtp_event (*fn)(struct smtp_session *s, const char *verb,
+			      char *arg, struct buf *out);
+	enum cmd_mode mode;
+} commands[] = {
+	{ "EHLO", cmd_helo, CM_SMTP },
+	{ "HELO", cmd_helo, CM_SMTP },
+	{ "LHLO", cmd_helo, CM_LMTP },
+	{ "MAIL", cmd_mail, CM_BOTH },
+	{ "RCPT", cmd_rcpt, CM_BOTH },
+	{ "DATA", cmd_data, CM_BOTH },
+	{ "RSET", cmd_rset, CM_BOTH },
+	{ "NOOP", cmd_noop, CM_BOTH },
+	{ "QUIT", cmd_quit, CM_BOTH },
+	{ "VRFY", cmd_vrfy, CM_BOTH },
+	{ "HELP", cmd_help, CM_BOTH },
+};
+
+/* An HTTP request sent to us through a proxy (Postfix
+ * smtpd_forbidden_commands). */
+static bool
+is_http_verb(const char *verb, size_t n)
+{
+	static const char *const http[] = {
+		"GET", "POST", "CONNECT", "HEAD", "PUT",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(http) / sizeof(http[0]); i++)
+		if (strlen(http[i]) == n && strncasecmp(verb, http[i], n) == 0)
+			return true;
+	return false;
+}
+
+static const struct command *
+find_command(const struct smtp_session *s, const char *verb, size_t n)
+{
+	size_t i;
+	const struct command *c;
+
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		c = &commands[i];
+		if (strlen(c->verb) != n || strncasecmp(verb, c->verb, n) != 0)
+			continue;
+		if (c->mode == CM_BOTH ||
+		    (c->mode == CM_LMTP) == s->lim->lmtp)
+			return c;
+	}
+	return NULL;
+}
+
+/* Run one complete command line (s->line, without CRLF). */
+static enum smtp_event
+run_command(struct smtp_session *s, struct buf *out)
+{
+	char *line = s->line.data, *arg, *end;
+	const struct command *c;
+	size_t vlen, i;
+	bool eightbit = false;
+
+	if (line == NULL) {
+		buf_append(&s->line, "", 0);
+		line = s->line.data;
+	}
+	vlen = strcspn(line, " ");
+	for (arg = line + vlen; *arg == ' '; arg++)
+		;
+	for (end = arg + strlen(arg); end > arg && end[-1] == ' '; end--)
+		;
+	*end = '\0';
+	for (i = 0; i < s->line.len; i++)
+		if ((unsigned char)line[i] > 0x7f)
+			eightbit = true;
+	if (is_http_verb(line, vlen)) {
+		reply(out, "221 2.7.0 Error: I can break rules, too. Goodbye.");
+		return SMTP_EV_CLOSE;
+	}
+	c = find_command(s, line, vlen);
+	if (c == NULL) {
+		reply(out, "500 5.5.2 Error: command not recognized");
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	/* MAIL and RCPT answer 8-bit addresses with 501 5.1.x themselves. */
+	if (eightbit && c->fn != cmd_mail && c->fn != cmd_rcpt) {
+		reply(out, "500 5.5.2 Error: bad UTF-8 syntax");
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	return c->fn(s, c->verb, arg, out);
+}
+
+/* A complete line arrived: check it, run it, enforce the error limit. */
+static enum smtp_event
+cmd_line(struct smtp_session *s, struct buf *out)
+{
+	enum smtp_event ev;
+
+	if (s->line_nul) {
+		reply(out, "500 5.5.2 Error: NUL character in command");
+		ev = SMTP_EV_CLOSE;
+	} else if (s->line_long) {
+		reply(out, "500 5.5.2 Error: command line too long");
+		count_error(s);
+		ev = SMTP_EV_NONE;
+	} else {
+		ev = run_command(s, out);
+	}
+	buf_reset(&s->line);
+	s->line_long = false;
+	s->line_nul = false;
+	if (ev == SMTP_EV_NONE && s->errors >= s->max_errors) {
+		reply(out, "421 4.7.0 %s Error: too many errors", s->hostname);
+		ev = SMTP_EV_CLOSE;
+	}
+	return ev;
+}
+
+/* One byte in command mode. Only CRLF ends a line (RFC 5321 2.3.8); a
+ * bare CR or LF closes the session, as Postfix does with
+ * smtpd_forbid_bare_newline = reject. */
+static enum smtp_event
+cmd_byte(struct smtp_session *s, char c, struct buf *out)
+{
+	if (s->line_cr) {
+		s->line_cr = false;
+		if (c == '\n')
+			return cmd_line(s, out);
+		reply(out, "550 5.5.2 Error: bare <CR> received");
+		return SMTP_EV_CLOSE;
+	}
+	if (c == '\r') {
+		s->line_cr = true;
+	} else if (c == '\n') {
+		reply(out, "550 5.5.2 Error: bare <LF> received");
+		return SMTP_EV_CLOSE;
+	} else {
+		if (c == '\0')
+			s->line_nul = true;
+		if (s->line.len < CMD_LINE_MAX - 2)
+			buf_append(&s->line, &c, 1);
+		else
+			s->line_long = true;
+	}
+	return SMTP_EV_NONE;
+}
+
+/* --- message data ------------------------------------------------------- */
+
+static void
+data_fault(struct smtp_session *s, enum data_fault f)
+{
+	if (f == DF_BARE_LF || f == DF_BARE_CR) {
+		if (s->bare == DF_NONE)
+			s->bare = f;
+	} else if (s->fault == DF_NONE) {
+		s->fault = f;
+	}
+}
+
+static bool
+storing(const struct smtp_session *s)
+{
+	return s->bare == DF_NONE && s->fault == DF_NONE;
+}
+
+/* Keep one unstuffed byte of the message, within the size limit. Once
+ * the message is doomed nothing more is kept. */
+static void
+data_put(struct smtp_session *s, char c)
+{
+	if (!storing(s))
+		return;
+	if (s->body.len >= s->max_size) {
+		data_fault(s, DF_SIZE);
+		buf_free(&s->body);
+		return;
+	}
+	buf_append(&s->body, &c, 1);
+}
+
+/* "Name:" with a printable name: a header field (RFC 5322 2.2). */
+static bool
+is_field(const char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (p[i] == ':')
+			return i > 0;
+		if ((unsigned char)p[i] < 33 || (unsigned char)p[i] > 126)
+			return false;
+	}
+	return false;
+}
+
+/* A line (with its CRLF) was kept: track the header section and its
+ * limits. The first line that is neither a field nor a continuation
+ * starts the body. */
+static void
+data_line_done(struct smtp_session *s)
+{
+	const char *p = s->body.data + s->line_off;
+	size_t n = s->body.len - s->line_off;
+
+	if (s->in_header) {
+		if (n == 2) {
+			s->in_header = false;
+			s->hdr_end = s->body.len;
+		} else if (p[0] == ' ' || p[0] == '\t' || is_field(p, n)) {
+			s->hdr_lines++;
+			if (s->hdr_lines > SMTP_MAX_HEADER_LINES ||
+			    s->body.len > SMTP_MAX_HEADER_BYTES)
+				data_fault(s, DF_HEADER);
+		} else {
+			s->in_header = false;
+			s->hdr_end = s->line_off;
+		}
+	}
+	s->line_off = s->body.len;
+}
+
+/* One byte in data mode; true when it completed CRLF.CRLF. Stray CR and
+ * LF are never line ends here, so "\n.\n", "\n.\r\n", "\r\n.\n" and
+ * "\r.\r\n" stay inside the message (RELIABILITY.md H7). */
+static bool
+data_byte(struct smtp_session *s, char c)
+{
+	if (++s->line_len > TEXT_LINE_MAX)
+		data_fault(s, DF_LINE);
+	switch (s->ds) {
+	case DS_BOL:
+		if (c == '.') {
+			s->ds = DS_DOT;
+			return false;
+		}
+		break;
+	case DS_DOT:
+		if (c == '\r') {
+			s->ds = DS_DOT_CR;
+			return false;
+		}
+		break;		/* RFC 5321 4.5.2: the first dot goes */
+	case DS_DOT_CR:
+		if (c == '\n')
+			return true;
+		data_fault(s, DF_BARE_CR);
+		break;
+	case DS_CR:
+		if (c == '\n') {
+			data_put(s, '\r');
+			data_put(s, '\n');
+			if (storing(s))
+				data_line_done(s);
+			s->ds = DS_BOL;
+			s->line_len = 0;
+			return false;
+		}
+		data_fault(s, DF_BARE_CR);
+		break;
+	case DS_LINE:
+		break;
+	}
+	s->ds = DS_LINE;
+	if (c == '\r')
+		s->ds = DS_CR;
+	else if (c == '\n')
+		data_fault(s, DF_BARE_LF);
+	else if (c == '\0')
+		data_fault(s, DF_NUL);
+	else
+		data_put(s, c);
+	return false;
+}
+
+/* End of a header line starting at i in h[0..n). */
+static size_t
+line_end(const char *h, size_t n, size_t i)
+{
+	const char *nl = memchr(h + i, '\n', n - i);
+
+	return nl == NULL ? n : (size_t)(nl - h) + 1;
+}
+
+/* The msg-id in a Message-ID value: the "<...>" part if there is one,
+ * else the trimmed value; folding removed, control bytes replaced. NULL if
+ * the value is empty. The caller owns it. */
+static char *
+msgid_value(const char *v, size_t n)
+{
+	const char *lt = memchr(v, '<', n), *gt;
+	struct buf b;
+	size_t i;
+
+	if (lt != NULL && (gt = memchr(lt, '>', n - (size_t)(lt - v))) != NULL) {
+		n = (size_t)(gt - lt) + 1;
+		v = lt;
+	}
+	while (n > 0 && v[0] != '\0' && strchr(" \t\r\n", v[0]) != NULL) {
+		v++;
+		n--;
+	}
+	while (n > 0 && v[n - 1] != '\0' &&
+	       strchr(" \t\r\n", v[n - 1]) != NULL)
+		n--;
+	if (n == 0)
+		return NULL;
+	buf_init(&b);
+	for (i = 0; i < n && b.len < MSGID_MAX; i++)
+		if (v[i] != '\r' && v[i] != '\n')
+			put_clean(&b, v + i, 1, 1, "");
+	return b.data;
+}
+
+/* The client's Message-ID, or NULL if the header section has none. */
+static char *
+find_msgid(const char *h, size_t n)
+{
+	size_t i, e, ve;
+
+	for (i = 0; i < n; i = e) {
+		e = line_end(h, n, i);
+		if (e - i < 11 || strncasecmp(h + i, "Message-ID:", 11) != 0)
+			continue;
+		for (ve = e; ve < n && (h[ve] == ' ' || h[ve] == '\t');)
+			ve = line_end(h, n, ve);
+		return msgid_value(h + i + 11, ve - i - 11);
+	}
+	return NULL;
+}
+
+/* "<HEX@hostname>": SHA-256 over the envelope and the client's bytes, so
+ * a client that retries the same message gets the same id. */
+static char *
+make_msgid(const struct smtp_session *s)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0, i;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	struct buf b;
+	bool ok;
+	size_t r;
+
+	if (ctx == NULL)
+		panic("ingress_smtp: EVP_MD_CTX_new failed");
+	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+	     EVP_DigestUpdate(ctx, s->sender, strlen(s->sender) + 1) == 1;
+	for (r = 0; ok && r < s->nrcpt; r++)
+		ok = EVP_DigestUpdate(ctx, s->rcpts[r],
+				      strlen(s->rcpts[r]) + 1) == 1;
+	ok = ok && EVP_DigestUpdate(ctx, "", 1) == 1 &&
+	     EVP_DigestUpdate(ctx, s->body.data, s->body.len) == 1 &&
+	     EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen >= 16;
+	EVP_MD_CTX_free(ctx);
+	if (!ok)
+		panic("ingress_smtp: SHA-256 failed");
+	buf_init(&b);
+	buf_append(&b, "<", 1);
+	for (i = 0; i < 16; i++)
+		buf_printf(&b, "%02x", md[i]);
+	buf_printf(&b, "@%s>", s->hostname);
+	return b.data;
+}
+
+/* RFC 5322 date in UTC, without the locale's day and month names. */
+static void
+put_date(struct buf *b, time_t t)
+{
+	static const char *const days[] = {
+		"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat",
+	};
+	static const char *const months[] = {
+		"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+		"Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+	};
+	struct tm tm;
+
+	if (gmtime_r(&t, &tm) == NULL)
+		memset(&tm, 0, sizeof(tm));
+	buf_printf(b, "%s, %d %s %04d %02d:%02d:%02d +0000 (UTC)",
+		   days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
+		   tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/* Put our Received: field (and a Message-ID: if needed) before the
+ * client's bytes, in place. Every value in it was cleaned on the way in. */
+static void
+finish_message(struct smtp_session *s)
+{
+	struct buf pre;
+	size_t n;
+
+	if (s->in_header)
+		s->hdr_end = s->body.len;
+	s->msgid = find_msgid(s->body.data, s->hdr_end);
+	buf_init(&pre);
+	buf_printf(&pre, "Received: from %s (%s [%s])\r\n"
+		   "\tby %s (postern) with %s;\r\n\t",
+		   s->helo, s->client_name, s->client_addr, s->hostname,
+		   s->proto);
+	put_date(&pre, s->lim->now != NULL ? s->lim->now() : time(NULL));
+	buf_append(&pre, "\r\n", 2);
+	if (s->msgid == NULL) {
+		s->msgid = make_msgid(s);
+		buf_printf(&pre, "Message-ID: %s\r\n", s->msgid);
+	}
+	n = s->body.len;
+	buf_append(&s->body, pre.data, pre.len);
+	memmove(s->body.data + pre.len, s->body.data, n);
+	memcpy(s->body.data, pre.data, pre.len);
+	buf_free(&pre);
+}
+
+/* CRLF.CRLF arrived: refuse the message or pause with it. */
+static enum smtp_event
+data_end(struct smtp_session *s, struct buf *out)
+{
+	enum smtp_event ev = SMTP_EV_NONE;
+
+	s->phase = PH_CMD;
+	if (s->bare != DF_NONE) {
+		reply_per_rcpt(s, out, "550 5.5.2", false, s->bare == DF_BARE_LF
+			       ? "Error: bare <LF> received"
+			       : "Error: bare <CR> received");
+		ev = SMTP_EV_CLOSE;
+	} else if (s->fault == DF_NUL) {
+		reply_per_rcpt(s, out, "550 5.6.0", false,
+			       "Error: NUL character in message data");
+	} else if (s->fault == DF_LINE) {
+		reply_per_rcpt(s, out, "500 5.5.6", false,
+			       "Error: line too long in message data");
+	} else if (s->fault == DF_SIZE) {
+		reply_per_rcpt(s, out, "552 5.3.4", false,
+			       "Message size exceeds fixed limit");
+	} else if (s->fault == DF_HEADER) {
+		reply_per_rcpt(s, out, "552 5.3.4", false,
+			       "Error: message header exceeds fixed limit");
+	} else {
+		finish_message(s);
+		s->phase = PH_PAUSED;
+		return SMTP_EV_MESSAGE;
+	}
+	reset_tx(s);
+	return ev;
+}
+
+/* --- public ------------------------------------------------------------- */
+
+struct smtp_session *
+smtp_session_new(const struct smtp_limits *lim, const char *client_addr,
+		 const char *client_name)
+{
+	struct smtp_session *s = xcalloc(1, sizeof(*s));
+
+	s->lim = lim;
+	s->hostname = clean_dup(lim->hostname, "localhost", NAME_SHOW_MAX);
+	s->client_addr = clean_dup(client_addr, "unknown", NAME_SHOW_MAX);
+	s->client_name = clean_dup(client_name, "unknown", NAME_SHOW_MAX);
+	s->max_size = lim->max_message_size != 0 ? lim->max_message_size
+		: SMTP_DEFAULT_MAX_MESSAGE_SIZE;
+	s->max_rcpts = lim->max_recipients != 0 ? lim->max_recipients
+		: SMTP_DEFAULT_MAX_RECIPIENTS;
+	s->max_errors = lim->max_errors != 0 ? lim->max_errors
+		: SMTP_DEFAULT_MAX_ERRORS;
+	s->phase = PH_CMD;
+	buf_init(&s->line);
+	buf_init(&s->body);
+	return s;
+}
+
+void
+smtp_session_free(struct smtp_session **sp)
+{
+	struct smtp_session *s = *sp;
+
+	*sp = NULL;
+	if (s == NULL)
+		return;
+	reset_tx(s);
+	free(s->rcpts);
+	free(s->acc);
+	free(s->helo);
+	buf_free(&s->line);
+	free(s->client_name);
+	free(s->client_addr);
+	free(s->hostname);
+	free(s);
+}
+
+void
+smtp_session_greeting(struct smtp_session *s, struct buf *out)
+{
+	s->greeted = true;
+	reply(out, "220 %s %s postern", s->hostname,
+	      s->lim->lmtp ? "LMTP" : "ESMTP");
+}
+
+enum smtp_event
+smtp_session_feed(struct smtp_session *s, const char *data, size_t len,
+		  size_t *consumed_r, struct buf *out)
+{
+	enum smtp_event ev = SMTP_EV_NONE;
+	size_t i = 0;
+
+	if (s->closed) {
+		*consumed_r = len;
+		return SMTP_EV_CLOSE;
+	}
+	if (s->phase == PH_PAUSED) {
+		*consumed_r = 0;
+		return SMTP_EV_NONE;
+	}
+	if (!s->greeted && len > 0) {
+		reply(out, "554 5.5.0 Error: SMTP protocol synchronization");
+		ev = SMTP_EV_CLOSE;
+	}
+	while (i < len && ev == SMTP_EV_NONE) {
+		if (s->phase == PH_DATA) {
+			if (data_byte(s, data[i++]))
+				ev = data_end(s, out);
+		} else {
+			ev = cmd_byte(s, data[i++], out);
+		}
+	}
+	if (ev == SMTP_EV_CLOSE) {
+		s->closed = true;
+		i = len;
+	}
+	*consumed_r = i;
+	return ev;
+}
+
+void
+smtp_session_message(struct smtp_session *s, struct smtp_message *m_r)
+{
+	if (s->phase != PH_PAUSED)
+		panic("ingress_smtp: no message waits to be stored");
+	m_r->sender = s->sender;
+	m_r->rcpts = (const char *const *)s->rcpts;
+	m_r->nrcpt = s->nrcpt;
+	m_r->msgid = s->msgid;
+	m_r->body = s->body.data;
+	m_r->body_len = s->body.len;
+}
+
+enum smtp_event
+smtp_session_stored(struct smtp_session *s, enum smtp_store_result result,
+		    const char *qid, struct buf *out)
+{
+	struct buf q, text;
+
+	if (s->phase != PH_PAUSED)
+		panic("ingress_smtp: stored() without a waiting message");
+	buf_init(&q);
+	buf_init(&text);
+	put_clean(&q, qid != NULL ? qid : "?", qid != NULL ? strlen(qid) : 1,
+		  QID_MAX, HEADER_AVOID);
+	if (s->closed) {
+		/* timed out meanwhile: the client is gone */
+	} else if (result == SMTP_STORE_OK) {
+		buf_printf(&text, "Ok: queued as %s", q.data);
+		reply_per_rcpt(s, out, s->lim->lmtp ? "250 2.1.5" : "250 2.0.0",
+			       true, text.data);
+	} else if (result == SMTP_STORE_TEMPFAIL) {
+		reply_per_rcpt(s, out, "451 4.3.0", true,
+			       "Error: queue file write error");
+	} else if (result == SMTP_STORE_FULL) {
+		reply_per_rcpt(s, out, "452 4.3.1", true,
+			       "Insufficient system storage");
+	} else {
+		buf_printf(&text, "%s Error: queue file write error, closing "
+			   "connection", s->hostname);
+		reply_per_rcpt(s, out, "421 4.3.0", false, text.data);
+		s->closed = true;
+	}
+	buf_free(&text);
+	buf_free(&q);
+	reset_tx(s);
+	s->phase = PH_CMD;
+	return s->closed ? SMTP_EV_CLOSE : SMTP_EV_NONE;
+}
+
+void
+smtp_session_timeout(struct smtp_session *s, struct buf *out)
+{
+	if (s->closed)
+		return;
+	reply(out, "421 4.4.2 %s Error: timeout exceeded", s->hostname);
+	s->closed = true;
+}

@@ -1,0 +1,249 @@
+/*
+ * posternd.c - main() of the connector daemon: options, configuration,
+ * signals, thread start and ordered shutdown.
+ *
+ * Owns:    the event base, the store, the worker pool and the ingress;
+ *          it starts them in that order and stops them in reverse.
+ * Threads: the main thread runs the event loop.
+ */
+#include "claim.h"
+#include "config.h"
+#include "ingress_server.h"
+#include "store.h"
+#include "worker.h"
+#include "lib/log.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct daemon {
+	const char *config_path;	/* NULL: built-in defaults */
+	struct config *cfg;		/* shared: current snapshot */
+	struct event_base *base;
+	struct store *st;
+	struct worker_pool *pool;
+	struct ingress *in;
+	struct event *sigterm, *sigint, *sighup;
+	bool stopping;
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: posternd [-f] [-c FILE]\n"
+		"  -c FILE  configuration file (default %s if it exists,\n"
+		"           else built-in defaults; see postern.conf(5))\n"
+		"  -f       stay in the foreground and log to stderr\n"
+		"  -h       this help\n", CONFIG_DEFAULT_PATH);
+}
+
+static void
+on_stop(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	(void)what;
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	log_info("signal %d: stopping: no new connections, finishing the "
+		 "batches in flight", (int)sig);
+	ingress_stop_accepting(d->in);
+	event_base_loopexit(d->base, NULL);
+}
+
+static void
+on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct config *cfg = NULL;
+	const char *err;
+
+	(void)sig;
+	(void)what;
+	if (config_load(d->config_path, &cfg, &err) < 0) {
+		log_err("reload: %s; keeping the running configuration", err);
+		return;
+	}
+	if (strcmp(cfg->store_path, d->cfg->store_path) != 0 ||
+	    cfg->workers_count != d->cfg->workers_count ||
+	    cfg->foreign_driver != d->cfg->foreign_driver)
+		log_warn("reload: [store] path, [workers] count, [foreign] "
+			 "driver and listen addresses change only on restart");
+	log_set_level(cfg->log_level);
+	ingress_set_config(d->in, cfg);
+	config_unref(&d->cfg);
+	d->cfg = cfg;
+	log_info("reload: configuration %s loaded",
+		 d->config_path ? d->config_path : "(built-in defaults)");
+}
+
+/* Open the store and start the pool and the listeners. */
+static int
+start(struct daemon *d, const char **error_r)
+{
+	struct store_settings set = {
+		.map_size = d->cfg->store_map_size,
+		.map_max = d->cfg->store_map_max,
+		.backoff_min = d->cfg->queue_backoff_min,
+		.backoff_max = d->cfg->queue_backoff_max,
+		.max_lifetime = d->cfg->queue_max_lifetime,
+	};
+	struct claim_recover_stats rs;
+
+	if (store_open(d->cfg->store_path, &set, &d->st, error_r) != STORE_OK)
+		return -1;
+	if (claim_recover(d->st, store_now_us(), &rs, error_r) != STORE_OK)
+		return -1;
+	d->pool = worker_pool_new(d->st, d->cfg, error_r);
+	if (d->pool == NULL)
+		return -1;
+	d->in = ingress_new(d->base, d->st, d->pool, d->cfg, error_r);
+	if (d->in == NULL)
+		return -1;
+	if (worker_pool_start(d->pool, error_r) < 0)
+		return -1;
+	d->sigterm = evsignal_new(d->base, SIGTERM, on_stop, d);
+	d->sigint = evsignal_new(d->base, SIGINT, on_stop, d);
+	d->sighup = evsignal_new(d->base, SIGHUP, on_hup, d);
+	event_add(d->sigterm, NULL);
+	event_add(d->sigint, NULL);
+	event_add(d->sighup, NULL);
+	return 0;
+}
+
+static void
+stop(struct daemon *d)
+{
+	if (d->sigterm != NULL) {
+		event_free(d->sigterm);
+		event_free(d->sigint);
+		event_free(d->sighup);
+	}
+	ingress_free(&d->in);		/* commits in flight finish first */
+	worker_pool_stop(&d->pool);	/* batches in flight finish */
+	store_close(&d->st);
+	config_unref(&d->cfg);
+	if (d->base != NULL)
+		event_base_free(d->base);
+}
+
+/* Detach; the parent waits for the child to say it started, so that a
+ * start-up error is printed where the operator typed the command. */
+static int
+detach(int *ready_fd)
+{
+	int fds[2], null;
+	char buf[512];
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe(fds) < 0)
+		return -1;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid > 0) {
+		close(fds[1]);
+		n = read(fds[0], buf, sizeof(buf) - 1);
+		if (n <= 0)
+			_exit(1);
+		buf[n] = '\0';
+		if (strcmp(buf, "ok") == 0)
+			_exit(0);
+		fprintf(stderr, "posternd: %s\n", buf);
+		_exit(1);
+	}
+	close(fds[0]);
+	setsid();
+	if (chdir("/") < 0)
+		return -1;
+	null = open("/dev/null", O_RDWR);
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		if (null > STDERR_FILENO)
+			close(null);
+	}
+	*ready_fd = fds[1];
+	return 0;
+}
+
+static void
+tell(int fd, const char *msg)
+{
+	if (fd < 0)
+		return;
+	if (write(fd, msg, strlen(msg)) < 0) {
+		/* the parent is gone */
+	}
+	close(fd);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct daemon d = { 0 };
+	bool foreground = false;
+	const char *err = NULL;
+	struct stat sb;
+	int opt, ready = -1, null;
+
+	while ((opt = getopt(argc, argv, "c:fh")) != -1) {
+		switch (opt) {
+		case 'c': d.config_path = optarg; break;
+		case 'f': foreground = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (d.config_path == NULL && stat(CONFIG_DEFAULT_PATH, &sb) == 0)
+		d.config_path = CONFIG_DEFAULT_PATH;
+	if (config_load(d.config_path, &d.cfg, &err) < 0) {
+		fprintf(stderr, "posternd: %s\n", err);
+		return 1;
+	}
+	log_set_level(d.cfg->log_level);
+	signal(SIGPIPE, SIG_IGN);
+	if (!foreground && detach(&ready) < 0) {
+		fprintf(stderr, "posternd: cannot detach: %s\n",
+			strerror(errno));
+		return 1;
+	}
+	if (!foreground || d.cfg->log_syslog)
+		log_use_syslog("posternd");
+	evthread_use_pthreads();
+	d.base = event_base_new();
+	if (d.base == NULL || start(&d, &err) < 0) {
+		if (err == NULL)
+			err = "cannot create the event loop";
+		log_err("cannot start: %s", err);
+		tell(ready, err);
+		stop(&d);
+		return 1;
+	}
+	log_info("started: store %s, %u worker(s), driver maildir %s",
+		 d.cfg->store_path, d.cfg->workers_count,
+		 d.cfg->maildir_root);
+	tell(ready, "ok");
+	if (!foreground && (null = open("/dev/null", O_WRONLY)) >= 0) {
+		dup2(null, STDERR_FILENO);
+		close(null);
+	}
+	event_base_dispatch(d.base);
+	stop(&d);
+	log_info("stopped");
+	return 0;
+}

@@ -86,6 +86,27 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 		 d->config_path ? d->config_path : "(built-in defaults)");
 }
 
+/* mkdir -p path (mode 0700 for what it creates). */
+static int
+mkdir_p(const char *path)
+{
+	char buf[4096];
+	size_t len = strlen(path);
+
+	if (len == 0 || len >= sizeof(buf))
+		return -1;
+	memcpy(buf, path, len + 1);
+	for (char *p = buf + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	return mkdir(buf, 0700) < 0 && errno != EEXIST ? -1 : 0;
+}
+
 /* Open the store and start the pool and the listeners. */
 static int
 start(struct daemon *d, const char **error_r)
@@ -98,7 +119,18 @@ start(struct daemon *d, const char **error_r)
 		.max_lifetime = d->cfg->queue_max_lifetime,
 	};
 	struct claim_recover_stats rs;
+	static char err[512];
 
+	/* The Maildir root is made at start only: at run time a missing
+	 * root (an unmounted disk) must defer, not write under the mount
+	 * point. */
+	if (d->cfg->foreign_driver == CONFIG_DRIVER_MAILDIR &&
+	    mkdir_p(d->cfg->maildir_root) < 0) {
+		snprintf(err, sizeof(err), "[maildir] root %s: cannot create: "
+			 "%s", d->cfg->maildir_root, strerror(errno));
+		*error_r = err;
+		return -1;
+	}
 	if (store_open(d->cfg->store_path, &set, &d->st, error_r) != STORE_OK)
 		return -1;
 	if (claim_recover(d->st, store_now_us(), &rs, error_r) != STORE_OK)

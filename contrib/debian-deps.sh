@@ -1,0 +1,14 @@
+#!/bin/sh
+# Install what postern needs to build and to run its whole test suite on
+# Debian 12, as root. Postfix is installed only for its smtp-source and
+# smtp-sink test peers; "No configuration" keeps it from running as an MTA.
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+echo "postfix postfix/main_mailer_type select No configuration" |
+	debconf-set-selections
+apt-get update -q
+apt-get install -y -q --no-install-recommends \
+	build-essential autoconf automake pkg-config ca-certificates \
+	liblmdb-dev lmdb-utils libevent-dev libcunit1-dev libssl-dev \
+	libinih-dev libjansson-dev \
+	postfix swaks python3 strace procps

@@ -19,7 +19,6 @@
 
 #include <openssl/evp.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,7 +240,8 @@ reply_per_rcpt(struct smtp_session *s, struct buf *out, const char *code,
 	}
 	for (i = 0; i < s->nacc; i++) {
 		if (named)
-			reply(out, "%s <%s> %s", code, s->rcpts[s->acc[i]], text);
+			reply(out, "%s <%s> %s", code, s->rcpts[s->acc[i]],
+			      text);
 		else
 			reply(out, "%s %s", code, text);
 	}
@@ -402,7 +402,8 @@ mail_params(struct smtp_session *s, char *params, size_t *size_r,
 	while ((w = next_word(&params)) != NULL) {
 		if (strncasecmp(w, "SIZE=", 5) == 0) {
 			v = w + 5;
-			if (*v == '\0' || strspn(v, "0123456789") != strlen(v)) {
+			if (*v == '\0' ||
+			    strspn(v, "0123456789") != strlen(v)) {
 				reply(out, "501 5.5.4 Bad message size syntax");
 				return -1;
 			}
@@ -954,11 +955,13 @@ line_end(const char *h, size_t n, size_t i)
 static char *
 msgid_value(const char *v, size_t n)
 {
-	const char *lt = memchr(v, '<', n), *gt;
+	const char *lt = memchr(v, '<', n), *gt = NULL;
 	struct buf b;
 	size_t i;
 
-	if (lt != NULL && (gt = memchr(lt, '>', n - (size_t)(lt - v))) != NULL) {
+	if (lt != NULL)
+		gt = memchr(lt, '>', n - (size_t)(lt - v));
+	if (gt != NULL) {
 		n = (size_t)(gt - lt) + 1;
 		v = lt;
 	}

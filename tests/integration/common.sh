@@ -1,0 +1,124 @@
+# common.sh - shared helpers for the posternd integration tests.
+# Sourced (not run) by the tests in this directory; bash only.
+#
+# Provides: $POSTERND, $WORK (a mktemp -d directory, removed on exit
+# unless KEEP_WORK=1), free_port, write_config, start_daemon, stop_daemon,
+# kill9_daemon, maildir_count, skip, fail. Every daemon started with
+# start_daemon is killed by the EXIT trap.
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+POSTERND=${POSTERND:-$HERE/../../src/posternd}
+PYTHON=${PYTHON:-python3}
+
+skip() { echo "SKIP: $*"; exit 77; }
+fail() { echo "FAIL: $*"; exit 1; }
+
+command -v "$PYTHON" >/dev/null 2>&1 ||
+	skip "python3 not found (Debian package python3)"
+[ -x "$POSTERND" ] || fail "posternd not found at $POSTERND (set POSTERND)"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/postern-itest.XXXXXX") ||
+	fail "mktemp -d failed"
+DAEMON_PIDS=""
+
+cleanup() {
+	local p
+	for p in $DAEMON_PIDS; do
+		kill -9 "$p" 2>/dev/null
+	done
+	for p in $DAEMON_PIDS; do
+		wait "$p" 2>/dev/null
+	done
+	if [ -n "$KEEP_WORK" ]; then
+		echo "work directory kept: $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+# free_port: print a TCP port on 127.0.0.1 that was free a moment ago.
+free_port() {
+	"$PYTHON" -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+# write_config FILE DIR PORT [extra "[ingress]" lines...]
+# A config with store DIR/store, maildir DIR/maildir, listen PORT,
+# accept_domains foreign.example; each extra argument is one more line
+# in [ingress]. Further sections can be appended to FILE afterwards.
+write_config() {
+	local file=$1 dir=$2 port=$3 line
+	shift 3
+	# posternd creates ROOT/<rcpt> but not ROOT itself
+	mkdir -p "$dir/maildir"
+	{
+		echo "[store]"
+		echo "path = $dir/store"
+		echo "[ingress]"
+		echo "listen = 127.0.0.1:$port"
+		echo "accept_domains = foreign.example"
+		echo "hostname = test.postern.invalid"
+		for line in "$@"; do
+			echo "$line"
+		done
+		echo "[maildir]"
+		echo "root = $dir/maildir"
+	} >"$file"
+}
+
+# start_daemon CONF LOG: run posternd -f in the background, wait (up to
+# 15 s) until it logs "started", set DAEMON_PID. Returns 1 on failure.
+start_daemon() {
+	local conf=$1 log=$2 i before
+	before=$(grep -c 'info: started: ' "$log" 2>/dev/null)
+	before=${before:-0}
+	"$POSTERND" -f -c "$conf" >>"$log" 2>&1 &
+	DAEMON_PID=$!
+	DAEMON_PIDS="$DAEMON_PIDS $DAEMON_PID"
+	for i in $(seq 1 150); do
+		if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
+			echo "posternd exited at start; log $log:"
+			tail -20 "$log"
+			return 1
+		fi
+		# the log is appended to across restarts: wait for a new line
+		if [ "$(grep -c 'info: started: ' "$log")" -gt "$before" ]; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "posternd did not start within 15 s; log $log:"
+	tail -20 "$log"
+	return 1
+}
+
+# stop_daemon PID: SIGTERM, wait (at most 30 s, then SIGKILL); sets
+# STOP_RC to the exit status. Not in $(...): a subshell cannot wait.
+stop_daemon() {
+	local i
+	kill -TERM "$1" 2>/dev/null
+	for i in $(seq 1 300); do
+		kill -0 "$1" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -9 "$1" 2>/dev/null
+	wait "$1"
+	STOP_RC=$?
+}
+
+# kill9_daemon PID
+kill9_daemon() {
+	kill -9 "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+	return 0
+}
+
+# maildir_count ROOT: number of delivered files under ROOT/*/new and cur.
+maildir_count() {
+	find "$1" -path '*/new/*' -type f -o -path '*/cur/*' -type f \
+		2>/dev/null | wc -l
+}

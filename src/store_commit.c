@@ -144,6 +144,10 @@ commit_batch(struct committer *c, struct commit_job *jobs, size_t n)
 	}
 	free(qids);
 	free(m);
+	/* MDB_PANIC: these clients got 421 and keep their messages; reopen
+	 * the environment so that the next ones can be taken. */
+	if (rc == STORE_PANIC && store_reopen(c->st, &err) != STORE_OK)
+		log_err("store: reopen after a panic failed: %s", err);
 }
 
 static void *

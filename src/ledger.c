@@ -46,33 +46,6 @@ sha256(const void *data, size_t len, unsigned char out[32])
 }
 
 static size_t
-put_str(unsigned char *p, const char *s, size_t max)
-{
-	size_t len = strnlen(s, max);
-
-	be16_put(p, (uint16_t)len);
-	memcpy(p + 2, s, len);
-	return 2 + len;
-}
-
-static int
-get_str(const unsigned char **p, const unsigned char *end, char *dst,
-	size_t max)
-{
-	size_t len;
-
-	if (end - *p < 2)
-		return -1;
-	len = be16_get(*p);
-	if (len > max || (size_t)(end - *p - 2) < len)
-		return -1;
-	memcpy(dst, *p + 2, len);
-	dst[len] = '\0';
-	*p += 2 + len;
-	return 0;
-}
-
-static size_t
 rec_encode(const struct ledger_rec *r, unsigned char *buf)
 {
 	unsigned char *p = buf;
@@ -85,9 +58,9 @@ rec_encode(const struct ledger_rec *r, unsigned char *buf)
 	be64_put(p, r->done_us);	p += 8;
 	memcpy(p, r->body_sha, 32);	p += 32;
 	memcpy(p, r->prev_hash, 32);	p += 32;
-	p += put_str(p, r->rcpt, STORE_ADDR_MAX);
-	p += put_str(p, r->msgid, STORE_MSGID_MAX);
-	p += put_str(p, r->reply, STORE_REPLY_MAX);
+	p += store_str_put(p, r->rcpt, STORE_ADDR_MAX);
+	p += store_str_put(p, r->msgid, STORE_MSGID_MAX);
+	p += store_str_put(p, r->reply, STORE_REPLY_MAX);
 	return (size_t)(p - buf);
 }
 
@@ -106,9 +79,9 @@ rec_decode(const MDB_val *v, struct ledger_rec *r)
 	r->done_us = be64_get(p);	p += 8;
 	memcpy(r->body_sha, p, 32);	p += 32;
 	memcpy(r->prev_hash, p, 32);	p += 32;
-	if (get_str(&p, end, r->rcpt, STORE_ADDR_MAX) < 0 ||
-	    get_str(&p, end, r->msgid, STORE_MSGID_MAX) < 0 ||
-	    get_str(&p, end, r->reply, STORE_REPLY_MAX) < 0 || p != end)
+	if (store_str_get(&p, end, r->rcpt, STORE_ADDR_MAX) < 0 ||
+	    store_str_get(&p, end, r->msgid, STORE_MSGID_MAX) < 0 ||
+	    store_str_get(&p, end, r->reply, STORE_REPLY_MAX) < 0 || p != end)
 		return -1;
 	if (r->kind != LEDGER_DELIVERED && r->kind != LEDGER_BOUNCED)
 		return -1;

@@ -150,22 +150,18 @@ store_active_encode(unsigned char buf[ACTIVE_REC_LEN], uint64_t instance,
 	be64_put(buf + 21, token);
 }
 
-/* Append a u16-length-prefixed string, truncated to max bytes. */
-static size_t
-put_str(unsigned char *p, const char *s, size_t max)
+size_t
+store_str_put(unsigned char *p, const char *s, size_t max)
 {
-	size_t len = strlen(s);
+	size_t len = strnlen(s, max);
 
-	if (len > max)
-		len = max;
 	be16_put(p, (uint16_t)len);
 	memcpy(p + 2, s, len);
 	return 2 + len;
 }
 
-/* Read a u16-length-prefixed string into dst (cap max+1). */
-static int
-get_str(const unsigned char **p, const unsigned char *end, char *dst,
+int
+store_str_get(const unsigned char **p, const unsigned char *end, char *dst,
 	size_t max)
 {
 	size_t len;
@@ -198,8 +194,8 @@ store_rcpt_encode(const struct rcpt_rec *r, unsigned char *buf, size_t cap)
 	be64_put(p, r->owner_instance);		p += 8;
 	be32_put(p, r->owner_worker);		p += 4;
 	be64_put(p, r->lease_until_us);		p += 8;
-	p += put_str(p, r->rcpt, STORE_ADDR_MAX);
-	p += put_str(p, r->reply, STORE_REPLY_MAX);
+	p += store_str_put(p, r->rcpt, STORE_ADDR_MAX);
+	p += store_str_put(p, r->reply, STORE_REPLY_MAX);
 	return (size_t)(p - buf);
 }
 
@@ -219,8 +215,8 @@ store_rcpt_decode(const MDB_val *v, struct rcpt_rec *r)
 	r->owner_instance = be64_get(p);	p += 8;
 	r->owner_worker = be32_get(p);		p += 4;
 	r->lease_until_us = be64_get(p);	p += 8;
-	if (get_str(&p, end, r->rcpt, STORE_ADDR_MAX) < 0 ||
-	    get_str(&p, end, r->reply, STORE_REPLY_MAX) < 0 || p != end)
+	if (store_str_get(&p, end, r->rcpt, STORE_ADDR_MAX) < 0 ||
+	    store_str_get(&p, end, r->reply, STORE_REPLY_MAX) < 0 || p != end)
 		return -1;
 	if (r->state < ST_PENDING || r->state > ST_INDOUBT)
 		return -1;
@@ -239,8 +235,8 @@ store_msg_encode(const struct msg_rec *m, unsigned char *buf, size_t cap)
 	be32_put(p, m->nrcpt);		p += 4;
 	be32_put(p, m->remaining);	p += 4;
 	be32_put(p, m->body_len);	p += 4;
-	p += put_str(p, m->sender, STORE_ADDR_MAX);
-	p += put_str(p, m->msgid, STORE_MSGID_MAX);
+	p += store_str_put(p, m->sender, STORE_ADDR_MAX);
+	p += store_str_put(p, m->msgid, STORE_MSGID_MAX);
 	return (size_t)(p - buf);
 }
 
@@ -256,8 +252,8 @@ store_msg_decode(const MDB_val *v, struct msg_rec *m)
 	m->nrcpt = be32_get(p);		p += 4;
 	m->remaining = be32_get(p);	p += 4;
 	m->body_len = be32_get(p);	p += 4;
-	if (get_str(&p, end, m->sender, STORE_ADDR_MAX) < 0 ||
-	    get_str(&p, end, m->msgid, STORE_MSGID_MAX) < 0 || p != end)
+	if (store_str_get(&p, end, m->sender, STORE_ADDR_MAX) < 0 ||
+	    store_str_get(&p, end, m->msgid, STORE_MSGID_MAX) < 0 || p != end)
 		return -1;
 	return 0;
 }

@@ -119,6 +119,16 @@ be16_get(const unsigned char *p)
 	return (uint16_t)(p[0] << 8 | p[1]);
 }
 
+/* Strings in records: a u16 big-endian length, then the bytes, no NUL.
+ * put writes at most max bytes of s and returns the bytes used; get
+ * reads one into dst (room for max + 1) and advances *p, or returns -1
+ * if the record is malformed. */
+size_t
+store_str_put(unsigned char *p, const char *s, size_t max);
+int
+store_str_get(const unsigned char **p, const unsigned char *end, char *dst,
+	      size_t max);
+
 /* --- recipients record (lmdb-schema/recipients.md) --------------------- */
 struct rcpt_rec {
 	uint8_t state;

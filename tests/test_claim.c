@@ -11,25 +11,11 @@
 
 #define SEC 1000000ull
 
-static char *dir;
+TESTLIB_SUITE_DIR("claim")
 static struct store *st;
 static struct store_settings set = { .backoff_min = 60, .backoff_max = 600,
 				     .max_lifetime = 3600 };
 
-static int
-suite_init(void)
-{
-	dir = testlib_tmpdir("claim");
-	return 0;
-}
-
-static int
-suite_clean(void)
-{
-	testlib_rmtree(dir);
-	free(dir);
-	return 0;
-}
 
 /* Each test starts on an empty store of its own. */
 static void
@@ -365,16 +351,6 @@ test_claim_backoff_grows_to_cap_with_jitter(void)
 			    claim_backoff_us(&s, 2, 0, 1));
 }
 
-/* xorshift32: rand_r's low bits are too regular for "% 8". */
-static unsigned
-rnd(unsigned *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 17;
-	*s ^= *s << 5;
-	return *s;
-}
-
 /* A long random walk over every operation; after each step the counters
  * must equal a full scan (ledger_verify checks exactly that). */
 static void
@@ -391,12 +367,12 @@ test_claim_conservation_under_random_operations(void)
 
 	fresh("conserve");
 	for (int step = 0; step < 1500 && !bad; step++) {
-		int op = rnd(&seed) % 8;
+		int op = testlib_rnd(&seed) % 8;
 
-		now += (uint64_t)(rnd(&seed) % 30) * SEC;
+		now += (uint64_t)(testlib_rnd(&seed) % 30) * SEC;
 		if (op == 0) {
-			corehelp_fill(st, 1 + rnd(&seed) % 3,
-				      1 + rnd(&seed) % 3, 2, now);
+			corehelp_fill(st, 1 + testlib_rnd(&seed) % 3,
+				      1 + testlib_rnd(&seed) % 3, 2, now);
 		} else if ((op == 1 || nheld == 0) && nheld < 56) {
 			claim_batch(st, 1, 8, 100, now, it, &n, &next, &err);
 			memcpy(held + nheld, it, n * sizeof(it[0]));
@@ -410,10 +386,10 @@ test_claim_conservation_under_random_operations(void)
 			if (n == 1 && nheld < 64)
 				held[nheld++] = it[0];
 		} else {
-			size_t i = (size_t)rnd(&seed) % nheld;
+			size_t i = (size_t)testlib_rnd(&seed) % nheld;
 
 			outcome1(&held[i], (enum claim_result)(1 +
-				 rnd(&seed) % 4), now, &o);
+				 testlib_rnd(&seed) % 4), now, &o);
 			held[i] = held[--nheld];
 		}
 		if (corehelp_verify(st) != 0) {

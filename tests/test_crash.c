@@ -17,33 +17,9 @@
 #define KILLS 50
 #define MAXACK 200000
 
-static char *dir;
+TESTLIB_SUITE_DIR("crash")
 static struct { uint64_t qid; uint32_t nrcpt; } acked[MAXACK];
 static size_t nacked;
-
-static int
-suite_init(void)
-{
-	dir = testlib_tmpdir("crash");
-	return 0;
-}
-
-static int
-suite_clean(void)
-{
-	testlib_rmtree(dir);
-	free(dir);
-	return 0;
-}
-
-static unsigned
-rnd(unsigned *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 17;
-	*s ^= *s << 5;
-	return *s;
-}
 
 /* The child's endless loop; it reports each acknowledged enqueue on fd. */
 static void
@@ -63,7 +39,7 @@ child_loop(const char *path, int fd, unsigned seed)
 	if (store_open(path, &set, &st, &err) != STORE_OK)
 		_exit(2);
 	for (;;) {
-		size_t nm = 1 + rnd(&seed) % 4, nr = 1 + rnd(&seed) % 3;
+		size_t nm = 1 + testlib_rnd(&seed) % 4, nr = 1 + testlib_rnd(&seed) % 3;
 
 		for (size_t i = 0; i < nm; i++)
 			m[i] = (struct store_msg){ "s@home.example", rcpts,
@@ -88,7 +64,7 @@ child_loop(const char *path, int fd, unsigned seed)
 			o[i].qid = it[i].qid;
 			o[i].idx = it[i].idx;
 			o[i].token = it[i].token;
-			o[i].result = (enum claim_result)(1 + rnd(&seed) % 4);
+			o[i].result = (enum claim_result)(1 + testlib_rnd(&seed) % 4);
 			o[i].reply = "r";
 		}
 		if (claim_outcome(st, o, n, store_now_us(), &err) != STORE_OK)
@@ -131,7 +107,7 @@ test_crash_sigkill_loses_nothing(void)
 			child_loop(path, fds[1], seed + (unsigned)k);
 		}
 		close(fds[1]);
-		usleep(2000 + rnd(&seed) % 40000);
+		usleep(2000 + testlib_rnd(&seed) % 40000);
 		kill(pid, SIGKILL);
 		CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
 		CU_ASSERT(WIFSIGNALED(status) &&

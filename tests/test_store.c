@@ -9,22 +9,8 @@
 
 #include <string.h>
 
-static char *dir;
+TESTLIB_SUITE_DIR("store")
 
-static int
-suite_init(void)
-{
-	dir = testlib_tmpdir("store");
-	return 0;
-}
-
-static int
-suite_clean(void)
-{
-	testlib_rmtree(dir);
-	free(dir);
-	return 0;
-}
 
 /* A fresh store directory under the suite's dir. */
 static void

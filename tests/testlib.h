@@ -21,6 +21,28 @@ testlib_tmpdir(const char *tag);
 void
 testlib_rmtree(const char *path);
 
+/* xorshift32: a seeded generator whose low bits are usable with "%". */
+unsigned
+testlib_rnd(unsigned *state);
+
+/* A suite whose tests share one scratch directory `dir`: defines dir,
+ * suite_init (makes it) and suite_clean (removes it). */
+#define TESTLIB_SUITE_DIR(tag)						\
+static char *dir;							\
+static int								\
+suite_init(void)							\
+{									\
+	dir = testlib_tmpdir(tag);					\
+	return 0;							\
+}									\
+static int								\
+suite_clean(void)							\
+{									\
+	testlib_rmtree(dir);						\
+	free(dir);							\
+	return 0;							\
+}
+
 #define TEST_MAIN(suites)						\
 int									\
 main(void)								\

@@ -10,8 +10,6 @@
 #include <string.h>
 
 TESTLIB_SUITE_DIR("store")
-
-
 /* A fresh store directory under the suite's dir. */
 static void
 fresh_path(char *buf, size_t cap, const char *name)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install what postern needs to build and to run its whole test suite on
 # Debian 12, as root. Postfix is installed only for its smtp-source and
-# smtp-sink test peers; "No configuration" keeps it from running as an MTA.
+# smtp-sink test peers and Dovecot for its LMTP and IMAP servers; "No configuration" keeps it from running as an MTA.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 echo "postfix postfix/main_mailer_type select No configuration" |
@@ -10,5 +10,6 @@ apt-get update -q
 apt-get install -y -q --no-install-recommends \
 	build-essential autoconf automake pkg-config ca-certificates \
 	liblmdb-dev lmdb-utils libevent-dev libcunit1-dev libssl-dev \
-	libinih-dev libjansson-dev \
-	postfix swaks python3 strace procps
+	libinih-dev libjansson-dev libgmime-3.0-dev \
+	postfix swaks python3 strace procps curl \
+	dovecot-core dovecot-lmtpd dovecot-imapd

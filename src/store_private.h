@@ -24,6 +24,7 @@
 #define STORE_MID_KEY_MAX 400	/* Message-ID index key prefix */
 
 #define RCPT_FLAG_SENDING 0x01	/* the driver may have handed it over */
+#define RCPT_FLAG_DEAD 0x02	/* held as dead letter: gave up retrying */
 
 struct store {
 	MDB_env *env;

@@ -128,6 +128,8 @@ move_txn(struct store_wtx *w, uint64_t qid, uint32_t idx,
 {
 	int rc;
 
+	uint8_t from = rr->state;
+
 	if ((rc = index_del(w, qid, idx, rr)) != 0)
 		return rc;
 	(*store_counter_for(&w->c, rr->state))--;
@@ -142,6 +144,11 @@ move_txn(struct store_wtx *w, uint64_t qid, uint32_t idx,
 	}
 	(*store_counter_for(&w->c, to))++;
 	if ((rc = index_put(w, qid, idx, rr)) != 0)
+		return rc;
+	/* Leases are routine; every other move is history worth showing. */
+	if (to != ST_ACTIVE &&
+	    (rc = store_history_put_txn(w, qid, idx, store_now_us(), from, to,
+					w->note ? w->note : rr->reply)) != 0)
 		return rc;
 	return rcpt_put(w, qid, idx, rr);
 }
@@ -198,7 +205,8 @@ finalize_txn(struct store_wtx *w, uint64_t qid, uint32_t idx,
 	be64_put(key, qid);
 	k.mv_size = 8;
 	if (--mr.remaining == 0) {
-		if ((rc = mdb_del(w->txn, w->st->db_messages, &k, NULL)) != 0)
+		if ((rc = mdb_del(w->txn, w->st->db_messages, &k, NULL)) != 0 ||
+		    (rc = store_history_drop_txn(w, qid)) != 0)
 			return rc;
 		return mdb_del(w->txn, w->st->db_bodies, &k, NULL);
 	}
@@ -643,4 +651,28 @@ claim_recover(struct store *st, uint64_t now_us,
 			 "back to pending, %zu in-doubt", r->to_pending,
 			 r->to_indoubt);
 	return rc;
+}
+
+/* --- for the operator's changes (queue.c) -------------------------------- */
+
+int
+claim_move_txn(struct store_wtx *w, uint64_t qid, uint32_t idx,
+	       struct rcpt_rec *rr, enum store_state to, uint64_t next_try_us)
+{
+	return move_txn(w, qid, idx, rr, to, next_try_us);
+}
+
+int
+claim_finalize_txn(struct store_wtx *w, uint64_t qid, uint32_t idx,
+		   const struct rcpt_rec *rr, enum ledger_kind kind,
+		   const char *reply, uint64_t now_us)
+{
+	return finalize_txn(w, qid, idx, rr, kind, reply, NULL, now_us);
+}
+
+int
+claim_rcpt_get_txn(struct store_wtx *w, uint64_t qid, uint32_t idx,
+		   struct rcpt_rec *rr)
+{
+	return rcpt_get(w, qid, idx, rr);
 }

@@ -83,9 +83,21 @@ rec_decode(const MDB_val *v, struct ledger_rec *r)
 	    store_str_get(&p, end, r->msgid, STORE_MSGID_MAX) < 0 ||
 	    store_str_get(&p, end, r->reply, STORE_REPLY_MAX) < 0 || p != end)
 		return -1;
-	if (r->kind != LEDGER_DELIVERED && r->kind != LEDGER_BOUNCED)
+	if (r->kind < LEDGER_DELIVERED || r->kind > LEDGER_NOTE)
 		return -1;
 	return 0;
+}
+
+const char *
+ledger_kind_name(enum ledger_kind kind)
+{
+	switch (kind) {
+	case LEDGER_DELIVERED:	return "delivered";
+	case LEDGER_BOUNCED:	return "bounced";
+	case LEDGER_DELETED:	return "deleted";
+	case LEDGER_NOTE:	return "note";
+	}
+	return "?";
 }
 
 static int
@@ -144,7 +156,8 @@ ledger_append_txn(struct store_wtx *w, struct ledger_rec *rec)
 	k.mv_data = ikey;
 	v.mv_size = 8;
 	v.mv_data = sbuf;
-	rc = mdb_put(w->txn, st->db_ledger_idx, &k, &v, MDB_NOOVERWRITE);
+	rc = rec->kind == LEDGER_NOTE ? 0 :
+	     mdb_put(w->txn, st->db_ledger_idx, &k, &v, MDB_NOOVERWRITE);
 	if (rc == MDB_KEYEXIST) {
 		w->fail = "ledger already holds a terminal record for this "
 			  "(message, recipient)";
@@ -182,9 +195,83 @@ ledger_append_txn(struct store_wtx *w, struct ledger_rec *rec)
 		return rc;
 	if (rec->kind == LEDGER_DELIVERED)
 		w->c.delivered++;
-	else
+	else if (rec->kind == LEDGER_BOUNCED)
 		w->c.bounced++;
+	else if (rec->kind == LEDGER_DELETED)
+		w->c.deleted++;
 	return 0;
+}
+
+static int
+get_txn(MDB_txn *txn, struct store *st, uint64_t seq, struct ledger_rec *rec)
+{
+	unsigned char key[8];
+	MDB_val k = { 8, key }, v;
+	int rc;
+
+	be64_put(key, seq);
+	if ((rc = mdb_get(txn, st->db_ledger, &k, &v)) != 0)
+		return rc;
+	if (rec_decode(&v, rec) < 0)
+		return MDB_CORRUPTED;
+	rec->seq = seq;
+	return 0;
+}
+
+int
+ledger_get(struct store *st, uint64_t seq, struct ledger_rec *rec,
+	   const char **error_r)
+{
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = store_read_begin(st, &txn, error_r)) != STORE_OK)
+		return rc;
+	rc = get_txn(txn, st, seq, rec);
+	store_read_end(st, &txn);
+	if (rc == 0)
+		return 1;
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	return store_fail(st, rc, "read ledger", error_r);
+}
+
+int
+ledger_foreach_qid(struct store *st, uint64_t qid,
+		   int (*fn)(const struct ledger_rec *rec, void *arg),
+		   void *arg, const char **error_r)
+{
+	unsigned char key[STORE_KEY_RCPT_LEN];
+	struct ledger_rec rec;
+	MDB_cursor *cur = NULL;
+	MDB_txn *txn;
+	MDB_val k = { sizeof(key), key }, v;
+	MDB_cursor_op op = MDB_SET_RANGE;
+	int rc;
+
+	if ((rc = store_read_begin(st, &txn, error_r)) != STORE_OK)
+		return rc;
+	store_rcpt_key(key, qid, 0);
+	rc = mdb_cursor_open(txn, st->db_ledger_idx, &cur);
+	while (rc == 0 && (rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+		op = MDB_NEXT;
+		if (k.mv_size != STORE_KEY_RCPT_LEN ||
+		    be64_get(k.mv_data) != qid)
+			break;
+		if (v.mv_size != 8) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		if ((rc = get_txn(txn, st, be64_get(v.mv_data), &rec)) != 0 ||
+		    fn(&rec, arg) != 0)
+			break;
+	}
+	if (cur != NULL)
+		mdb_cursor_close(cur);
+	store_read_end(st, &txn);
+	if (rc == 0 || rc == MDB_NOTFOUND)
+		return STORE_OK;
+	return store_fail(st, rc, "read ledger index", error_r);
 }
 
 int
@@ -292,10 +379,14 @@ verify_chain(struct vctx *x, uint64_t *terminal_r)
 		prev_ok = true;
 		sha256(v.mv_data, v.mv_size, prev);
 		last = seq;
+		if (rec.kind == LEDGER_NOTE)
+			continue;
 		if (rec.kind == LEDGER_DELIVERED)
 			x->r->counted.delivered++;
-		else
+		else if (rec.kind == LEDGER_BOUNCED)
 			x->r->counted.bounced++;
+		else
+			x->r->counted.deleted++;
 		(*terminal_r)++;
 		store_rcpt_key(ikey, rec.qid, rec.idx);
 		ik.mv_size = sizeof(ikey);
@@ -383,14 +474,15 @@ verify_counters(struct vctx *x)
 	const struct store_counters *s = &x->r->stored;
 	struct store_counters *c = &x->r->counted;
 	static const char *const names[] = { "delivered", "bounced",
-		"pending", "active", "deferred", "held", "in-doubt" };
-	const uint64_t sv[] = { s->delivered, s->bounced, s->pending,
-		s->active, s->deferred, s->held, s->indoubt };
-	const uint64_t cv[] = { c->delivered, c->bounced, c->pending,
-		c->active, c->deferred, c->held, c->indoubt };
+		"deleted", "pending", "active", "deferred", "held",
+		"in-doubt" };
+	const uint64_t sv[] = { s->delivered, s->bounced, s->deleted,
+		s->pending, s->active, s->deferred, s->held, s->indoubt };
+	const uint64_t cv[] = { c->delivered, c->bounced, c->deleted,
+		c->pending, c->active, c->deferred, c->held, c->indoubt };
 
 	c->accepted = 0;
-	for (int i = 0; i < 7; i++) {
+	for (int i = 0; i < 8; i++) {
 		c->accepted += cv[i];
 		if (sv[i] != cv[i])
 			problem(x, "counter %s is %" PRIu64 " but a full scan "
@@ -398,7 +490,7 @@ verify_counters(struct vctx *x)
 	}
 	if (s->accepted != c->accepted)
 		problem(x, "conservation: accepted %" PRIu64 " != delivered + "
-			"bounced + queued %" PRIu64, s->accepted, c->accepted);
+			"bounced + deleted + queued %" PRIu64, s->accepted, c->accepted);
 }
 
 int

@@ -13,10 +13,19 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* Kinds 1-3 are terminal: at most one per (message, recipient), indexed
+ * in ledger_idx. A note records an operator's decision that is not an
+ * outcome (an in-doubt entry sent again); it is chained like the others. */
 enum ledger_kind {
 	LEDGER_DELIVERED = 1,
 	LEDGER_BOUNCED = 2,
+	LEDGER_DELETED = 3,	/* removed by the operator */
+	LEDGER_NOTE = 4,
 };
+
+/* "delivered", "bounced", "deleted", "note". */
+const char *
+ledger_kind_name(enum ledger_kind kind);
 
 /* One ledger record, decoded. Strings are owned by the struct (fixed
  * arrays), so a copy outlives the transaction it came from. */
@@ -55,6 +64,19 @@ int
 ledger_foreach(struct store *st, uint64_t from,
 	       int (*fn)(const struct ledger_rec *rec, void *arg), void *arg,
 	       const char **error_r);
+
+/* Read ledger record seq into *rec: 1 found, 0 no such record, or a
+ * store_rc (< 0). */
+int
+ledger_get(struct store *st, uint64_t seq, struct ledger_rec *rec,
+	   const char **error_r);
+
+/* Call fn for each terminal record of message qid (in recipient order),
+ * inside one read transaction. Returns 0 or a store_rc. */
+int
+ledger_foreach_qid(struct store *st, uint64_t qid,
+		   int (*fn)(const struct ledger_rec *rec, void *arg),
+		   void *arg, const char **error_r);
 
 /* What verify found. */
 struct verify_report {

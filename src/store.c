@@ -27,7 +27,8 @@
 #define META_VERSION	"version"
 #define META_STORE_ID	"store_id"
 #define META_COUNTERS	"counters"
-#define COUNTERS_LEN	(1 + 8 * 8)
+#define COUNTERS_LEN_V1	(1 + 8 * 8)
+#define COUNTERS_LEN	(1 + 9 * 8)
 #define INSTANCE_PREFIX	"instance:"
 #define INSTANCE_REC_LEN (1 + 4 + 8 + 8)
 
@@ -261,11 +262,12 @@ store_msg_decode(const MDB_val *v, struct msg_rec *m)
 static void
 counters_encode(const struct store_counters *c, unsigned char *p)
 {
-	const uint64_t v[8] = { c->accepted, c->delivered, c->bounced,
-		c->pending, c->active, c->deferred, c->held, c->indoubt };
+	const uint64_t v[9] = { c->accepted, c->delivered, c->bounced,
+		c->pending, c->active, c->deferred, c->held, c->indoubt,
+		c->deleted };
 
 	p[0] = STORE_REC_VERSION;
-	for (int i = 0; i < 8; i++)
+	for (int i = 0; i < 9; i++)
 		be64_put(p + 1 + 8 * i, v[i]);
 }
 
@@ -283,7 +285,9 @@ store_counters_load_txn(MDB_txn *txn, struct store *st, struct store_counters *c
 	if (rc != 0)
 		return rc;
 	p = v.mv_data;
-	if (v.mv_size != COUNTERS_LEN || p[0] != STORE_REC_VERSION)
+	/* The schema 1 record (no "deleted") is read only while upgrading. */
+	if ((v.mv_size != COUNTERS_LEN && v.mv_size != COUNTERS_LEN_V1) ||
+	    p[0] != STORE_REC_VERSION)
 		return MDB_CORRUPTED;
 	c->accepted = be64_get(p + 1);
 	c->delivered = be64_get(p + 9);
@@ -293,6 +297,8 @@ store_counters_load_txn(MDB_txn *txn, struct store *st, struct store_counters *c
 	c->deferred = be64_get(p + 41);
 	c->held = be64_get(p + 49);
 	c->indoubt = be64_get(p + 57);
+	if (v.mv_size == COUNTERS_LEN)
+		c->deleted = be64_get(p + 65);
 	return 0;
 }
 
@@ -574,6 +580,7 @@ open_dbis(MDB_txn *txn, struct store *st)
 		{ "ledger_idx", offsetof(struct store, db_ledger_idx), 0 },
 		{ "ledger_mid", offsetof(struct store, db_ledger_mid),
 		  MDB_DUPSORT | MDB_DUPFIXED },
+		{ "history", offsetof(struct store, db_history), 0 },
 	};
 	int rc;
 
@@ -588,6 +595,81 @@ open_dbis(MDB_txn *txn, struct store *st)
 	return 0;
 }
 
+/* --- history ------------------------------------------------------------- */
+
+int
+store_history_put_txn(struct store_wtx *w, uint64_t qid, uint32_t idx,
+		      uint64_t at_us, uint8_t from, uint8_t to,
+		      const char *note)
+{
+	unsigned char key[STORE_KEY_HISTORY_LEN], buf[3 + 2 + STORE_REPLY_MAX];
+	MDB_val k = { sizeof(key), key }, v = { 0, buf };
+	int rc;
+
+	buf[0] = STORE_REC_VERSION;
+	buf[1] = from;
+	buf[2] = to;
+	v.mv_size = 3 + store_str_put(buf + 3, note ? note : "",
+				      STORE_REPLY_MAX);
+	be64_put(key, qid);
+	be32_put(key + 8, idx);
+	/* Two moves of one entry in the same microsecond: the later one
+	 * sorts after. */
+	for (int i = 0; i < 16; i++) {
+		be64_put(key + 12, at_us + (uint64_t)i);
+		rc = mdb_put(w->txn, w->st->db_history, &k, &v,
+			     MDB_NOOVERWRITE);
+		if (rc != MDB_KEYEXIST)
+			return rc;
+	}
+	return 0;	/* sixteen in one microsecond: drop this one */
+}
+
+int
+store_history_drop_txn(struct store_wtx *w, uint64_t qid)
+{
+	unsigned char key[8];
+	MDB_cursor *cur = NULL;
+	MDB_val k = { 8, key }, v;
+	int rc;
+
+	if ((rc = mdb_cursor_open(w->txn, w->st->db_history, &cur)) != 0)
+		return rc;
+	/* Seek afresh after each delete rather than trust the cursor's
+	 * position past a deleted last item. */
+	for (;;) {
+		be64_put(key, qid);
+		k.mv_size = 8;
+		k.mv_data = key;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		if (rc != 0 || k.mv_size != STORE_KEY_HISTORY_LEN ||
+		    be64_get(k.mv_data) != qid)
+			break;
+		if ((rc = mdb_cursor_del(cur, 0)) != 0)
+			break;
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
+}
+
+/* Schema 1 -> 2 (lmdb-schema/VERSIONS.md), in the open transaction: the
+ * "history" database is already created by open_dbis(); the counters
+ * record gains "deleted" (0); then the version. */
+static int
+upgrade_txn(MDB_txn *txn, struct store *st)
+{
+	struct store_counters c;
+	unsigned char vbuf[4];
+	MDB_val k = { strlen(META_VERSION), META_VERSION }, v = { 4, vbuf };
+	int rc;
+
+	if ((rc = store_counters_load_txn(txn, st, &c)) != 0 ||
+	    (rc = counters_save(txn, st, &c)) != 0)
+		return rc;
+	be32_put(vbuf, STORE_SCHEMA_VERSION);
+	return mdb_put(txn, st->db_meta, &k, &v, 0);
+}
+
 /* Check or write the schema version, register this instance. */
 static int
 open_schema(struct store *st, const char **error_r)
@@ -597,6 +679,7 @@ open_schema(struct store *st, const char **error_r)
 	unsigned char buf[INSTANCE_REC_LEN], vbuf[4];
 	char key[64];
 	uint64_t next;
+	uint32_t upgrade_from = 0;
 	int rc;
 
 	rc = mdb_txn_begin(st->env, NULL, 0, &txn);
@@ -611,7 +694,9 @@ open_schema(struct store *st, const char **error_r)
 	if (rc == 0) {
 		uint32_t ver = v.mv_size == 4 ? be32_get(v.mv_data) : 0;
 
-		if (ver != STORE_SCHEMA_VERSION) {
+		if (ver == 1) {
+			upgrade_from = 1;
+		} else if (ver != STORE_SCHEMA_VERSION) {
 			mdb_txn_abort(txn);
 			snprintf(errbuf, sizeof(errbuf),
 				 "store %s has schema version %u, this postern "
@@ -639,6 +724,7 @@ open_schema(struct store *st, const char **error_r)
 		goto fail;
 	}
 	if ((rc = open_dbis(txn, st)) != 0 ||
+	    (upgrade_from != 0 && (rc = upgrade_txn(txn, st)) != 0) ||
 	    (rc = store_meta_u64_get(txn, st, META_STORE_ID,
 				     &st->store_id)) != 0 ||
 	    (rc = store_meta_u64_get(txn, st, "next_instance", &next)) != 0)
@@ -661,6 +747,9 @@ open_schema(struct store *st, const char **error_r)
 	txn = NULL;
 	if (rc != 0)
 		return store_fail(st, rc, "register instance", error_r);
+	if (upgrade_from != 0)
+		log_info("store %s: upgraded from schema version %u to %u",
+			 st->path, upgrade_from, STORE_SCHEMA_VERSION);
 	return STORE_OK;
 fail:
 	if (txn != NULL)

@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 /* The schema version this build reads and writes (lmdb-schema/VERSIONS.md). */
-#define STORE_SCHEMA_VERSION 1u
+#define STORE_SCHEMA_VERSION 2u
 
 /* Return codes. Negative is failure; every failure also sets *error_r to a
  * message that stays valid until the next store call on the same thread. */
@@ -46,6 +46,7 @@ struct store_counters {
 	uint64_t deferred;
 	uint64_t held;
 	uint64_t indoubt;
+	uint64_t deleted;	/* removed by the operator (postern delete) */
 };
 
 struct store_settings {

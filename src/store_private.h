@@ -9,6 +9,7 @@
 #define POSTERN_STORE_PRIVATE_H
 
 #include "store.h"
+#include "ledger.h"
 
 #include <lmdb.h>
 #include <pthread.h>
@@ -38,7 +39,8 @@ struct store {
 	 * mdb_env_close() run with no transaction active in this process. */
 	pthread_rwlock_t txn_lock;
 	MDB_dbi db_meta, db_messages, db_bodies, db_rcpts, db_notify,
-		db_active, db_ledger, db_ledger_idx, db_ledger_mid;
+		db_active, db_ledger, db_ledger_idx, db_ledger_mid,
+		db_history;
 };
 
 /* A write transaction in progress, as the runner hands it to a body. */
@@ -47,6 +49,9 @@ struct store_wtx {
 	MDB_txn *txn;
 	struct store_counters c;	/* loaded at begin, stored at commit */
 	const char *fail;		/* body's own failure reason */
+	/* Why the body moves entries (an operator's note); NULL: the
+	 * entry's last reply. Goes into the history records. */
+	const char *note;
 };
 
 /* The body of a write transaction. Returns 0, an MDB/errno code, or -1
@@ -180,6 +185,36 @@ store_notify_key(unsigned char key[STORE_KEY_NOTIFY_LEN], uint64_t due_us,
 void
 store_active_encode(unsigned char buf[ACTIVE_REC_LEN], uint64_t instance,
 		    uint32_t worker, uint64_t lease_until_us, uint64_t token);
+
+/* --- history (lmdb-schema/history.md) ---------------------------------- */
+/* Record that entry (qid, idx) moved from state `from` to `to` at at_us,
+ * and why (note, may be NULL). Inside w's txn. */
+int
+store_history_put_txn(struct store_wtx *w, uint64_t qid, uint32_t idx,
+		      uint64_t at_us, uint8_t from, uint8_t to,
+		      const char *note);
+/* Drop the history of message qid (when its last entry is terminal). */
+int
+store_history_drop_txn(struct store_wtx *w, uint64_t qid);
+#define STORE_KEY_HISTORY_LEN (8 + 4 + 8)
+
+/* --- claim.c's state moves, for the operator's changes (queue.c) ------- */
+
+/* Move a queued entry to state `to`, keeping indexes, counters and history
+ * in step; next_try_us (when not 0) becomes its due time. */
+int
+claim_move_txn(struct store_wtx *w, uint64_t qid, uint32_t idx,
+	       struct rcpt_rec *rr, enum store_state to, uint64_t next_try_us);
+/* Make a queued entry terminal: ledger record of kind, out of the queue,
+ * the message gone with its last entry. */
+int
+claim_finalize_txn(struct store_wtx *w, uint64_t qid, uint32_t idx,
+		   const struct rcpt_rec *rr, enum ledger_kind kind,
+		   const char *reply, uint64_t now_us);
+/* Read entry (qid, idx): 0, MDB_NOTFOUND, or another LMDB code. */
+int
+claim_rcpt_get_txn(struct store_wtx *w, uint64_t qid, uint32_t idx,
+		   struct rcpt_rec *rr);
 
 /* Counter for a queue state, for moving an entry between states. */
 uint64_t *

@@ -6,6 +6,7 @@
  *          it starts them in that order and stops them in reverse.
  * Threads: the main thread runs the event loop.
  */
+#include "admin_socket.h"
 #include "claim.h"
 #include "config.h"
 #include "ingress_server.h"
@@ -31,6 +32,7 @@ struct daemon {
 	struct store *st;
 	struct worker_pool *pool;
 	struct ingress *in;
+	struct admin_socket *admin;
 	struct event *sigterm, *sigint, *sighup;
 	bool stopping;
 };
@@ -143,6 +145,10 @@ start(struct daemon *d, const char **error_r)
 		return -1;
 	if (worker_pool_start(d->pool, error_r) < 0)
 		return -1;
+	d->admin = admin_socket_new(d->base, d->cfg->store_path, d->pool,
+				    error_r);
+	if (d->admin == NULL)
+		return -1;
 	d->sigterm = evsignal_new(d->base, SIGTERM, on_stop, d);
 	d->sigint = evsignal_new(d->base, SIGINT, on_stop, d);
 	d->sighup = evsignal_new(d->base, SIGHUP, on_hup, d);
@@ -160,6 +166,7 @@ stop(struct daemon *d)
 		event_free(d->sigint);
 		event_free(d->sighup);
 	}
+	admin_socket_free(&d->admin);
 	ingress_free(&d->in);		/* commits in flight finish first */
 	worker_pool_stop(&d->pool);	/* batches in flight finish */
 	store_close(&d->st);

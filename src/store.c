@@ -491,6 +491,31 @@ store_write(struct store *st, store_txn_fn *fn, void *arg,
 	return store_fail(st, rc, "commit", error_r);
 }
 
+int
+store_read_only_run(struct store *st, store_txn_fn *fn, void *arg,
+		    const char **error_r)
+{
+	struct store_wtx w = { .st = st };
+	int rc;
+
+	if ((rc = store_read_begin(st, &w.txn, error_r)) != STORE_OK)
+		return rc;
+	rc = store_counters_load_txn(w.txn, st, &w.c);
+	if (rc == 0)
+		rc = fn(&w, arg);
+	store_read_end(st, &w.txn);
+	if (rc == 0)
+		return STORE_OK;
+	if (rc == -1) {
+		snprintf(errbuf, sizeof(errbuf), "%s",
+			 w.fail ? w.fail : "failed");
+		if (error_r != NULL)
+			*error_r = errbuf;
+		return STORE_ERR;
+	}
+	return store_fail(st, rc, "read", error_r);
+}
+
 /* --- open / close ---------------------------------------------------------- */
 
 static void

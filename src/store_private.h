@@ -65,6 +65,12 @@ int
 store_write(struct store *st, store_txn_fn *fn, void *arg,
 	    const char **error_r);
 
+/* Run fn like store_write() but in a read transaction that is thrown
+ * away: for a body that, told so by its arg, only reads (a dry run). */
+int
+store_read_only_run(struct store *st, store_txn_fn *fn, void *arg,
+		    const char **error_r);
+
 /* Begin / end a read transaction (holds txn_lock for reading). */
 int
 store_read_begin(struct store *st, MDB_txn **txn_r, const char **error_r);

@@ -136,6 +136,8 @@ static const struct key keys[] = {
 	  UINT_MAX, NULL, "5d" },
 	{ "queue", "in_doubt_policy", V_ENUM, F(queue_in_doubt_policy), 0, 0,
 	  in_doubt_names, "hold" },
+	{ "admin", "listen", V_HOSTPORT_OPT, F(admin_listen), 0, 0, NULL,
+	  "" },
 	{ "log", "level", V_ENUM, F(log_level), 0, 0, level_names, "info" },
 	{ "log", "syslog", V_BOOL, F(log_syslog), 0, 0, NULL, "no" },
 };

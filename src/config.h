@@ -118,6 +118,9 @@ struct config {
 	unsigned queue_max_lifetime;	/* seconds */
 	enum config_in_doubt queue_in_doubt_policy;
 
+	/* [admin] */
+	struct config_hostport admin_listen;	/* HTTP; NULLs: none */
+
 	/* [log] */
 	enum log_level log_level;
 	bool log_syslog;		/* false: stderr */

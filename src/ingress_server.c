@@ -10,6 +10,7 @@
  *          only links jobs and activates an event.
  */
 #include "ingress_server.h"
+#include "metrics.h"
 #include "ingress_smtp.h"
 #include "store_commit.h"
 #include "lib/buf.h"
@@ -95,6 +96,23 @@ session_free(struct isession **sp)
 	free(s);
 }
 
+/* Count the final reply lines ("250 ...", not "250-...") for /metrics. */
+static void
+count_replies(const char *p, size_t len)
+{
+	const char *end = p + len, *nl;
+
+	for (; p < end; p = nl + 1) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL)
+			break;
+		if (nl - p >= 4 && p[3] == ' ' && p[0] >= '2' && p[0] <= '5' &&
+		    p[1] >= '0' && p[1] <= '9' && p[2] >= '0' && p[2] <= '9')
+			metrics_smtp_reply((unsigned)((p[0] - '0') * 100 +
+					   (p[1] - '0') * 10 + (p[2] - '0')));
+	}
+}
+
 /* Write pending replies; if the session is closing and everything is
  * written, free it. Returns false if the session is gone. */
 static bool
@@ -103,6 +121,7 @@ session_flush(struct isession *s)
 	struct evbuffer *o = bufferevent_get_output(s->bev);
 
 	if (s->out.len > 0) {
+		count_replies(s->out.data, s->out.len);
 		bufferevent_write(s->bev, s->out.data, s->out.len);
 		buf_reset(&s->out);
 	}

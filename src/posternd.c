@@ -6,6 +6,7 @@
  *          it starts them in that order and stops them in reverse.
  * Threads: the main thread runs the event loop.
  */
+#include "admin_http.h"
 #include "admin_socket.h"
 #include "claim.h"
 #include "config.h"
@@ -33,6 +34,7 @@ struct daemon {
 	struct worker_pool *pool;
 	struct ingress *in;
 	struct admin_socket *admin;
+	struct admin_http *http;		/* NULL: no [admin] listen */
 	struct event *sigterm, *sigint, *sighup;
 	bool stopping;
 };
@@ -149,6 +151,13 @@ start(struct daemon *d, const char **error_r)
 				    error_r);
 	if (d->admin == NULL)
 		return -1;
+	if (d->cfg->admin_listen.host != NULL) {
+		d->http = admin_http_new(d->base, d->cfg->admin_listen.host,
+					 d->cfg->admin_listen.port, d->st,
+					 d->pool, error_r);
+		if (d->http == NULL)
+			return -1;
+	}
 	d->sigterm = evsignal_new(d->base, SIGTERM, on_stop, d);
 	d->sigint = evsignal_new(d->base, SIGINT, on_stop, d);
 	d->sighup = evsignal_new(d->base, SIGHUP, on_hup, d);
@@ -166,6 +175,7 @@ stop(struct daemon *d)
 		event_free(d->sigint);
 		event_free(d->sighup);
 	}
+	admin_http_free(&d->http);
 	admin_socket_free(&d->admin);
 	ingress_free(&d->in);		/* commits in flight finish first */
 	worker_pool_stop(&d->pool);	/* batches in flight finish */

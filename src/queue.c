@@ -695,6 +695,36 @@ queue_change(struct store *st, const struct queue_op_args *a,
 /* --- stats ------------------------------------------------------------------ */
 
 int
+queue_oldest(struct store *st, uint64_t *qid_r, uint64_t *accepted_us_r,
+	     const char **error_r)
+{
+	struct msg_rec mr;
+	MDB_cursor *cur = NULL;
+	MDB_txn *txn;
+	MDB_val k, v;
+	int rc;
+
+	*qid_r = *accepted_us_r = 0;
+	if ((rc = store_read_begin(st, &txn, error_r)) != STORE_OK)
+		return rc;
+	rc = mdb_cursor_open(txn, st->db_messages, &cur);
+	if (rc == 0 && (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0) {
+		if (k.mv_size != 8 || store_msg_decode(&v, &mr) < 0) {
+			rc = MDB_CORRUPTED;
+		} else {
+			*qid_r = be64_get(k.mv_data);
+			*accepted_us_r = mr.accepted_us;
+		}
+	}
+	if (cur != NULL)
+		mdb_cursor_close(cur);
+	store_read_end(st, &txn);
+	if (rc == 0 || rc == MDB_NOTFOUND)
+		return STORE_OK;
+	return store_fail(st, rc, "oldest message", error_r);
+}
+
+int
 queue_stats(struct store *st, uint64_t now_us, struct queue_stats *s,
 	    const char **error_r)
 {

@@ -131,6 +131,12 @@ queue_change(struct store *st, const struct queue_op_args *a,
 const char *
 queue_op_name(enum queue_op op);
 
+/* The oldest queued message (queue ids grow with time, so the first):
+ * *qid_r and *accepted_us_r, both 0 when the queue is empty. */
+int
+queue_oldest(struct store *st, uint64_t *qid_r, uint64_t *accepted_us_r,
+	     const char **error_r);
+
 /* Figures for postern stats. */
 struct queue_stats {
 	struct store_counters c;

@@ -8,6 +8,7 @@
  *          lock only guards the wake counter and the stop flag.
  */
 #include "worker.h"
+#include "metrics.h"
 #include "claim.h"
 #include "driver.h"
 #include "driver_maildir.h"
@@ -35,6 +36,9 @@ struct worker {
 	struct claim_item *items;	/* owned, batch entries */
 	struct claim_outcome *out;	/* owned, batch entries */
 	struct driver_rcpt *rcpts;	/* owned, batch entries */
+	/* For /healthz, read by the event loop's thread: */
+	atomic_bool running;		/* the thread is in its loop */
+	atomic_uint_fast64_t busy_since_us;	/* batch started; 0: idle */
 };
 
 struct worker_pool {
@@ -214,6 +218,8 @@ log_outcomes(struct worker *w, size_t n, uint64_t now_us)
 
 		if (!o->applied)
 			continue;
+		metrics_outcome(o->recorded, delay);
+		metrics_foreign_seen(o->result, now_us);
 		log_info("%s: to=<%s>, relay=%s, delay=%" PRIu64 ".%02" PRIu64
 			 ", attempts=%u, status=%s (%s)",
 			 store_qid_str(o->qid, qid), it->rcpt,
@@ -314,11 +320,14 @@ worker_main(void *arg)
 	uint64_t seen = 0, next_due, until, last_hk = store_now_us();
 	size_t n;
 
+	atomic_store(&w->running, true);
 	while (!pool_stopping(p)) {
 		housekeep(w, &last_hk);
 		n = claim_some(w, &next_due);
 		if (n > 0) {
+			atomic_store(&w->busy_since_us, store_now_us());
 			work_batch(w, n);
+			atomic_store(&w->busy_since_us, 0);
 			continue;
 		}
 		until = store_now_us() + WORKER_IDLE_MAX_US;
@@ -327,7 +336,25 @@ worker_main(void *arg)
 		if (!pool_wait(p, &seen, until))
 			break;
 	}
+	atomic_store(&w->running, false);
 	return NULL;
+}
+
+void
+worker_pool_alive(struct worker_pool *p, uint64_t now_us, unsigned *alive_r,
+		  unsigned *total_r)
+{
+	uint64_t limit = (uint64_t)p->cfg->workers_lease * 1000000u;
+
+	*alive_r = 0;
+	*total_r = (unsigned)p->count;
+	for (size_t i = 0; i < p->count; i++) {
+		uint64_t busy = atomic_load(&p->w[i].busy_since_us);
+
+		if (atomic_load(&p->w[i].running) &&
+		    (busy == 0 || now_us < busy + limit))
+			(*alive_r)++;
+	}
 }
 
 int

@@ -29,6 +29,12 @@ worker_pool_start(struct worker_pool *p, const char **error_r);
 void
 worker_pool_wake(struct worker_pool *p);
 
+/* How many of the *total_r workers are alive: in their loop, and not
+ * stuck in one batch for longer than the lease. Any thread. */
+void
+worker_pool_alive(struct worker_pool *p, uint64_t now_us, unsigned *alive_r,
+		  unsigned *total_r);
+
 /* Ask the workers to stop after their current batch, join them, free the
  * pool and set *p to NULL. */
 void

@@ -1,0 +1,29 @@
+/*
+ * admin_http.h - the daemon's HTTP admin endpoint ([admin] listen):
+ *   GET /metrics  Prometheus text format (metrics.h)
+ *   GET /healthz  200 "ok" when the store is open, every worker went
+ *                 round its loop lately and the foreign side answered
+ *                 last time; 503 with the reasons otherwise.
+ * Threads: runs on the event loop's thread. Reads the store (one short
+ * read transaction per request) and the pool's heartbeats.
+ */
+#ifndef POSTERN_ADMIN_HTTP_H
+#define POSTERN_ADMIN_HTTP_H
+
+struct event_base;
+struct store;
+struct worker_pool;
+struct admin_http;
+
+/* Listen on host:port. st and pool are borrowed and must outlive it.
+ * Returns NULL with *error_r set on failure. */
+struct admin_http *
+admin_http_new(struct event_base *base, const char *host, const char *port,
+	       struct store *st, struct worker_pool *pool,
+	       const char **error_r);
+
+/* Stop listening, free *ah and set it to NULL. */
+void
+admin_http_free(struct admin_http **ah);
+
+#endif

@@ -1,0 +1,179 @@
+/*
+ * metrics.c - process-wide counters and their Prometheus rendering.
+ *
+ * Owns:    the static counters below; nothing allocated.
+ * Threads: any; relaxed atomics (each counter on its own, no invariant
+ *          between them).
+ */
+#include "metrics.h"
+#include "queue.h"
+#include "store.h"
+
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <string.h>
+
+/* Upper bounds of the latency histogram, in microseconds. */
+static const uint64_t lat_bounds[] = {
+	5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000,
+	2500000, 5000000, 10000000, 30000000, 60000000, 300000000,
+	3600000000ull,
+};
+#define NBOUNDS (sizeof(lat_bounds) / sizeof(lat_bounds[0]))
+
+static atomic_uint_fast64_t outcomes[5];	/* by enum claim_result */
+static atomic_uint_fast64_t lat_count[NBOUNDS + 1];	/* last: +Inf */
+static atomic_uint_fast64_t lat_sum_us;
+
+/* Reply codes 200-599, by code. */
+static atomic_uint_fast64_t replies[400];
+
+static const char *const drivers[] = { "maildir", "smtp", "lmtp", "ccmail",
+				       "imap" };
+#define NDRIVERS (sizeof(drivers) / sizeof(drivers[0]))
+static atomic_uint_fast64_t reconnects[NDRIVERS];
+
+static atomic_uint_fast64_t foreign_ok_us, foreign_fail_us;
+
+void
+metrics_outcome(enum claim_result recorded, uint64_t latency_us)
+{
+	size_t i;
+
+	if ((unsigned)recorded < 5)
+		atomic_fetch_add_explicit(&outcomes[recorded], 1,
+					  memory_order_relaxed);
+	if (recorded != CLAIM_DELIVERED)
+		return;
+	for (i = 0; i < NBOUNDS && latency_us > lat_bounds[i]; i++)
+		;
+	atomic_fetch_add_explicit(&lat_count[i], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&lat_sum_us, latency_us,
+				  memory_order_relaxed);
+}
+
+void
+metrics_smtp_reply(unsigned code)
+{
+	if (code >= 200 && code < 600)
+		atomic_fetch_add_explicit(&replies[code - 200], 1,
+					  memory_order_relaxed);
+}
+
+void
+metrics_reconnect(const char *driver)
+{
+	for (size_t i = 0; i < NDRIVERS; i++)
+		if (strcmp(driver, drivers[i]) == 0)
+			atomic_fetch_add_explicit(&reconnects[i], 1,
+						  memory_order_relaxed);
+}
+
+void
+metrics_foreign_seen(enum claim_result r, uint64_t now_us)
+{
+	atomic_store_explicit(r == CLAIM_TEMPFAIL ? &foreign_fail_us :
+			      &foreign_ok_us, now_us, memory_order_relaxed);
+}
+
+void
+metrics_foreign_last(uint64_t *ok_us_r, uint64_t *fail_us_r)
+{
+	*ok_us_r = atomic_load_explicit(&foreign_ok_us, memory_order_relaxed);
+	*fail_us_r = atomic_load_explicit(&foreign_fail_us,
+					  memory_order_relaxed);
+}
+
+static uint64_t
+get(atomic_uint_fast64_t *a)
+{
+	return atomic_load_explicit(a, memory_order_relaxed);
+}
+
+int
+metrics_render(struct store *st, struct buf *b, uint64_t now_us)
+{
+	static const char *const results[] = { NULL, "delivered", "deferred",
+					       "bounced", "in-doubt" };
+	struct store_counters c;
+	const char *err;
+	uint64_t map_size, used, oldest_qid, oldest_us, cum = 0;
+	int rc = 0;
+
+	buf_append_str(b,
+		"# HELP postern_outcomes_total Delivery outcomes recorded by "
+		"this process.\n# TYPE postern_outcomes_total counter\n");
+	for (int r = CLAIM_DELIVERED; r <= CLAIM_UNKNOWN; r++)
+		buf_printf(b, "postern_outcomes_total{result=\"%s\"} %" PRIu64
+			   "\n", results[r], get(&outcomes[r]));
+	buf_append_str(b,
+		"# HELP postern_delivery_latency_seconds From acceptance to "
+		"delivery.\n# TYPE postern_delivery_latency_seconds "
+		"histogram\n");
+	for (size_t i = 0; i <= NBOUNDS; i++) {
+		cum += get(&lat_count[i]);
+		if (i < NBOUNDS)
+			buf_printf(b, "postern_delivery_latency_seconds_bucket"
+				   "{le=\"%g\"} %" PRIu64 "\n",
+				   (double)lat_bounds[i] / 1e6, cum);
+		else
+			buf_printf(b, "postern_delivery_latency_seconds_bucket"
+				   "{le=\"+Inf\"} %" PRIu64 "\n", cum);
+	}
+	buf_printf(b, "postern_delivery_latency_seconds_sum %.6f\n"
+		   "postern_delivery_latency_seconds_count %" PRIu64 "\n",
+		   (double)get(&lat_sum_us) / 1e6, cum);
+	buf_append_str(b,
+		"# HELP postern_smtp_replies_total Final replies the ingress "
+		"sent, by code.\n# TYPE postern_smtp_replies_total counter\n");
+	for (unsigned i = 0; i < 400; i++)
+		if (get(&replies[i]) != 0)
+			buf_printf(b, "postern_smtp_replies_total{code=\"%u\"} "
+				   "%" PRIu64 "\n", i + 200, get(&replies[i]));
+	buf_append_str(b,
+		"# HELP postern_driver_reconnects_total Connections a driver "
+		"opened to its foreign peer.\n"
+		"# TYPE postern_driver_reconnects_total counter\n");
+	for (size_t i = 0; i < NDRIVERS; i++)
+		buf_printf(b, "postern_driver_reconnects_total{driver=\"%s\"} "
+			   "%" PRIu64 "\n", drivers[i], get(&reconnects[i]));
+
+	if (store_counters_get(st, &c, &err) != STORE_OK)
+		return -1;
+	buf_append_str(b,
+		"# HELP postern_entries_total Entries (message, recipient) "
+		"that reached a state, since the store was made.\n"
+		"# TYPE postern_entries_total counter\n");
+	buf_printf(b, "postern_entries_total{state=\"accepted\"} %" PRIu64 "\n"
+		   "postern_entries_total{state=\"delivered\"} %" PRIu64 "\n"
+		   "postern_entries_total{state=\"bounced\"} %" PRIu64 "\n"
+		   "postern_entries_total{state=\"deleted\"} %" PRIu64 "\n",
+		   c.accepted, c.delivered, c.bounced, c.deleted);
+	buf_append_str(b,
+		"# HELP postern_queue_entries Entries queued, by state.\n"
+		"# TYPE postern_queue_entries gauge\n");
+	buf_printf(b, "postern_queue_entries{state=\"pending\"} %" PRIu64 "\n"
+		   "postern_queue_entries{state=\"active\"} %" PRIu64 "\n"
+		   "postern_queue_entries{state=\"deferred\"} %" PRIu64 "\n"
+		   "postern_queue_entries{state=\"held\"} %" PRIu64 "\n"
+		   "postern_queue_entries{state=\"in-doubt\"} %" PRIu64 "\n",
+		   c.pending, c.active, c.deferred, c.held, c.indoubt);
+	if (queue_oldest(st, &oldest_qid, &oldest_us, &err) != STORE_OK) {
+		rc = -1;
+		oldest_us = 0;
+	}
+	buf_printf(b, "# HELP postern_oldest_entry_age_seconds Age of the "
+		   "oldest queued message (0: none).\n"
+		   "# TYPE postern_oldest_entry_age_seconds gauge\n"
+		   "postern_oldest_entry_age_seconds %.3f\n",
+		   oldest_us != 0 && now_us > oldest_us ?
+		   (double)(now_us - oldest_us) / 1e6 : 0.0);
+	store_map_usage(st, &map_size, &used);
+	buf_printf(b, "# HELP postern_store_map_bytes The LMDB map size.\n"
+		   "# TYPE postern_store_map_bytes gauge\n"
+		   "postern_store_map_bytes %" PRIu64 "\n"
+		   "# HELP postern_store_used_bytes Bytes of the map in use.\n"
+		   "# TYPE postern_store_used_bytes gauge\n"
+		   "postern_store_used_bytes %" PRIu64 "\n", map_size, used);
+	return rc;
+}

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 struct daemon {
@@ -60,6 +61,7 @@ on_stop(evutil_socket_t sig, short what, void *arg)
 	d->stopping = true;
 	log_info("signal %d: stopping: no new connections, finishing the "
 		 "batches in flight", (int)sig);
+	sd_notify(0, "STOPPING=1");
 	ingress_stop_accepting(d->in);
 	event_base_loopexit(d->base, NULL);
 }
@@ -73,8 +75,10 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 
 	(void)sig;
 	(void)what;
+	sd_notify(0, "RELOADING=1");
 	if (config_load(d->config_path, &cfg, &err) < 0) {
 		log_err("reload: %s; keeping the running configuration", err);
+		sd_notifyf(0, "READY=1\nSTATUS=reload failed: %s", err);
 		return;
 	}
 	if (strcmp(cfg->store_path, d->cfg->store_path) != 0 ||
@@ -86,6 +90,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	ingress_set_config(d->in, cfg);
 	config_unref(&d->cfg);
 	d->cfg = cfg;
+	sd_notify(0, "READY=1\nSTATUS=configuration reloaded");
 	log_info("reload: configuration %s loaded",
 		 d->config_path ? d->config_path : "(built-in defaults)");
 }
@@ -287,6 +292,10 @@ main(int argc, char **argv)
 		 d.cfg->store_path, d.cfg->workers_count,
 		 d.cfg->maildir_root);
 	tell(ready, "ok");
+	/* Under systemd (Type=notify): started, and which pid is the daemon
+	 * after the detach. Without NOTIFY_SOCKET this does nothing. */
+	sd_notifyf(0, "READY=1\nMAINPID=%ld\nSTATUS=accepting mail",
+		   (long)getpid());
 	if (!foreground && (null = open("/dev/null", O_WRONLY)) >= 0) {
 		dup2(null, STDERR_FILENO);
 		close(null);

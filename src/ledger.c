@@ -316,6 +316,7 @@ struct vctx {
 	MDB_txn *txn;
 	FILE *out;
 	struct verify_report *r;
+	uint64_t total;		/* ledger records, for progress */
 };
 
 static void
@@ -351,14 +352,22 @@ verify_chain(struct vctx *x, uint64_t *terminal_r)
 	bool prev_ok = true;
 	int rc;
 
+	MDB_stat ls;
+
 	if ((rc = head_get(x->txn, st, &head_seq, head_hash)) != 0)
 		return rc;
+	if ((rc = mdb_stat(x->txn, st->db_ledger, &ls)) != 0)
+		return rc;
+	x->total = ls.ms_entries;
 	if ((rc = mdb_cursor_open(x->txn, st->db_ledger, &cur)) != 0)
 		return rc;
 	*terminal_r = 0;
 	while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
 		seq = k.mv_size == 8 ? be64_get(k.mv_data) : 0;
 		x->r->records++;
+		if (x->r->progress != NULL && (x->r->records & 0xffff) == 0)
+			x->r->progress(x->r->records, x->total,
+				       x->r->progress_arg);
 		if (seq != last + 1)
 			problem(x, "ledger record %" PRIu64 ": sequence gap "
 				"after record %" PRIu64, seq, last);
@@ -502,7 +511,12 @@ ledger_verify(struct store *st, FILE *out, struct verify_report *r,
 	uint64_t terminal;
 	int rc;
 
+	void (*progress)(uint64_t, uint64_t, void *) = r->progress;
+	void *progress_arg = r->progress_arg;
+
 	memset(r, 0, sizeof(*r));
+	r->progress = progress;
+	r->progress_arg = progress_arg;
 	if ((rc = store_read_begin(st, &x.txn, error_r)) != STORE_OK)
 		return rc;
 	if (store_counters_load_txn(x.txn, st, &r->stored) != 0)

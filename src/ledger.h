@@ -84,6 +84,10 @@ struct verify_report {
 	uint64_t problems;		/* everything listed on out */
 	struct store_counters counted;	/* what a full scan found */
 	struct store_counters stored;	/* what the counters say */
+	/* Set by the caller before the call, kept by it: called now and
+	 * then with the records checked so far and the total (NULL: no). */
+	void (*progress)(uint64_t done, uint64_t total, void *arg);
+	void *progress_arg;
 };
 
 /* Check the whole store in one read transaction: the hash chain and its

@@ -196,6 +196,54 @@ parse_state(const char *name, enum store_state *s_r)
 	return -1;
 }
 
+/* --- progress on a terminal ------------------------------------------------- */
+
+/* "verify: 1200000 of 3000000 (40%)" on stderr, redrawn at most ten
+ * times a second, only when stderr is a terminal: quiet when piped. */
+struct progress {
+	const char *what;
+	bool on;
+	bool shown;
+	uint64_t last_us;
+};
+
+static void
+progress_init(struct progress *p, const char *what, bool allowed)
+{
+	memset(p, 0, sizeof(*p));
+	p->what = what;
+	p->on = allowed && isatty(STDERR_FILENO);
+}
+
+static void
+progress_show(struct progress *p, uint64_t done, uint64_t total)
+{
+	uint64_t now = store_now_us();
+
+	if (!p->on || now - p->last_us < 100000u)
+		return;
+	p->last_us = now;
+	p->shown = true;
+	if (total > 0)
+		fprintf(stderr, "\r%s: %" PRIu64 " of %" PRIu64 " (%" PRIu64
+			"%%)  ", p->what, done, total, done * 100 / total);
+	else
+		fprintf(stderr, "\r%s: %" PRIu64 "  ", p->what, done);
+}
+
+static void
+progress_done(struct progress *p)
+{
+	if (p->shown)
+		fprintf(stderr, "\r\033[K");
+}
+
+static void
+verify_progress(uint64_t done, uint64_t total, void *arg)
+{
+	progress_show(arg, done, total);
+}
+
 /* --- store and config ----------------------------------------------------- */
 
 static int
@@ -834,6 +882,8 @@ struct change_out {
 	bool json;
 	bool dry;
 	size_t missing;		/* named ids that do not exist */
+	size_t seen;
+	struct progress pg;
 };
 
 static void
@@ -844,6 +894,9 @@ change_report(const struct queue_change *ch, void *arg)
 
 	if (ch->idx == UINT32_MAX)
 		o->missing++;
+	/* Each entry is listed on stdout; a terminal on stderr also gets
+	 * the count while stdout goes to a file or a pager. */
+	progress_show(&o->pg, ++o->seen, 0);
 	if (o->json) {
 		json_t *j = json_object();
 
@@ -993,10 +1046,13 @@ cmd_change(struct ctx *c, const char *name, enum queue_op op, int argc,
 		return EXIT_USAGE;
 	}
 	out.dry = a.dry_run;
+	progress_init(&out.pg, name, !out.json && !isatty(STDOUT_FILENO));
 	if ((rc = open_store(c)) != EXIT_OK)
 		goto out;
-	if (queue_change(c->st, &a, &s.f, change_report, &out, &applied,
-			 &skipped, &err) != STORE_OK) {
+	rc = queue_change(c->st, &a, &s.f, change_report, &out, &applied,
+			  &skipped, &err);
+	progress_done(&out.pg);
+	if (rc != STORE_OK) {
 		rc = store_error(name, err);
 		goto out;
 	}
@@ -1106,9 +1162,15 @@ audit_verify(struct ctx *c, bool json)
 	double secs;
 	int rc;
 
+	struct progress pg;
+
+	progress_init(&pg, "verify", !json);
+	vr.progress = verify_progress;
+	vr.progress_arg = &pg;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	rc = ledger_verify(c->st, json ? NULL : stdout, &vr, &err);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	progress_done(&pg);
 	if (rc < 0)
 		return store_error("audit --verify", err);
 	secs = (double)(t1.tv_sec - t0.tv_sec) +

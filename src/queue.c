@@ -433,6 +433,17 @@ terminal_seq(struct store_wtx *w, uint64_t qid, uint32_t idx)
 	return v.mv_size == 8 ? (int64_t)be64_get(v.mv_data) : 0;
 }
 
+/* An active entry whose owner is gone and which may have been handed
+ * over: in-doubt, as recovery would make it; only resolve settles it. */
+static int
+sending_to_indoubt(struct store_wtx *w, const struct target *t,
+		   struct rcpt_rec *rr, struct queue_change *c, bool dry)
+{
+	say(c, true, "owner gone while it was being sent: now in-doubt; "
+	    "settle it with postern resolve");
+	return dry ? 0 : claim_move_txn(w, t->qid, t->idx, rr, ST_INDOUBT, 0);
+}
+
 /* Decide and (unless a dry run) apply the operation to one entry. */
 static int
 change_one(struct store_wtx *w, struct change_args *x, const struct target *t,
@@ -481,12 +492,8 @@ change_one(struct store_wtx *w, struct change_args *x, const struct target *t,
 			say(c, false, "already pending");
 			return 0;
 		}
-		if (rr.state == ST_ACTIVE && (rr.flags & RCPT_FLAG_SENDING)) {
-			say(c, true, "owner gone while it was being sent: now "
-			    "in-doubt; settle it with postern resolve");
-			return dry ? 0 : claim_move_txn(w, t->qid, t->idx, &rr,
-							ST_INDOUBT, 0);
-		}
+		if (rr.state == ST_ACTIVE && (rr.flags & RCPT_FLAG_SENDING))
+			return sending_to_indoubt(w, t, &rr, c, dry);
 		if (rr.state == ST_INDOUBT) {
 			say(c, true, "in-doubt: sent again now, which may make "
 			    "a second copy; noted in the ledger");
@@ -512,10 +519,13 @@ change_one(struct store_wtx *w, struct change_args *x, const struct target *t,
 			    "already; use postern resolve");
 			return 0;
 		}
+		/* Held and then released, it would be sent again with no
+		 * trace that it may have arrived already. */
+		if (rr.state == ST_ACTIVE && (rr.flags & RCPT_FLAG_SENDING))
+			return sending_to_indoubt(w, t, &rr, c, dry);
 		say(c, true, "%s -> held", store_state_name(rr.state));
 		if (dry)
 			return 0;
-		rr.flags &= (uint8_t)~RCPT_FLAG_SENDING;
 		return claim_move_txn(w, t->qid, t->idx, &rr, ST_HELD, 0);
 	case QUEUE_RELEASE:
 		if (rr.state != ST_HELD) {

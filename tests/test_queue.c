@@ -496,7 +496,8 @@ static const struct cell matrix[N_OPS][K_N] = {
 		[K_PENDING] = MOVE("pending -> held", ST_HELD),
 		[K_LIVE] = LIVE,
 		[K_EXPIRED] = MOVE("active -> held", ST_HELD),
-		[K_SENDING] = MOVE("active -> held", ST_HELD),
+		[K_SENDING] = MOVE("owner gone while it was being sent: now "
+				   "in-doubt", ST_INDOUBT),
 		[K_DEFERRED] = MOVE("deferred -> held", ST_HELD),
 		[K_HELD] = SKIP("already held"),
 		[K_DEAD] = SKIP("already held"),
@@ -868,6 +869,31 @@ test_queue_named_id_partly_delivered(void)
 	store_close(&st);
 }
 
+/* Holding an entry whose owner died while it was being sent must not
+ * forget that it may have been handed over: it becomes in-doubt, as
+ * recovery and replay make it, and a release cannot resend it unseen. */
+static void
+test_queue_hold_of_entry_being_sent_makes_it_indoubt(void)
+{
+	const struct queue_change *c;
+	const struct queue_entry *e;
+
+	zoo("hold-sending");
+	c = change_qid(QUEUE_HOLD, false, zq[K_SENDING]);
+	CU_ASSERT(c->applied);
+	CU_ASSERT_PTR_NOT_NULL(strstr(c->why, "now in-doubt"));
+	e = entry_of(zq[K_SENDING]);
+	CU_ASSERT_FATAL(e != NULL);
+	CU_ASSERT_EQUAL(e->state, ST_INDOUBT);
+	CU_ASSERT(e->sending);
+	c = change_qid(QUEUE_RELEASE, false, zq[K_SENDING]);
+	CU_ASSERT_FALSE(c->applied);
+	CU_ASSERT_EQUAL(counters().indoubt, 2);
+	CU_ASSERT_EQUAL(counters().held, 2);
+	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+	store_close(&st);
+}
+
 /* --- live owners ------------------------------------------------------------------ */
 
 /* Entries claimed by another running process are left alone by every
@@ -1132,6 +1158,8 @@ static CU_TestInfo queue_tests[] = {
 	{ "named ids terminal and unknown",
 	  test_queue_named_ids_terminal_and_unknown },
 	{ "named id partly delivered", test_queue_named_id_partly_delivered },
+	{ "hold of entry being sent makes it in-doubt",
+	  test_queue_hold_of_entry_being_sent_makes_it_indoubt },
 	{ "live owner of another process is never touched",
 	  test_queue_live_owner_of_another_process_is_never_touched },
 	{ "replayed in-doubt is recorded once when delivered",

@@ -628,14 +628,54 @@ named_terminal_fn(const struct ledger_rec *rec, void *arg)
 	return 0;
 }
 
-/* A named queue id: report its recipients that are terminal already, and
- * "no such message" when it is neither queued nor in the ledger. */
+/* The entries of a named message that the filter left out. */
+struct unselected_args {
+	const struct gather *g;
+	queue_report_fn *report;
+	void *arg;
+	size_t count;
+};
+
 static int
-report_named(struct store *st, uint64_t qid, bool queued,
+unselected_fn(const struct queue_msg *m, const struct queue_entry *e,
+	      size_t n, void *arg)
+{
+	struct unselected_args *ua = arg;
+	struct queue_change c;
+
+	(void)m;
+	for (size_t i = 0; i < n; i++) {
+		bool selected = false;
+
+		for (size_t j = 0; j < ua->g->n && !selected; j++)
+			selected = ua->g->t[j].qid == e[i].qid &&
+				   ua->g->t[j].idx == e[i].idx;
+		if (selected)
+			continue;
+		memset(&c, 0, sizeof(c));
+		c.qid = e[i].qid;
+		c.idx = e[i].idx;
+		c.from = e[i].state;
+		memcpy(c.rcpt, e[i].rcpt, sizeof(c.rcpt));
+		snprintf(c.why, sizeof(c.why), "%s, which this does not "
+			 "select; not changed", store_state_name(e[i].state));
+		ua->report(&c, ua->arg);
+		ua->count++;
+	}
+	return 0;
+}
+
+/* A named queue id: report its recipients that are terminal already, the
+ * queued ones the filter left out, and "no such message" when it is
+ * neither queued nor in the ledger. */
+static int
+report_named(struct store *st, uint64_t qid, const struct gather *g,
 	     queue_report_fn *report, void *arg, size_t *skipped,
 	     const char **error_r)
 {
 	struct named_args na = { report, arg, 0 };
+	struct unselected_args ua = { g, report, arg, 0 };
+	struct queue_filter only = { .qids = &qid, .nqids = 1 };
 	struct queue_change c;
 	int rc;
 
@@ -643,7 +683,18 @@ report_named(struct store *st, uint64_t qid, bool queued,
 	if (rc != STORE_OK)
 		return rc;
 	*skipped += na.count;
-	if (na.count == 0 && !queued) {
+	rc = queue_foreach(st, &only, store_now_us(), unselected_fn, &ua,
+			   error_r);
+	if (rc != STORE_OK)
+		return rc;
+	*skipped += ua.count;
+	if (na.count == 0 && ua.count == 0) {
+		bool queued = false;
+
+		for (size_t j = 0; j < g->n && !queued; j++)
+			queued = g->t[j].qid == qid;
+		if (queued)
+			return STORE_OK;
 		memset(&c, 0, sizeof(c));
 		c.qid = qid;
 		c.idx = UINT32_MAX;
@@ -667,14 +718,9 @@ queue_change(struct store *st, const struct queue_op_args *a,
 
 	*applied_r = *skipped_r = 0;
 	rc = queue_foreach(st, f, now_us, gather_fn, &g, error_r);
-	for (size_t i = 0; rc == STORE_OK && f != NULL && i < f->nqids; i++) {
-		bool queued = false;
-
-		for (size_t j = 0; j < g.n && !queued; j++)
-			queued = g.t[j].qid == f->qids[i];
-		rc = report_named(st, f->qids[i], queued, report, arg,
-				  skipped_r, error_r);
-	}
+	for (size_t i = 0; rc == STORE_OK && f != NULL && i < f->nqids; i++)
+		rc = report_named(st, f->qids[i], &g, report, arg, skipped_r,
+				  error_r);
 	for (size_t off = 0; rc == STORE_OK && off < g.n; off += CHANGE_BATCH) {
 		struct change_args x = { a, g.t + off, g.n - off, now_us, out,
 					 { .n = 0 } };

@@ -869,6 +869,35 @@ test_queue_named_id_partly_delivered(void)
 	store_close(&st);
 }
 
+/* A named message that is queued but has no entry the filter selects
+ * (resolve names a pending message) exists: its entries are reported as
+ * not selected, not as "no such message". */
+static void
+test_queue_named_id_outside_the_filter_is_not_missing(void)
+{
+	uint64_t qid;
+	struct queue_filter f = { .states = QUEUE_STATE_BIT(ST_INDOUBT),
+				  .qids = &qid, .nqids = 1 };
+	size_t applied, skipped;
+
+	zoo("named-filter");
+	qid = zq[K_PENDING];
+	CU_ASSERT_EQUAL(change(QUEUE_RESOLVE_DELIVERED, false, &f, &applied,
+			       &skipped), STORE_OK);
+	CU_ASSERT_EQUAL(applied, 0);
+	CU_ASSERT_EQUAL(skipped, 1);
+	CU_ASSERT_EQUAL_FATAL(nrep, 1);
+	CU_ASSERT_EQUAL(rep[0].qid, qid);
+	CU_ASSERT_EQUAL(rep[0].idx, 0);
+	CU_ASSERT_FALSE(rep[0].applied);
+	CU_ASSERT_STRING_EQUAL(rep[0].rcpt, "pending@pending.example");
+	CU_ASSERT_STRING_EQUAL(rep[0].why, "pending, which this does not "
+			       "select; not changed");
+	CU_ASSERT_EQUAL(entry_of(qid)->state, ST_PENDING);
+	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+	store_close(&st);
+}
+
 /* Holding an entry whose owner died while it was being sent must not
  * forget that it may have been handed over: it becomes in-doubt, as
  * recovery and replay make it, and a release cannot resend it unseen. */
@@ -1158,6 +1187,8 @@ static CU_TestInfo queue_tests[] = {
 	{ "named ids terminal and unknown",
 	  test_queue_named_ids_terminal_and_unknown },
 	{ "named id partly delivered", test_queue_named_id_partly_delivered },
+	{ "named id outside the filter is not missing",
+	  test_queue_named_id_outside_the_filter_is_not_missing },
 	{ "hold of entry being sent makes it in-doubt",
 	  test_queue_hold_of_entry_being_sent_makes_it_indoubt },
 	{ "live owner of another process is never touched",

@@ -1363,12 +1363,16 @@ usage(FILE *f)
 int
 main(int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 	struct ctx c = { 0 };
 	const char *cmd;
 	int opt, rc;
 
 	log_set_level(LOG_LVL_WARN);
-	while ((opt = getopt(argc, argv, "+c:s:h")) != -1) {
+	while ((opt = getopt_long(argc, argv, "+c:s:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': c.config_path = optarg; break;
 		case 's': c.store_path = optarg; break;

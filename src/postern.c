@@ -990,6 +990,7 @@ cmd_change(struct ctx *c, const char *name, enum queue_op op, int argc,
 		fprintf(stderr, "postern delete: deleting mail cannot be "
 			"undone; run with --dry-run to see what would go, and "
 			"with --yes to delete\n");
+		free(s.qids);
 		return EXIT_USAGE;
 	}
 	out.dry = a.dry_run;

@@ -607,6 +607,8 @@ struct show_ledger {
 	bool json;
 	json_t *a;
 	size_t n;
+	bool queued;		/* the message is still queued */
+	const char *id;		/* borrowed: as the user typed it */
 };
 
 static json_t *
@@ -647,6 +649,8 @@ show_ledger_fn(const struct ledger_rec *r, void *arg)
 		json_array_append_new(sl->a, ledger_json(r));
 		return 0;
 	}
+	if (sl->n == 1 && !sl->queued)
+		printf("queue id:    %s (no longer queued)\n", sl->id);
 	if (sl->n == 1)
 		printf("ledger:\n");
 	fmt_time(r->done_us, t, sizeof(t));
@@ -742,8 +746,8 @@ cmd_show(struct ctx *c, int argc, char **argv)
 			       store_state_name(ev[i].to), ev[i].note);
 		}
 	}
-	if (!sh.found && !sh.json)
-		printf("queue id:    %s (no longer queued)\n", argv[optind]);
+	sl.queued = sh.found;
+	sl.id = argv[optind];
 	if (ledger_foreach_qid(c->st, qid, show_ledger_fn, &sl, &err) !=
 	    STORE_OK) {
 		free(ev);

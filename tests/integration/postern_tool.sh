@@ -156,6 +156,7 @@ EOF
 run 0 $S show "$(q delivered | head -1)" && has "$OUT" "no longer queued"
 has "$OUT" "record 1"
 run 1 $S show 00000000000000FF && has "$ERR" "no such message"
+[ -s "$OUT" ] && bad "show of an unknown id printed: $(head -1 "$OUT")"
 
 # hold, release, delete
 P2=$(q pending2)

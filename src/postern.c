@@ -655,6 +655,8 @@ struct show_ledger {
 	bool json;
 	json_t *a;
 	size_t n;
+	bool queued;		/* the message is still queued */
+	const char *id;		/* borrowed: as the user typed it */
 };
 
 static json_t *
@@ -695,6 +697,8 @@ show_ledger_fn(const struct ledger_rec *r, void *arg)
 		json_array_append_new(sl->a, ledger_json(r));
 		return 0;
 	}
+	if (sl->n == 1 && !sl->queued)
+		printf("queue id:    %s (no longer queued)\n", sl->id);
 	if (sl->n == 1)
 		printf("ledger:\n");
 	fmt_time(r->done_us, t, sizeof(t));
@@ -790,8 +794,8 @@ cmd_show(struct ctx *c, int argc, char **argv)
 			       store_state_name(ev[i].to), ev[i].note);
 		}
 	}
-	if (!sh.found && !sh.json)
-		printf("queue id:    %s (no longer queued)\n", argv[optind]);
+	sl.queued = sh.found;
+	sl.id = argv[optind];
 	if (ledger_foreach_qid(c->st, qid, show_ledger_fn, &sl, &err) !=
 	    STORE_OK) {
 		free(ev);
@@ -1043,6 +1047,7 @@ cmd_change(struct ctx *c, const char *name, enum queue_op op, int argc,
 		fprintf(stderr, "postern delete: deleting mail cannot be "
 			"undone; run with --dry-run to see what would go, and "
 			"with --yes to delete\n");
+		free(s.qids);
 		return EXIT_USAGE;
 	}
 	out.dry = a.dry_run;
@@ -1425,12 +1430,16 @@ usage(FILE *f)
 int
 main(int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 	struct ctx c = { 0 };
 	const char *cmd;
 	int opt, rc;
 
 	log_set_level(LOG_LVL_WARN);
-	while ((opt = getopt(argc, argv, "+c:s:h")) != -1) {
+	while ((opt = getopt_long(argc, argv, "+c:s:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': c.config_path = optarg; break;
 		case 's': c.store_path = optarg; break;

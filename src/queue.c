@@ -433,6 +433,17 @@ terminal_seq(struct store_wtx *w, uint64_t qid, uint32_t idx)
 	return v.mv_size == 8 ? (int64_t)be64_get(v.mv_data) : 0;
 }
 
+/* An active entry whose owner is gone and which may have been handed
+ * over: in-doubt, as recovery would make it; only resolve settles it. */
+static int
+sending_to_indoubt(struct store_wtx *w, const struct target *t,
+		   struct rcpt_rec *rr, struct queue_change *c, bool dry)
+{
+	say(c, true, "owner gone while it was being sent: now in-doubt; "
+	    "settle it with postern resolve");
+	return dry ? 0 : claim_move_txn(w, t->qid, t->idx, rr, ST_INDOUBT, 0);
+}
+
 /* Decide and (unless a dry run) apply the operation to one entry. */
 static int
 change_one(struct store_wtx *w, struct change_args *x, const struct target *t,
@@ -481,12 +492,8 @@ change_one(struct store_wtx *w, struct change_args *x, const struct target *t,
 			say(c, false, "already pending");
 			return 0;
 		}
-		if (rr.state == ST_ACTIVE && (rr.flags & RCPT_FLAG_SENDING)) {
-			say(c, true, "owner gone while it was being sent: now "
-			    "in-doubt; settle it with postern resolve");
-			return dry ? 0 : claim_move_txn(w, t->qid, t->idx, &rr,
-							ST_INDOUBT, 0);
-		}
+		if (rr.state == ST_ACTIVE && (rr.flags & RCPT_FLAG_SENDING))
+			return sending_to_indoubt(w, t, &rr, c, dry);
 		if (rr.state == ST_INDOUBT) {
 			say(c, true, "in-doubt: sent again now, which may make "
 			    "a second copy; noted in the ledger");
@@ -512,10 +519,13 @@ change_one(struct store_wtx *w, struct change_args *x, const struct target *t,
 			    "already; use postern resolve");
 			return 0;
 		}
+		/* Held and then released, it would be sent again with no
+		 * trace that it may have arrived already. */
+		if (rr.state == ST_ACTIVE && (rr.flags & RCPT_FLAG_SENDING))
+			return sending_to_indoubt(w, t, &rr, c, dry);
 		say(c, true, "%s -> held", store_state_name(rr.state));
 		if (dry)
 			return 0;
-		rr.flags &= (uint8_t)~RCPT_FLAG_SENDING;
 		return claim_move_txn(w, t->qid, t->idx, &rr, ST_HELD, 0);
 	case QUEUE_RELEASE:
 		if (rr.state != ST_HELD) {
@@ -618,14 +628,54 @@ named_terminal_fn(const struct ledger_rec *rec, void *arg)
 	return 0;
 }
 
-/* A named queue id: report its recipients that are terminal already, and
- * "no such message" when it is neither queued nor in the ledger. */
+/* The entries of a named message that the filter left out. */
+struct unselected_args {
+	const struct gather *g;
+	queue_report_fn *report;
+	void *arg;
+	size_t count;
+};
+
 static int
-report_named(struct store *st, uint64_t qid, bool queued,
+unselected_fn(const struct queue_msg *m, const struct queue_entry *e,
+	      size_t n, void *arg)
+{
+	struct unselected_args *ua = arg;
+	struct queue_change c;
+
+	(void)m;
+	for (size_t i = 0; i < n; i++) {
+		bool selected = false;
+
+		for (size_t j = 0; j < ua->g->n && !selected; j++)
+			selected = ua->g->t[j].qid == e[i].qid &&
+				   ua->g->t[j].idx == e[i].idx;
+		if (selected)
+			continue;
+		memset(&c, 0, sizeof(c));
+		c.qid = e[i].qid;
+		c.idx = e[i].idx;
+		c.from = e[i].state;
+		memcpy(c.rcpt, e[i].rcpt, sizeof(c.rcpt));
+		snprintf(c.why, sizeof(c.why), "%s, which this does not "
+			 "select; not changed", store_state_name(e[i].state));
+		ua->report(&c, ua->arg);
+		ua->count++;
+	}
+	return 0;
+}
+
+/* A named queue id: report its recipients that are terminal already, the
+ * queued ones the filter left out, and "no such message" when it is
+ * neither queued nor in the ledger. */
+static int
+report_named(struct store *st, uint64_t qid, const struct gather *g,
 	     queue_report_fn *report, void *arg, size_t *skipped,
 	     const char **error_r)
 {
 	struct named_args na = { report, arg, 0 };
+	struct unselected_args ua = { g, report, arg, 0 };
+	struct queue_filter only = { .qids = &qid, .nqids = 1 };
 	struct queue_change c;
 	int rc;
 
@@ -633,7 +683,18 @@ report_named(struct store *st, uint64_t qid, bool queued,
 	if (rc != STORE_OK)
 		return rc;
 	*skipped += na.count;
-	if (na.count == 0 && !queued) {
+	rc = queue_foreach(st, &only, store_now_us(), unselected_fn, &ua,
+			   error_r);
+	if (rc != STORE_OK)
+		return rc;
+	*skipped += ua.count;
+	if (na.count == 0 && ua.count == 0) {
+		bool queued = false;
+
+		for (size_t j = 0; j < g->n && !queued; j++)
+			queued = g->t[j].qid == qid;
+		if (queued)
+			return STORE_OK;
 		memset(&c, 0, sizeof(c));
 		c.qid = qid;
 		c.idx = UINT32_MAX;
@@ -657,14 +718,9 @@ queue_change(struct store *st, const struct queue_op_args *a,
 
 	*applied_r = *skipped_r = 0;
 	rc = queue_foreach(st, f, now_us, gather_fn, &g, error_r);
-	for (size_t i = 0; rc == STORE_OK && f != NULL && i < f->nqids; i++) {
-		bool queued = false;
-
-		for (size_t j = 0; j < g.n && !queued; j++)
-			queued = g.t[j].qid == f->qids[i];
-		rc = report_named(st, f->qids[i], queued, report, arg,
-				  skipped_r, error_r);
-	}
+	for (size_t i = 0; rc == STORE_OK && f != NULL && i < f->nqids; i++)
+		rc = report_named(st, f->qids[i], &g, report, arg, skipped_r,
+				  error_r);
 	for (size_t off = 0; rc == STORE_OK && off < g.n; off += CHANGE_BATCH) {
 		struct change_args x = { a, g.t + off, g.n - off, now_us, out,
 					 { .n = 0 } };

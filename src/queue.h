@@ -117,9 +117,12 @@ struct queue_op_args {
 };
 
 /* Apply op to every entry f selects, in write transactions of a few
- * hundred entries each. report is called once per entry (and once per
- * named queue id that is no longer queued: its terminal ledger records,
- * or "no such message"). *applied_r and *skipped_r count the calls.
+ * hundred entries each. report is called once per entry, and for each
+ * named queue id also once per recipient of it that is terminal (its
+ * ledger record), once per queued recipient the other filters leave out
+ * (skipped, "not selected"), or once with idx UINT32_MAX and "no such
+ * message" when it is neither queued nor in the ledger. *applied_r and
+ * *skipped_r count the calls.
  * Returns STORE_OK or a store_rc; entries reported before a failure
  * stay changed. */
 int

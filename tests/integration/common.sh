@@ -1,13 +1,15 @@
 # common.sh - shared helpers for the posternd integration tests.
 # Sourced (not run) by the tests in this directory; bash only.
 #
-# Provides: $POSTERND, $WORK (a mktemp -d directory, removed on exit
+# Provides: $POSTERND, $POSTERN, $MKSTORE, $WORK (a mktemp -d directory, removed on exit
 # unless KEEP_WORK=1), free_port, write_config, start_daemon, stop_daemon,
 # kill9_daemon, maildir_count, skip, fail. Every daemon started with
 # start_daemon is killed by the EXIT trap.
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 POSTERND=${POSTERND:-$HERE/../../src/posternd}
+POSTERN=${POSTERN:-$HERE/../../src/postern}
+MKSTORE=${MKSTORE:-$HERE/mkstore}
 PYTHON=${PYTHON:-python3}
 
 skip() { echo "SKIP: $*"; exit 77; }

@@ -868,8 +868,13 @@ cmd_show(struct ctx *c, int argc, char **argv)
 		} else if (raw != NULL) {
 			printf("message:\n");
 			fflush(stdout);
-			if (fwrite(raw, 1, len, stdout) != len)
-				rc = EXIT_STORE;
+			if (fwrite(raw, 1, len, stdout) != len) {
+				fprintf(stderr, "postern show: cannot write "
+					"the message: %s\n", strerror(errno));
+				free(raw);
+				free(ev);
+				return EXIT_STORE;
+			}
 		}
 	}
 	free(raw);

@@ -506,17 +506,23 @@ int
 ledger_verify(struct store *st, FILE *out, struct verify_report *r,
 	      const char **error_r)
 {
+	return ledger_verify_progress(st, out, r, NULL, NULL, error_r);
+}
+
+int
+ledger_verify_progress(struct store *st, FILE *out, struct verify_report *r,
+		       void (*progress)(uint64_t done, uint64_t total,
+					void *arg),
+		       void *arg, const char **error_r)
+{
 	struct vctx x = { .st = st, .out = out, .r = r };
 	MDB_stat is;
 	uint64_t terminal;
 	int rc;
 
-	void (*progress)(uint64_t, uint64_t, void *) = r->progress;
-	void *progress_arg = r->progress_arg;
-
 	memset(r, 0, sizeof(*r));
 	r->progress = progress;
-	r->progress_arg = progress_arg;
+	r->progress_arg = arg;
 	if ((rc = store_read_begin(st, &x.txn, error_r)) != STORE_OK)
 		return rc;
 	if (store_counters_load_txn(x.txn, st, &r->stored) != 0)

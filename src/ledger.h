@@ -84,8 +84,7 @@ struct verify_report {
 	uint64_t problems;		/* everything listed on out */
 	struct store_counters counted;	/* what a full scan found */
 	struct store_counters stored;	/* what the counters say */
-	/* Set by the caller before the call, kept by it: called now and
-	 * then with the records checked so far and the total (NULL: no). */
+	/* Filled in from ledger_verify_progress()'s arguments. */
 	void (*progress)(uint64_t done, uint64_t total, void *arg);
 	void *progress_arg;
 };
@@ -99,6 +98,14 @@ struct verify_report {
 int
 ledger_verify(struct store *st, FILE *out, struct verify_report *r,
 	      const char **error_r);
+
+/* The same, calling progress now and then with the ledger records
+ * checked so far and their total. */
+int
+ledger_verify_progress(struct store *st, FILE *out, struct verify_report *r,
+		       void (*progress)(uint64_t done, uint64_t total,
+					void *arg),
+		       void *arg, const char **error_r);
 
 /* Hex of a 32-byte hash into buf (65 bytes). */
 char *

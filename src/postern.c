@@ -1175,10 +1175,9 @@ audit_verify(struct ctx *c, bool json)
 	struct progress pg;
 
 	progress_init(&pg, "verify", !json);
-	vr.progress = verify_progress;
-	vr.progress_arg = &pg;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	rc = ledger_verify(c->st, json ? NULL : stdout, &vr, &err);
+	rc = ledger_verify_progress(c->st, json ? NULL : stdout, &vr,
+				    verify_progress, &pg, &err);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	progress_done(&pg);
 	if (rc < 0)

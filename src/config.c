@@ -18,6 +18,8 @@
  * them, and catches unknown sections even when they hold no keys.
  */
 #include "config.h"
+#include "ccmail_convert.h"
+#include "ccmail_map.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
@@ -52,6 +54,10 @@ enum vtype {
 	V_HOSTPORT_OPT,	/* the same, may be empty */
 	V_DOMAINS,	/* struct config_strlist */
 	V_NETWORKS,	/* struct config_cidrlist */
+	V_PATH_OPT,	/* absolute path, empty: NULL */
+	V_CHARSET,	/* an ASCII-compatible iconv charset name */
+	V_FALLBACK,	/* "none" or a cc:Mail name pattern */
+	V_WORD,		/* printable text without control characters */
 };
 
 struct key {
@@ -127,6 +133,16 @@ static const struct key keys[] = {
 	  "/var/lib/postern/maildir" },
 	{ "maildir", "layout", V_ENUM, F(maildir_layout), 0, 0,
 	  layout_names, "address" },
+	{ "ccmail", "drop_dir", V_PATH, F(ccmail_drop_dir), 0, 0, NULL,
+	  "/var/spool/postern/ccmail" },
+	{ "ccmail", "charset", V_CHARSET, F(ccmail_charset), 0, 0, NULL,
+	  "ISO-8859-1" },
+	{ "ccmail", "address_map", V_PATH_OPT, F(ccmail_address_map), 0, 0,
+	  NULL, "" },
+	{ "ccmail", "fallback", V_FALLBACK, F(ccmail_fallback), 0, 0, NULL,
+	  "none" },
+	{ "ccmail", "postoffice", V_WORD, F(ccmail_postoffice), 0, 0, NULL,
+	  "POSTOFFICE" },
 	{ "smtp", "relay", V_HOSTPORT_OPT, F(smtp_relay), 0, 0, NULL, "" },
 	{ "queue", "backoff_min", V_SECS, F(queue_backoff_min), 1, UINT_MAX,
 	  NULL, "300s" },
@@ -567,6 +583,10 @@ value_free(struct config *cfg, const struct key *k)
 
 	switch (k->type) {
 	case V_PATH:
+	case V_PATH_OPT:
+	case V_CHARSET:
+	case V_FALLBACK:
+	case V_WORD:
 	case V_HOSTNAME: {
 		char **p = f;
 
@@ -638,6 +658,47 @@ set_number(struct config *cfg, const struct key *k, const char *s,
 	return 0;
 }
 
+/* The string-valued types that are checked and kept as written. */
+static int
+set_text(struct config *cfg, const struct key *k, const char *s, char *why,
+	 size_t len)
+{
+	char *str = NULL;
+
+	switch (k->type) {
+	case V_PATH_OPT:
+		if (*s != '\0' && parse_path(s, &str, why, len) < 0)
+			return -1;
+		break;
+	case V_CHARSET:
+		if (ccmail_charset_check(s, why, len) < 0)
+			return -1;
+		break;
+	case V_FALLBACK:
+		if (ccmail_fallback_check(s, why, len) < 0)
+			return -1;
+		break;
+	default:
+		if (*s == '\0' || strlen(s) > 64) {
+			snprintf(why, len, "must be 1 to 64 characters");
+			return -1;
+		}
+		for (const char *p = s; *p != '\0'; p++) {
+			if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+				snprintf(why, len, "contains a control "
+					 "character");
+				return -1;
+			}
+		}
+		break;
+	}
+	if (str == NULL && *s != '\0')
+		str = xstrdup(s);
+	value_free(cfg, k);
+	*(char **)field(cfg, k) = str;
+	return 0;
+}
+
 /* Parse s into the field of k, replacing what was there only on success.
  * why gets the reason on failure. */
 static int
@@ -669,6 +730,11 @@ value_set(struct config *cfg, const struct key *k, const char *s,
 		value_free(cfg, k);
 		*(char **)field(cfg, k) = str;
 		return 0;
+	case V_PATH_OPT:
+	case V_CHARSET:
+	case V_FALLBACK:
+	case V_WORD:
+		return set_text(cfg, k, s, why, len);
 	case V_HOSTNAME:
 		if (*s != '\0' && !is_domain(s)) {
 			snprintf(why, len, "\"%s\" is not a host name", s);

@@ -109,6 +109,13 @@ struct config {
 	char *maildir_root;
 	enum config_layout maildir_layout;
 
+	/* [ccmail] */
+	char *ccmail_drop_dir;		/* import files go here */
+	char *ccmail_charset;		/* of the import files */
+	char *ccmail_address_map;	/* map file; NULL: none */
+	char *ccmail_fallback;		/* "none" or a pattern */
+	char *ccmail_postoffice;	/* default post office name */
+
 	/* [smtp] */
 	struct config_hostport smtp_relay;	/* NULLs: not set */
 

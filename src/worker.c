@@ -11,6 +11,7 @@
 #include "metrics.h"
 #include "claim.h"
 #include "driver.h"
+#include "driver_ccmail.h"
 #include "driver_maildir.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
@@ -71,11 +72,22 @@ driver_from_config(const struct config *cfg, const char **error_r)
 			*error_r = err;
 		}
 		return d;
+	case CONFIG_DRIVER_CCMAIL: {
+		struct driver_ccmail_opts o = {
+			.drop_dir = cfg->ccmail_drop_dir,
+			.charset = cfg->ccmail_charset,
+			.address_map = cfg->ccmail_address_map,
+			.fallback = cfg->ccmail_fallback,
+			.postoffice = cfg->ccmail_postoffice,
+		};
+
+		return driver_ccmail_new(&o, error_r);
+	}
 	default:
 		break;
 	}
-	*error_r = "[foreign] driver: only \"maildir\" is available in this "
-		   "release";
+	*error_r = "[foreign] driver: only \"maildir\" and \"ccmail\" are "
+		   "available in this release";
 	return NULL;
 }
 

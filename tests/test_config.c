@@ -379,6 +379,48 @@ test_config_string_values(void)
 }
 
 static void
+test_config_ccmail_section(void)
+{
+	struct config *cfg;
+
+	cfg = expect_ok("[foreign]\ndriver = ccmail\n");
+	CU_ASSERT_EQUAL(cfg->foreign_driver, CONFIG_DRIVER_CCMAIL);
+	CU_ASSERT_STRING_EQUAL(cfg->ccmail_drop_dir,
+			       "/var/spool/postern/ccmail");
+	CU_ASSERT_STRING_EQUAL(cfg->ccmail_charset, "ISO-8859-1");
+	CU_ASSERT_PTR_NULL(cfg->ccmail_address_map);
+	CU_ASSERT_STRING_EQUAL(cfg->ccmail_fallback, "none");
+	CU_ASSERT_STRING_EQUAL(cfg->ccmail_postoffice, "POSTOFFICE");
+	config_unref(&cfg);
+	cfg = expect_ok("[ccmail]\ndrop_dir = /d\ncharset = CP850\n"
+			"address_map = /m\nfallback = %L, %F at %p\n"
+			"postoffice = SALES PO\n");
+	CU_ASSERT_STRING_EQUAL(cfg->ccmail_drop_dir, "/d");
+	CU_ASSERT_STRING_EQUAL(cfg->ccmail_charset, "CP850");
+	CU_ASSERT_STRING_EQUAL(cfg->ccmail_address_map, "/m");
+	CU_ASSERT_STRING_EQUAL(cfg->ccmail_fallback, "%L, %F at %p");
+	CU_ASSERT_STRING_EQUAL(cfg->ccmail_postoffice, "SALES PO");
+	config_unref(&cfg);
+	expect_exact("[ccmail]\n\ncharset = UTF-16\n", 3,
+		     "[ccmail] charset: charset \"UTF-16\" does not write "
+		     "ASCII as ASCII");
+	expect_exact("[ccmail]\ncharset = KLINGON\n", 2,
+		     "[ccmail] charset: charset \"KLINGON\" is not known to "
+		     "iconv");
+	expect_exact("[ccmail]\nfallback = %u\n", 2,
+		     "[ccmail] fallback: \"%u\" has no \" at \" (a cc:Mail "
+		     "name is \"name at POSTOFFICE\")");
+	expect_exact("[ccmail]\nfallback = %q at X\n", 2,
+		     "[ccmail] fallback: \"%q at X\": unknown escape %q "
+		     "(use %u %f %l %F %L %d %p %%)");
+	expect_exact("[ccmail]\naddress_map = map.txt\n", 2,
+		     "[ccmail] address_map: \"map.txt\" is not an absolute "
+		     "path");
+	expect_exact("[ccmail]\npostoffice =\n", 2,
+		     "[ccmail] postoffice: must be 1 to 64 characters");
+}
+
+static void
 test_config_error_names_file_line_and_key(void)
 {
 	expect_exact("[store]\npath = /x\n\n; c\n[workers]\nbatch = 2\n"
@@ -853,6 +895,7 @@ static CU_TestInfo config_tests[] = {
 	{ "boolean_values", test_config_boolean_values },
 	{ "enum_values", test_config_enum_values },
 	{ "string_values", test_config_string_values },
+	{ "ccmail_section", test_config_ccmail_section },
 	{ "error_names_file_line_and_key",
 	  test_config_error_names_file_line_and_key },
 	{ "unknown_key", test_config_unknown_key },

@@ -11,6 +11,7 @@
 #include "claim.h"
 #include "driver.h"
 #include "driver_maildir.h"
+#include "driver_smtp.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
@@ -35,6 +36,10 @@ struct worker {
 	struct claim_item *items;	/* owned, batch entries */
 	struct claim_outcome *out;	/* owned, batch entries */
 	struct driver_rcpt *rcpts;	/* owned, batch entries */
+	/* Reconnect backoff while the foreign side is unavailable: the
+	 * current interval (0: peer up) and when to try again. */
+	uint64_t reconnect_us;
+	uint64_t reconnect_at_us;
 };
 
 struct worker_pool {
@@ -48,7 +53,45 @@ struct worker_pool {
 	bool stop;			/* under lock */
 	bool started;
 	atomic_bool indoubt_due;	/* look at in-doubt entries soon */
+	atomic_bool peer_down;		/* logged as down: log "up" once */
 };
+
+/* The smtp/lmtp client settings for peer p; strings are borrowed from
+ * cfg (driver_smtp_new() copies them). */
+static void
+peer_settings(const struct config *cfg, const struct config_peer *p,
+	      bool lmtp, struct smtp_client_settings *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->lmtp = lmtp;
+	s->host = p->relay.host;
+	s->port = p->relay.port;
+	s->helo = cfg->ingress_hostname;
+	s->tls = p->tls == CONFIG_TLS_ENCRYPT ? SMTP_TLS_ENCRYPT :
+		 p->tls == CONFIG_TLS_MAY ? SMTP_TLS_MAY : SMTP_TLS_NONE;
+	s->tls_ca_file = p->tls_ca_file;
+	s->tls_verify = p->tls_verify;
+	s->auth_user = p->auth_user;
+	s->auth_plaintext = p->auth_plaintext;
+	s->connect_ms = p->connect_timeout * 1000u;
+	s->greeting_ms = p->greeting_timeout * 1000u;
+	s->mail_ms = p->mail_timeout * 1000u;
+	s->rcpt_ms = p->rcpt_timeout * 1000u;
+	s->data_ms = p->data_timeout * 1000u;
+	s->block_ms = p->block_timeout * 1000u;
+	s->dot_ms = p->dot_timeout * 1000u;
+}
+
+/* The [smtp] or [lmtp] section the configured driver uses, or NULL. */
+static const struct config_peer *
+config_peer_of(const struct config *cfg)
+{
+	if (cfg->foreign_driver == CONFIG_DRIVER_SMTP)
+		return &cfg->smtp;
+	if (cfg->foreign_driver == CONFIG_DRIVER_LMTP)
+		return &cfg->lmtp;
+	return NULL;
+}
 
 static struct driver *
 driver_from_config(const struct config *cfg, const char **error_r)
@@ -67,11 +110,20 @@ driver_from_config(const struct config *cfg, const char **error_r)
 			*error_r = err;
 		}
 		return d;
+	case CONFIG_DRIVER_SMTP:
+	case CONFIG_DRIVER_LMTP: {
+		const struct config_peer *cp = config_peer_of(cfg);
+		struct smtp_client_settings s;
+
+		peer_settings(cfg, cp, cfg->foreign_driver ==
+			      CONFIG_DRIVER_LMTP, &s);
+		return driver_smtp_new(&s, cp->auth_password_file, error_r);
+	}
 	default:
 		break;
 	}
-	*error_r = "[foreign] driver: only \"maildir\" is available in this "
-		   "release";
+	*error_r = "[foreign] driver: only \"maildir\", \"smtp\" and "
+		   "\"lmtp\" are available in this release";
 	return NULL;
 }
 
@@ -157,8 +209,10 @@ status_name(enum claim_result r)
 	return "?";
 }
 
-/* Deliver items [from, to), which all belong to one message. */
-static void
+/* Deliver items [from, to), which all belong to one message. Returns
+ * DRIVER_UNAVAILABLE when nothing could be handed over because the
+ * foreign side is down (w->out is then not filled in), else 0. */
+static int
 deliver_message(struct worker *w, size_t from, size_t to)
 {
 	struct worker_pool *p = w->pool;
@@ -168,7 +222,7 @@ deliver_message(struct worker *w, size_t from, size_t to)
 	const char *err;
 	void *body = NULL;
 	size_t len = 0, n = to - from;
-	int rc;
+	int rc, drc = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		memset(&w->rcpts[i], 0, sizeof(w->rcpts[i]));
@@ -179,7 +233,7 @@ deliver_message(struct worker *w, size_t from, size_t to)
 	if (rc == 1) {
 		m.body = body;
 		m.body_len = len;
-		driver_deliver(w->driver, &m, w->rcpts, n);
+		drc = driver_deliver(w->driver, &m, w->rcpts, n);
 	} else {
 		for (size_t i = 0; i < n; i++) {
 			w->rcpts[i].result = CLAIM_TEMPFAIL;
@@ -189,6 +243,8 @@ deliver_message(struct worker *w, size_t from, size_t to)
 		}
 	}
 	free(body);
+	if (drc == DRIVER_UNAVAILABLE)
+		return drc;
 	for (size_t i = 0; i < n; i++) {
 		struct claim_outcome *o = &w->out[from + i];
 
@@ -198,8 +254,69 @@ deliver_message(struct worker *w, size_t from, size_t to)
 		o->token = it[i].token;
 		o->result = w->rcpts[i].result;
 		o->reply = w->rcpts[i].reply;
+		o->indoubt_retry = !w->driver->ops->can_look &&
+			p->cfg->queue_in_doubt_policy == CONFIG_IN_DOUBT_RETRY;
 		memcpy(o->body_sha, w->rcpts[i].sha, 32);
 	}
+	return 0;
+}
+
+/* The foreign side could not be reached: give items [from, n) back
+ * without counting an attempt and wait before the next connection, from
+ * about 1 s doubling up to reconnect_max, +-25% jitter so that workers
+ * do not knock in step. reason is the driver's (borrowed). */
+static void
+peer_unavailable(struct worker *w, size_t from, size_t n, const char *reason)
+{
+	struct worker_pool *p = w->pool;
+	const struct config_peer *cp = config_peer_of(p->cfg);
+	uint64_t max = (cp ? cp->reconnect_max : 60u) * 1000000ull;
+	uint64_t now = store_now_us(), h;
+	const char *err;
+
+	if (claim_requeue(p->st, w->items + from, n - from, now, &err) !=
+	    STORE_OK)
+		log_err("worker %u: cannot put %zu entries back: %s; they are "
+			"retried when their lease ends", w->id, n - from, err);
+	w->reconnect_us = w->reconnect_us == 0 ? 1000000u :
+			  w->reconnect_us * 2;
+	if (w->reconnect_us > max)
+		w->reconnect_us = max;
+	h = (now ^ ((uint64_t)w->id << 40)) * 0x9E3779B97F4A7C15ull;
+	h ^= h >> 29;
+	w->reconnect_at_us = now + w->reconnect_us * 3 / 4 +
+			     h % (w->reconnect_us / 2 + 1);
+	if (!atomic_exchange(&p->peer_down, true))
+		log_warn("%s: next hop unavailable: %s; mail stays queued, "
+			 "reconnecting with backoff (at most %" PRIu64 " s)",
+			 w->driver->ops->name, reason, max / 1000000u);
+	log_debug("worker %u: %zu entries put back, next connection in %"
+		  PRIu64 " ms", w->id, n - from,
+		  (w->reconnect_at_us - now) / 1000u);
+}
+
+static void
+peer_available(struct worker *w)
+{
+	w->reconnect_us = 0;
+	w->reconnect_at_us = 0;
+	if (atomic_exchange(&w->pool->peer_down, false))
+		log_info("%s: next hop is back, delivering",
+			 w->driver->ops->name);
+}
+
+/* Why an in-doubt reply ended where it did, for the log line. */
+static const char *
+indoubt_note(const struct claim_outcome *o)
+{
+	if (o->result != CLAIM_UNKNOWN)
+		return "";
+	if (o->recorded == CLAIM_UNKNOWN)
+		return "; held for the operator (in_doubt_policy = hold)";
+	if (o->recorded == CLAIM_TEMPFAIL)
+		return "; retried (in_doubt_policy = retry), the peer may "
+		       "get it twice";
+	return "";
 }
 
 static void
@@ -215,11 +332,12 @@ log_outcomes(struct worker *w, size_t n, uint64_t now_us)
 		if (!o->applied)
 			continue;
 		log_info("%s: to=<%s>, relay=%s, delay=%" PRIu64 ".%02" PRIu64
-			 ", attempts=%u, status=%s (%s)",
+			 ", attempts=%u, status=%s (%s)%s",
 			 store_qid_str(o->qid, qid), it->rcpt,
 			 w->driver->ops->name, delay / 1000000u,
 			 delay % 1000000u / 10000u, it->attempts + 1,
-			 status_name(o->recorded), o->reply);
+			 status_name(o->recorded), o->reply,
+			 indoubt_note(o));
 	}
 }
 
@@ -243,9 +361,16 @@ work_batch(struct worker *w, size_t n)
 	}
 	for (size_t i = 1; i <= n; i++)
 		if (i == n || w->items[i].qid != w->items[from].qid) {
-			deliver_message(w, from, i);
+			if (deliver_message(w, from, i) == DRIVER_UNAVAILABLE) {
+				peer_unavailable(w, from, n, w->rcpts[0].reply);
+				n = from;
+				break;
+			}
+			peer_available(w);
 			from = i;
 		}
+	if (n == 0)
+		return;
 	now = store_now_us();
 	if (claim_outcome(p->st, w->out, n, now, &err) != STORE_OK) {
 		log_err("worker %u: cannot record %zu outcome(s): %s; the "
@@ -316,6 +441,12 @@ worker_main(void *arg)
 
 	while (!pool_stopping(p)) {
 		housekeep(w, &last_hk);
+		if (w->reconnect_at_us > store_now_us()) {
+			/* Peer down: claim nothing until the next try. */
+			if (!pool_wait(p, &seen, w->reconnect_at_us))
+				break;
+			continue;
+		}
 		n = claim_some(w, &next_due);
 		if (n > 0) {
 			work_batch(w, n);

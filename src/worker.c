@@ -217,6 +217,9 @@ deliver_message(struct worker *w, size_t from, size_t to)
 {
 	struct worker_pool *p = w->pool;
 	struct claim_item *it = &w->items[from];
+	/* Each message of the batch has its own slice of rcpts: the
+	 * outcomes borrow the reply texts until claim_outcome(). */
+	struct driver_rcpt *r = &w->rcpts[from];
 	struct driver_msg m = { .store_id = store_id(p->st), .qid = it->qid,
 				.sender = it->sender, .msgid = it->msgid };
 	const char *err;
@@ -225,19 +228,19 @@ deliver_message(struct worker *w, size_t from, size_t to)
 	int rc, drc = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		memset(&w->rcpts[i], 0, sizeof(w->rcpts[i]));
-		w->rcpts[i].idx = it[i].idx;
-		w->rcpts[i].addr = it[i].rcpt;
+		memset(&r[i], 0, sizeof(r[i]));
+		r[i].idx = it[i].idx;
+		r[i].addr = it[i].rcpt;
 	}
 	rc = store_body_get(p->st, it->qid, &body, &len, &err);
 	if (rc == 1) {
 		m.body = body;
 		m.body_len = len;
-		drc = driver_deliver(w->driver, &m, w->rcpts, n);
+		drc = driver_deliver(w->driver, &m, r, n);
 	} else {
 		for (size_t i = 0; i < n; i++) {
-			w->rcpts[i].result = CLAIM_TEMPFAIL;
-			snprintf(w->rcpts[i].reply, DRIVER_REPLY_LEN,
+			r[i].result = CLAIM_TEMPFAIL;
+			snprintf(r[i].reply, DRIVER_REPLY_LEN,
 				 "4.3.0 cannot read the queued message: %s",
 				 rc == 0 ? "missing" : err);
 		}
@@ -252,11 +255,11 @@ deliver_message(struct worker *w, size_t from, size_t to)
 		o->qid = it[i].qid;
 		o->idx = it[i].idx;
 		o->token = it[i].token;
-		o->result = w->rcpts[i].result;
-		o->reply = w->rcpts[i].reply;
+		o->result = r[i].result;
+		o->reply = r[i].reply;
 		o->indoubt_retry = !w->driver->ops->can_look &&
 			p->cfg->queue_in_doubt_policy == CONFIG_IN_DOUBT_RETRY;
-		memcpy(o->body_sha, w->rcpts[i].sha, 32);
+		memcpy(o->body_sha, r[i].sha, 32);
 	}
 	return 0;
 }
@@ -362,7 +365,8 @@ work_batch(struct worker *w, size_t n)
 	for (size_t i = 1; i <= n; i++)
 		if (i == n || w->items[i].qid != w->items[from].qid) {
 			if (deliver_message(w, from, i) == DRIVER_UNAVAILABLE) {
-				peer_unavailable(w, from, n, w->rcpts[0].reply);
+				peer_unavailable(w, from, n,
+						 w->rcpts[from].reply);
 				n = from;
 				break;
 			}

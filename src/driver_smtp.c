@@ -134,7 +134,8 @@ smtp_deliver(struct driver *base, const struct driver_msg *m,
 		d->rcpts[i] = r[i].addr;
 	SHA256(m->body, m->body_len, sha);
 	/* An idle connection the peer has closed shows up as -2: open a new
-	 * one once, nothing was handed over yet. */
+	 * one once, nothing was handed over yet. A timeout there means a
+	 * hung peer: one timeout is enough, report it unavailable. */
 	for (tries = 0; tries < 2; tries++) {
 		if (!smtp_client_connected(d->c) &&
 		    smtp_client_open(d->c, &err) < 0) {
@@ -143,7 +144,7 @@ smtp_deliver(struct driver *base, const struct driver_msg *m,
 		}
 		rc = smtp_client_send(d->c, m->sender, d->rcpts, n, m->body,
 				      m->body_len, d->replies, &stage, &err);
-		if (rc != -2)
+		if (rc != -2 || smtp_client_timed_out(d->c))
 			break;
 		log_debug("%s: connection closed while idle (%s); "
 			  "reconnecting", d->peer, err);

@@ -44,6 +44,7 @@ struct smtp_client {
 	bool pipelining, starttls, auth_plain, esc;
 	uint64_t size_max;			/* 0: no SIZE limit known */
 	unsigned transactions;			/* on this connection */
+	bool timed_out;				/* the last failure */
 	char err[SMTP_REPLY_TEXT + 128];
 };
 
@@ -189,6 +190,7 @@ io_write(struct smtp_client *c, const void *p, size_t len, unsigned ms,
 		if (len > 0 && w == 0 && !wait_fd(c, ev, deadline)) {
 			set_err(c, "timeout (%u s) while sending %s", ms / 1000,
 				what);
+			c->timed_out = true;
 			return -1;
 		}
 	}
@@ -239,6 +241,7 @@ io_fill(struct smtp_client *c, uint64_t deadline, const char *what,
 		if (!wait_fd(c, ev, deadline)) {
 			set_err(c, "timeout (%u s) waiting for the reply to %s",
 				ms / 1000, what);
+			c->timed_out = true;
 			return -1;
 		}
 	}
@@ -597,6 +600,12 @@ smtp_client_connected(const struct smtp_client *c)
 	return c->fd >= 0;
 }
 
+bool
+smtp_client_timed_out(const struct smtp_client *c)
+{
+	return c->timed_out;
+}
+
 void
 smtp_client_close(struct smtp_client *c)
 {
@@ -793,6 +802,7 @@ smtp_client_send(struct smtp_client *c, const char *sender,
 
 	*error_r = c->err;
 	*stage_r = SMTP_STAGE_NONE;
+	c->timed_out = false;
 	memset(replies, 0, n * sizeof(*replies));
 	if (c->fd < 0) {
 		set_err(c, "not connected");

@@ -84,6 +84,11 @@ smtp_client_open(struct smtp_client *c, const char **error_r);
 bool
 smtp_client_connected(const struct smtp_client *c);
 
+/* True if the last failed smtp_client_send() failed by a timeout (a hung
+ * peer) rather than a closed or reset connection. */
+bool
+smtp_client_timed_out(const struct smtp_client *c);
+
 /* Close the connection without QUIT. */
 void
 smtp_client_close(struct smtp_client *c);

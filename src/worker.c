@@ -414,7 +414,11 @@ claim_some(struct worker *w, uint64_t *next_due)
 	int rc;
 
 	*next_due = 0;
-	if (w->driver->ops->can_look &&
+	/* In-doubt entries (left by a crash while being sent) are claimed
+	 * by a driver that can look, or, under in_doubt_policy = retry, by
+	 * any driver, which simply sends them again. */
+	if ((w->driver->ops->can_look ||
+	     p->cfg->queue_in_doubt_policy == CONFIG_IN_DOUBT_RETRY) &&
 	    atomic_exchange(&p->indoubt_due, false)) {
 		rc = claim_indoubt(p->st, w->id, p->cfg->workers_batch,
 				   p->cfg->workers_lease, store_now_us(),

@@ -11,6 +11,8 @@
 #           try with retry.
 #  hung     SIGSTOP the sink: one timeout (2 s here), the worker is free
 #           again, and after SIGCONT the message arrives once.
+#  crash    SIGKILL while a message is being sent: in-doubt after the
+#           restart, held with hold, sent again with retry.
 #  outage   under load (OUTAGE_MSGS, default 2000), the sink is killed for
 #           SINK_OUTAGE seconds (default 30) and started again: every
 #           message arrives (a duplicate only for an in-doubt retried
@@ -213,6 +215,36 @@ held=$(grep -c 'status=in-doubt' "$LOG")
 	fail "hung: $n messages at the sink, want 3 (in-doubt: $held)"
 [ $((c1 - c0)) -le 50 ] || fail "hung: $((c1 - c0)) CPU ticks in 3 s while stopped"
 echo "PASS hung: timeout after $((t1 - t0)) s, $((c1 - c0)) CPU ticks in 3 s stopped, all 3 arrived once"
+
+# --- crash -------------------------------------------------------------------
+# posternd dies (SIGKILL) while a message is being sent to a stopped sink.
+# Restarted with hold, the entry is in-doubt and stays; restarted with
+# retry, it is sent again.
+sport=$(free_port)
+start_sink crash "$sport"
+start_postern crash "$sport" "[workers]" "count = 1"
+send1 k1@foreign.example crash1
+wait_log 'to=<k1@foreign.example>.*status=sent' 10 || fail "crash: k1 not sent"
+kill -STOP "$SINK_PID"
+send1 k2@foreign.example crash2
+sleep 2
+kill9_daemon "$DAEMON_PID"
+kill -CONT "$SINK_PID"
+conf=$WORK/crash.conf
+start_daemon "$conf" "$LOG" || fail "crash: no restart"
+wait_log 'recover: 0 claim(s) of dead or expired owners back to pending, 1 in-doubt' 10 ||
+	fail "crash: not in-doubt after the restart: $(tail -3 "$LOG")"
+sleep 2
+[ "$(dumps crash)" = 1 ] || fail "crash: held entry was sent with hold"
+stop_daemon "$DAEMON_PID"
+printf '[queue]\nin_doubt_policy = retry\n' >>"$conf"
+start_daemon "$conf" "$LOG" || fail "crash: no restart with retry"
+wait_log 'to=<k2@foreign.example>.*status=sent' 10 ||
+	fail "crash: in-doubt entry not retried: $(tail -3 "$LOG")"
+stop_daemon "$DAEMON_PID"
+stop_sink "$SINK_PID"
+[ "$(dumps crash)" = 2 ] || fail "crash: $(dumps crash) messages at the sink"
+echo "PASS crash: being sent at SIGKILL -> in-doubt, held with hold, sent again with retry"
 
 # --- outage ------------------------------------------------------------------
 sport=$(free_port)

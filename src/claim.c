@@ -561,6 +561,15 @@ outcome_one(struct store_wtx *w, struct claim_outcome *o, uint64_t now_us)
 	}
 	rr.attempts++;
 	rr.flags = 0;
+	if (set->max_attempts != 0 && rr.attempts >= set->max_attempts) {
+		/* Give up, but keep the message for the operator: it is
+		 * replayable, unlike a bounce. */
+		o->dead = 1;
+		rr.flags = RCPT_FLAG_DEAD;
+		snprintf(rr.reply, sizeof(rr.reply), "dead letter after %u "
+			 "attempts: %s", rr.attempts, o->reply ? o->reply : "");
+		return move_txn(w, o->qid, o->idx, &rr, ST_HELD, 0);
+	}
 	o->next_try_us = now_us + claim_backoff_us(set, o->qid, o->idx,
 						   rr.attempts);
 	return move_txn(w, o->qid, o->idx, &rr, ST_DEFERRED, o->next_try_us);

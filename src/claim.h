@@ -82,6 +82,10 @@ struct claim_outcome {
 	 * queue lifetime becomes PERMFAIL). */
 	enum claim_result recorded;
 	uint64_t next_try_us;		/* filled in for TEMPFAIL */
+	/* Filled in: 1 if this TEMPFAIL was the max_attempts-th failure and
+	 * the entry is now held as a dead letter (state held, flag dead,
+	 * reply "dead letter after N attempts: <last reply>"). */
+	int dead;
 };
 
 /* Record n outcomes in ONE transaction: ledger records for terminal

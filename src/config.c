@@ -170,6 +170,8 @@ static const struct key keys[] = {
 	  NULL, "4000s" },
 	{ "queue", "max_lifetime", V_SECS, F(queue_max_lifetime), 1,
 	  UINT_MAX, NULL, "5d" },
+	{ "queue", "max_attempts", V_UINT, F(queue_max_attempts), 0,
+	  1000000, NULL, "0" },
 	{ "queue", "in_doubt_policy", V_ENUM, F(queue_in_doubt_policy), 0, 0,
 	  in_doubt_names, "hold" },
 	{ "log", "level", V_ENUM, F(log_level), 0, 0, level_names, "info" },

@@ -145,6 +145,7 @@ struct config {
 	unsigned queue_backoff_min;	/* seconds */
 	unsigned queue_backoff_max;	/* seconds */
 	unsigned queue_max_lifetime;	/* seconds */
+	unsigned queue_max_attempts;	/* 0: no dead letters */
 	enum config_in_doubt queue_in_doubt_policy;
 
 	/* [log] */

@@ -137,6 +137,7 @@ start(struct daemon *d, const char **error_r)
 		.backoff_min = d->cfg->queue_backoff_min,
 		.backoff_max = d->cfg->queue_backoff_max,
 		.max_lifetime = d->cfg->queue_max_lifetime,
+		.max_attempts = d->cfg->queue_max_attempts,
 	};
 	struct claim_recover_stats rs;
 	static char err[512];

@@ -335,12 +335,13 @@ log_outcomes(struct worker *w, size_t n, uint64_t now_us)
 		if (!o->applied)
 			continue;
 		log_info("%s: to=<%s>, relay=%s, delay=%" PRIu64 ".%02" PRIu64
-			 ", attempts=%u, status=%s (%s)%s",
+			 ", attempts=%u, status=%s (%s)%s%s",
 			 store_qid_str(o->qid, qid), it->rcpt,
 			 w->driver->ops->name, delay / 1000000u,
 			 delay % 1000000u / 10000u, it->attempts + 1,
-			 status_name(o->recorded), o->reply,
-			 indoubt_note(o));
+			 o->dead ? "held" : status_name(o->recorded), o->reply,
+			 indoubt_note(o), o->dead ? "; dead letter after "
+			 "[queue] max_attempts, held for the operator" : "");
 	}
 }
 

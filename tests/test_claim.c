@@ -155,6 +155,36 @@ test_claim_tempfail_defers_with_backoff(void)
 }
 
 static void
+test_claim_tempfail_past_max_attempts_is_dead_letter(void)
+{
+	struct claim_item it[1];
+	struct claim_outcome o;
+	size_t n;
+	uint64_t next, now = SEC;
+	const char *err;
+
+	set.max_attempts = 3;
+	fresh("dead");
+	set.max_attempts = 0;
+	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 1, 1, 1, SEC), 0);
+	for (int i = 1; i <= 3; i++) {
+		claim_batch(st, 1, 1, 60, now, it, &n, &next, &err);
+		CU_ASSERT_EQUAL_FATAL(n, 1);
+		outcome1(&it[0], CLAIM_TEMPFAIL, now + SEC, &o);
+		CU_ASSERT_EQUAL(o.dead, i == 3);
+		now = o.next_try_us != 0 ? o.next_try_us : now + SEC;
+		o.next_try_us = 0;
+	}
+	/* Held: never claimed again, still queued (not bounced). */
+	CU_ASSERT_EQUAL(counters().held, 1);
+	CU_ASSERT_EQUAL(counters().deferred, 0);
+	CU_ASSERT_EQUAL(counters().bounced, 0);
+	claim_batch(st, 1, 1, 60, now + 3600 * SEC, it, &n, &next, &err);
+	CU_ASSERT_EQUAL(n, 0);
+	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+}
+
+static void
 test_claim_tempfail_past_lifetime_bounces(void)
 {
 	struct claim_item it[1];
@@ -477,6 +507,8 @@ static CU_TestInfo claim_tests[] = {
 	  test_claim_delivered_goes_to_ledger_and_frees_message },
 	{ "tempfail defers with backoff",
 	  test_claim_tempfail_defers_with_backoff },
+	{ "tempfail past max attempts is dead letter",
+	  test_claim_tempfail_past_max_attempts_is_dead_letter },
 	{ "tempfail past lifetime bounces",
 	  test_claim_tempfail_past_lifetime_bounces },
 	{ "permfail bounces", test_claim_permfail_bounces },

@@ -530,6 +530,7 @@ test_config_peer_defaults_are_rfc5321(void)
 	CU_ASSERT_EQUAL(cfg->smtp.block_timeout, 180);
 	CU_ASSERT_EQUAL(cfg->lmtp.dot_timeout, 600);
 	CU_ASSERT_EQUAL(cfg->lmtp.reconnect_max, 60);
+	CU_ASSERT_EQUAL(cfg->queue_max_attempts, 0);
 	config_unref(&cfg);
 }
 
@@ -542,7 +543,8 @@ test_config_peer_keys_are_read(void)
 		"tls_ca_file = /etc/ca.pem\nauth_user = joe\n"
 		"auth_password_file = /etc/pw\nauth_plaintext = yes\n"
 		"dot_timeout = 3s\nreconnect_max = 2m\n"
-		"[lmtp]\nrelay = /run/dovecot/lmtp\nconnect_timeout = 2\n");
+		"[lmtp]\nrelay = /run/dovecot/lmtp\nconnect_timeout = 2\n"
+		"[queue]\nmax_attempts = 5\n");
 
 	CU_ASSERT_EQUAL(cfg->foreign_driver, CONFIG_DRIVER_LMTP);
 	CU_ASSERT_EQUAL(cfg->smtp.tls, CONFIG_TLS_ENCRYPT);
@@ -556,6 +558,7 @@ test_config_peer_keys_are_read(void)
 	CU_ASSERT_STRING_EQUAL(cfg->lmtp.relay.host, "/run/dovecot/lmtp");
 	CU_ASSERT_PTR_NULL(cfg->lmtp.relay.port);
 	CU_ASSERT_EQUAL(cfg->lmtp.connect_timeout, 2);
+	CU_ASSERT_EQUAL(cfg->queue_max_attempts, 5);
 	config_unref(&cfg);
 	cfg = expect_ok("[lmtp]\nrelay = [::1]:24\n");
 	CU_ASSERT_STRING_EQUAL(cfg->lmtp.relay.host, "::1");

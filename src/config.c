@@ -164,6 +164,9 @@ static const struct key keys[] = {
 	PEER_KEYS("smtp", smtp, "may"),
 	{ "lmtp", "relay", V_NEXTHOP_OPT, F(lmtp.relay), 0, 0, NULL, "" },
 	PEER_KEYS("lmtp", lmtp, "none"),
+	{ "bounce", "relay", V_HOSTPORT_OPT, F(bounce.relay), 0, 0, NULL,
+	  "" },
+	PEER_KEYS("bounce", bounce, "may"),
 	{ "queue", "backoff_min", V_SECS, F(queue_backoff_min), 1, UINT_MAX,
 	  NULL, "300s" },
 	{ "queue", "backoff_max", V_SECS, F(queue_backoff_max), 1, UINT_MAX,
@@ -978,6 +981,7 @@ check_cross(struct ctx *c)
 			 "[foreign] driver = lmtp needs [lmtp] relay");
 	check_peer(c, "smtp", &cfg->smtp);
 	check_peer(c, "lmtp", &cfg->lmtp);
+	check_peer(c, "bounce", &cfg->bounce);
 }
 
 static void

@@ -141,6 +141,9 @@ struct config {
 	struct config_peer smtp;
 	struct config_peer lmtp;
 
+	/* [bounce]: where DSNs go; relay.host NULL: none are sent */
+	struct config_peer bounce;
+
 	/* [queue] */
 	unsigned queue_backoff_min;	/* seconds */
 	unsigned queue_backoff_max;	/* seconds */

@@ -12,6 +12,8 @@
 #include "driver.h"
 #include "driver_maildir.h"
 #include "driver_smtp.h"
+#include "dsn.h"
+#include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
@@ -36,6 +38,10 @@ struct worker {
 	struct claim_item *items;	/* owned, batch entries */
 	struct claim_outcome *out;	/* owned, batch entries */
 	struct driver_rcpt *rcpts;	/* owned, batch entries */
+	/* Per batch entry: the header section of its message, kept for a
+	 * DSN (owned, NULL if not kept; freed after the batch). */
+	struct buf *hdrs;
+	struct driver *bounce;		/* owned, NULL: no [bounce] relay */
 	/* Reconnect backoff while the foreign side is unavailable: the
 	 * current interval (0: peer up) and when to try again. */
 	uint64_t reconnect_us;
@@ -148,10 +154,22 @@ worker_pool_new(struct store *st, struct config *cfg, const char **error_r)
 		w->items = xcalloc(batch, sizeof(*w->items));
 		w->out = xcalloc(batch, sizeof(*w->out));
 		w->rcpts = xcalloc(batch, sizeof(*w->rcpts));
+		w->hdrs = xcalloc(batch, sizeof(*w->hdrs));
 		w->driver = driver_from_config(cfg, error_r);
 		if (w->driver == NULL) {
 			worker_pool_stop(&p);
 			return NULL;
+		}
+		if (cfg->bounce.relay.host != NULL) {
+			struct smtp_client_settings s;
+
+			peer_settings(cfg, &cfg->bounce, false, &s);
+			w->bounce = driver_smtp_new(&s,
+				cfg->bounce.auth_password_file, error_r);
+			if (w->bounce == NULL) {
+				worker_pool_stop(&p);
+				return NULL;
+			}
 		}
 	}
 	return p;
@@ -209,6 +227,28 @@ status_name(enum claim_result r)
 	return "?";
 }
 
+/* Keep the header section of a message that may bounce (a failure, and
+ * a sender to tell), for its DSN after the outcome. */
+static void
+keep_headers(struct worker *w, size_t from, size_t n, const void *body,
+	     size_t len)
+{
+	const char *b = body, *end;
+	bool failed = false;
+
+	if (w->bounce == NULL || w->items[from].sender[0] == '\0' ||
+	    body == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		failed |= w->rcpts[from + i].result != CLAIM_DELIVERED;
+	if (!failed)
+		return;
+	end = memmem(b, len, "\r\n\r\n", 4);
+	buf_reset(&w->hdrs[from]);
+	buf_append(&w->hdrs[from], b, end != NULL ? (size_t)(end - b) + 2 :
+		   len);
+}
+
 /* Deliver items [from, to), which all belong to one message. Returns
  * DRIVER_UNAVAILABLE when nothing could be handed over because the
  * foreign side is down (w->out is then not filled in), else 0. */
@@ -245,6 +285,8 @@ deliver_message(struct worker *w, size_t from, size_t to)
 				 rc == 0 ? "missing" : err);
 		}
 	}
+	if (drc != DRIVER_UNAVAILABLE)
+		keep_headers(w, from, n, body, len);
 	free(body);
 	if (drc == DRIVER_UNAVAILABLE)
 		return drc;
@@ -345,6 +387,72 @@ log_outcomes(struct worker *w, size_t n, uint64_t now_us)
 	}
 }
 
+/* Send one DSN for the entries [from, to) of one message that bounced
+ * in this batch, to its envelope sender through the [bounce] relay. The
+ * bounce is already recorded; a DSN that cannot be sent is logged, not
+ * retried. */
+static void
+send_dsn(struct worker *w, size_t from, size_t to, uint64_t now_us)
+{
+	struct worker_pool *p = w->pool;
+	const struct claim_item *it = &w->items[from];
+	struct dsn_rcpt *dr = xcalloc(to - from, sizeof(*dr));
+	struct driver_rcpt rc = { .addr = it->sender };
+	struct driver_msg m = { .store_id = store_id(p->st), .qid = it->qid,
+				.sender = "", .msgid = "" };
+	struct dsn_msg dm = { .reporting_mta = p->cfg->ingress_hostname,
+			      .sender = it->sender, .qid = it->qid,
+			      .arrival = (time_t)(it->accepted_us / 1000000u),
+			      .now = (time_t)(now_us / 1000000u),
+			      .headers = w->hdrs[from].data,
+			      .headers_len = w->hdrs[from].len };
+	char qid[STORE_QID_STRLEN];
+	struct buf text;
+	size_t n = 0;
+	int drc;
+
+	for (size_t i = from; i < to; i++)
+		if (w->out[i].applied && w->out[i].recorded == CLAIM_PERMFAIL) {
+			dr[n].addr = w->items[i].rcpt;
+			dr[n++].reply = w->out[i].reply;
+		}
+	if (n == 0) {
+		free(dr);
+		return;
+	}
+	buf_init(&text);
+	dsn_build(&text, &dm, dr, n);
+	m.body = text.data;
+	m.body_len = text.len;
+	drc = driver_deliver(w->bounce, &m, &rc, 1);
+	if (drc == 0 && rc.result == CLAIM_DELIVERED)
+		log_info("%s: sender non-delivery notification to <%s> for %zu "
+			 "recipient(s): sent (%s)", store_qid_str(it->qid, qid),
+			 it->sender, n, rc.reply);
+	else
+		log_err("%s: sender non-delivery notification to <%s> NOT sent: "
+			"%s", store_qid_str(it->qid, qid), it->sender,
+			rc.reply);
+	buf_free(&text);
+	free(dr);
+}
+
+/* DSNs for the bounces of the batch's first n entries, one per message
+ * with a sender; then drop the kept headers. */
+static void
+send_dsns(struct worker *w, size_t n, uint64_t now_us)
+{
+	size_t from = 0;
+
+	for (size_t i = 1; i <= n; i++)
+		if (i == n || w->items[i].qid != w->items[from].qid) {
+			if (w->hdrs[from].data != NULL)
+				send_dsn(w, from, i, now_us);
+			buf_free(&w->hdrs[from]);
+			from = i;
+		}
+}
+
 /* Deliver a claimed batch and record every outcome in one transaction. */
 static void
 work_batch(struct worker *w, size_t n)
@@ -354,6 +462,8 @@ work_batch(struct worker *w, size_t n)
 	size_t from = 0;
 	uint64_t now;
 
+	for (size_t i = 0; i < n; i++)
+		buf_free(&w->hdrs[i]);
 	/* A driver that can look finds its own earlier deliveries, so a
 	 * crash can simply deliver again; only the others need the extra
 	 * "being sent" commit that turns a crash into in-doubt. */
@@ -384,6 +494,8 @@ work_batch(struct worker *w, size_t n)
 		return;
 	}
 	log_outcomes(w, n, now);
+	if (w->bounce != NULL)
+		send_dsns(w, n, now);
 }
 
 /* Worker 1 also does the housekeeping that must not run on the event
@@ -501,6 +613,11 @@ worker_pool_stop(struct worker_pool **pp)
 		if (p->started)
 			pthread_join(p->w[i].thread, NULL);
 		driver_free(&p->w[i].driver);
+		driver_free(&p->w[i].bounce);
+		for (size_t j = 0; p->w[i].hdrs != NULL &&
+		     j < p->cfg->workers_batch; j++)
+			buf_free(&p->w[i].hdrs[j]);
+		free(p->w[i].hdrs);
 		free(p->w[i].items);
 		free(p->w[i].out);
 		free(p->w[i].rcpts);

@@ -544,7 +544,8 @@ test_config_peer_keys_are_read(void)
 		"auth_password_file = /etc/pw\nauth_plaintext = yes\n"
 		"dot_timeout = 3s\nreconnect_max = 2m\n"
 		"[lmtp]\nrelay = /run/dovecot/lmtp\nconnect_timeout = 2\n"
-		"[queue]\nmax_attempts = 5\n");
+		"[queue]\nmax_attempts = 5\n"
+		"[bounce]\nrelay = home.example:25\ntls = none\n");
 
 	CU_ASSERT_EQUAL(cfg->foreign_driver, CONFIG_DRIVER_LMTP);
 	CU_ASSERT_EQUAL(cfg->smtp.tls, CONFIG_TLS_ENCRYPT);
@@ -559,6 +560,9 @@ test_config_peer_keys_are_read(void)
 	CU_ASSERT_PTR_NULL(cfg->lmtp.relay.port);
 	CU_ASSERT_EQUAL(cfg->lmtp.connect_timeout, 2);
 	CU_ASSERT_EQUAL(cfg->queue_max_attempts, 5);
+	CU_ASSERT_STRING_EQUAL(cfg->bounce.relay.host, "home.example");
+	CU_ASSERT_EQUAL(cfg->bounce.tls, CONFIG_TLS_NONE);
+	CU_ASSERT_EQUAL(cfg->bounce.dot_timeout, 600);
 	config_unref(&cfg);
 	cfg = expect_ok("[lmtp]\nrelay = [::1]:24\n");
 	CU_ASSERT_STRING_EQUAL(cfg->lmtp.relay.host, "::1");

@@ -790,6 +790,19 @@ out:
 	return rc;
 }
 
+/* A 421 means the peer is closing the session (RFC 5321 3.8): close our
+ * side too, so the next message starts on a fresh connection. */
+static int
+closing(struct smtp_client *c, const struct smtp_reply *replies, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (replies[i].code == 421) {
+			smtp_client_close(c);
+			break;
+		}
+	return 0;
+}
+
 int
 smtp_client_send(struct smtp_client *c, const char *sender,
 		 const char *const *rcpts, size_t n, const void *body,
@@ -821,7 +834,7 @@ smtp_client_send(struct smtp_client *c, const char *sender,
 	if (acc < 0)
 		goto broken;
 	if (!data_ok)
-		return 0;
+		return closing(c, replies, n);
 	if (send_body(c, acc > 0 ? body : "", acc > 0 ? len : 0,
 		      stage_r) < 0)
 		goto broken;
@@ -839,7 +852,7 @@ smtp_client_send(struct smtp_client *c, const char *sender,
 		if (!c->s->lmtp)
 			reply_rest(replies, n, &r);
 	}
-	return 0;
+	return closing(c, replies, n);
 broken:
 	smtp_client_close(c);
 	if (acc == -2) {

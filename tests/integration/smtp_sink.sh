@@ -5,7 +5,8 @@
 #           recipients; each arrives at the sink exactly once (one dump
 #           file per transaction, Message-IDs counted), and the sink saw
 #           a handful of sessions (one per worker), not one per message.
-#  reject   sink -f RCPT: bounced; sink -r RCPT: deferred.
+#  reject   sink -f RCPT: bounced; sink -r RCPT: deferred; sink -Q RCPT
+#           (421 and hang up): deferred, and the next message too.
 #  indoubt  sink -q . (hang up after the dot without a reply): in-doubt
 #           and held with in_doubt_policy = hold; deferred for another
 #           try with retry.
@@ -161,7 +162,18 @@ wait_log 'to=<x@foreign.example>.*status=deferred (.*said: 4' 10 ||
 	fail "soft: not deferred: $(grep to= "$LOG")"
 stop_daemon "$DAEMON_PID"
 stop_sink "$SINK_PID"
-echo "PASS reject: 5xx to RCPT bounced, 4xx deferred"
+sport=$(free_port)
+start_sink q421 "$sport" -Q RCPT
+start_postern q421 "$sport" "[queue]" "backoff_min = 1h" "backoff_max = 2h"
+send1 x@foreign.example q421a
+wait_log 'to=<x@foreign.example>.*status=deferred (.*said: 421' 10 ||
+	fail "q421: not deferred: $(grep to= "$LOG")"
+send1 y@foreign.example q421b
+wait_log 'to=<y@foreign.example>.*status=deferred (.*said: 421' 10 ||
+	fail "q421: second message not deferred: $(grep to= "$LOG")"
+stop_daemon "$DAEMON_PID"
+stop_sink "$SINK_PID"
+echo "PASS reject: 5xx to RCPT bounced, 4xx deferred, 421 deferred"
 
 # --- indoubt -----------------------------------------------------------------
 for policy in hold retry; do

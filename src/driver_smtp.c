@@ -149,7 +149,10 @@ smtp_deliver(struct driver *base, const struct driver_msg *m,
 		log_debug("%s: connection closed while idle (%s); "
 			  "reconnecting", d->peer, err);
 	}
-	if (rc == -2) {
+	/* Stopping before the dot went out: nothing was handed over, so
+	 * it is not an attempt either. */
+	if (rc == -2 || (rc == -1 && stage != SMTP_STAGE_DOT &&
+			 smtp_client_cancelled(d->c))) {
 		fill_all(r, n, CLAIM_TEMPFAIL, d->peer, err);
 		return DRIVER_UNAVAILABLE;
 	}

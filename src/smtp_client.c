@@ -45,6 +45,8 @@ struct smtp_client {
 	uint64_t size_max;			/* 0: no SIZE limit known */
 	unsigned transactions;			/* on this connection */
 	bool timed_out;				/* the last failure */
+	bool after_dot;				/* not cancellable now */
+	bool cancelled;				/* the last failure */
 	char err[SMTP_REPLY_TEXT + 128];
 };
 
@@ -124,11 +126,12 @@ smtp_dot_stuff(struct buf *out, const void *body, size_t len)
 
 /* --- I/O with deadlines ------------------------------------------------ */
 
-/* Wait for events on the socket until deadline; 1 ready, 0 timeout. */
+/* Wait for events on fd until deadline, or until cancel_fd (-1: none)
+ * is readable; 1 ready, 0 timeout, -1 cancelled. */
 static int
-wait_fd(struct smtp_client *c, short events, uint64_t deadline)
+wait_one(int fd, short events, uint64_t deadline, int cancel_fd)
 {
-	struct pollfd pfd = { c->fd, events, 0 };
+	struct pollfd pfd[2] = { { fd, events, 0 }, { cancel_fd, POLLIN, 0 } };
 	uint64_t now;
 	int rc;
 
@@ -136,12 +139,32 @@ wait_fd(struct smtp_client *c, short events, uint64_t deadline)
 		now = now_ms();
 		if (now >= deadline)
 			return 0;
-		rc = poll(&pfd, 1, (int)(deadline - now));
+		rc = poll(pfd, cancel_fd >= 0 ? 2 : 1, (int)(deadline - now));
+		if (rc > 0 && cancel_fd >= 0 && pfd[1].revents != 0)
+			return -1;
 		if (rc > 0)
 			return 1;
 		if (rc < 0 && errno != EINTR)
 			return 0;
 	}
+}
+
+/* wait_one() on the connection; a timeout or a cancel sets c->err. */
+static int
+wait_fd(struct smtp_client *c, short events, uint64_t deadline,
+	unsigned ms, const char *what)
+{
+	int rc = wait_one(c->fd, events, deadline,
+			  c->after_dot ? -1 : c->s->cancel_fd);
+
+	if (rc == 0) {
+		set_err(c, "timeout (%u s) %s", ms / 1000, what);
+		c->timed_out = true;
+	} else if (rc < 0) {
+		set_err(c, "interrupted %s: posternd is stopping", what);
+		c->cancelled = true;
+	}
+	return rc == 1;
 }
 
 /* Write all of p; 0 or -1 (error in c->err). */
@@ -187,10 +210,10 @@ io_write(struct smtp_client *c, const void *p, size_t len, unsigned ms,
 		}
 		d += w;
 		len -= (size_t)w;
-		if (len > 0 && w == 0 && !wait_fd(c, ev, deadline)) {
-			set_err(c, "timeout (%u s) while sending %s", ms / 1000,
-				what);
-			c->timed_out = true;
+		if (len > 0 && w == 0 && !wait_fd(c, ev, deadline, ms,
+						  "while sending")) {
+			snprintf(c->err + strlen(c->err),
+				 sizeof(c->err) - strlen(c->err), " %s", what);
 			return -1;
 		}
 	}
@@ -238,10 +261,10 @@ io_fill(struct smtp_client *c, uint64_t deadline, const char *what,
 				return -1;
 			}
 		}
-		if (!wait_fd(c, ev, deadline)) {
-			set_err(c, "timeout (%u s) waiting for the reply to %s",
-				ms / 1000, what);
-			c->timed_out = true;
+		if (!wait_fd(c, ev, deadline, ms,
+			     "waiting for the reply to")) {
+			snprintf(c->err + strlen(c->err),
+				 sizeof(c->err) - strlen(c->err), " %s", what);
 			return -1;
 		}
 	}
@@ -300,9 +323,8 @@ command(struct smtp_client *c, const char *line, struct smtp_reply *r,
 
 static int
 connect_one(int family, const struct sockaddr *sa, socklen_t salen,
-	    unsigned ms, int *err_r)
+	    unsigned ms, int cancel_fd, int *err_r)
 {
-	struct pollfd pfd;
 	socklen_t el = sizeof(*err_r);
 	int fd, rc;
 
@@ -318,15 +340,12 @@ connect_one(int family, const struct sockaddr *sa, socklen_t salen,
 		close(fd);
 		return -1;
 	}
-	pfd.fd = fd;
-	pfd.events = POLLOUT;
-	do
-		rc = poll(&pfd, 1, (int)ms);
-	while (rc < 0 && errno == EINTR);
+	rc = wait_one(fd, POLLOUT, now_ms() + ms, cancel_fd);
 	if (rc == 0) {
 		*err_r = ETIMEDOUT;
-	} else if (rc < 0 ||
-		   getsockopt(fd, SOL_SOCKET, SO_ERROR, err_r, &el) < 0) {
+	} else if (rc < 0) {
+		*err_r = ECANCELED;
+	} else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, err_r, &el) < 0) {
 		*err_r = errno;
 	} else if (*err_r == 0) {
 		return fd;
@@ -351,7 +370,8 @@ open_socket(struct smtp_client *c)
 		}
 		strcpy(sun.sun_path, s->host);
 		c->fd = connect_one(AF_UNIX, (struct sockaddr *)&sun,
-				    sizeof(sun), s->connect_ms, &err);
+				    sizeof(sun), s->connect_ms, s->cancel_fd,
+				    &err);
 		if (c->fd < 0)
 			set_err(c, "connect to %s: %s", s->host,
 				strerror(err));
@@ -364,7 +384,8 @@ open_socket(struct smtp_client *c)
 	}
 	for (ai = res; ai != NULL && c->fd < 0; ai = ai->ai_next)
 		c->fd = connect_one(ai->ai_family, ai->ai_addr,
-				    ai->ai_addrlen, s->connect_ms, &err);
+				    ai->ai_addrlen, s->connect_ms,
+				    s->cancel_fd, &err);
 	freeaddrinfo(res);
 	if (c->fd < 0) {
 		set_err(c, "connect to %s:%s: %s", s->host, s->port,
@@ -501,10 +522,8 @@ tls_start(struct smtp_client *c)
 			return -1;
 		}
 		if (!wait_fd(c, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
-			     deadline)) {
-			set_err(c, "TLS handshake timeout");
+			     deadline, s->greeting_ms, "in the TLS handshake"))
 			return -1;
-		}
 	}
 	return 0;
 }
@@ -606,6 +625,12 @@ smtp_client_timed_out(const struct smtp_client *c)
 	return c->timed_out;
 }
 
+bool
+smtp_client_cancelled(const struct smtp_client *c)
+{
+	return c->cancelled;
+}
+
 void
 smtp_client_close(struct smtp_client *c)
 {
@@ -617,6 +642,7 @@ smtp_client_close(struct smtp_client *c)
 		close(c->fd);
 	c->fd = -1;
 	c->transactions = 0;
+	c->after_dot = false;
 	buf_reset(&c->in);
 }
 
@@ -627,6 +653,7 @@ smtp_client_open(struct smtp_client *c, const char **error_r)
 
 	smtp_client_close(c);
 	*error_r = c->err;
+	c->cancelled = false;
 	if (open_socket(c) < 0)
 		return -1;
 	if (read_reply(c, &r, c->s->greeting_ms, "the greeting") < 0)
@@ -784,6 +811,7 @@ send_body(struct smtp_client *c, const void *body, size_t len,
 	if (io_write(c, ".\r\n", 3, c->s->block_ms, "the final dot") < 0)
 		goto out;
 	*stage_r = SMTP_STAGE_DOT;
+	c->after_dot = true;
 	rc = 0;
 out:
 	buf_free(&data);
@@ -816,6 +844,8 @@ smtp_client_send(struct smtp_client *c, const char *sender,
 	*error_r = c->err;
 	*stage_r = SMTP_STAGE_NONE;
 	c->timed_out = false;
+	c->cancelled = false;
+	c->after_dot = false;
 	memset(replies, 0, n * sizeof(*replies));
 	if (c->fd < 0) {
 		set_err(c, "not connected");

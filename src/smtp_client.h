@@ -40,6 +40,10 @@ struct smtp_client_settings {
 	const char *auth_user;	/* NULL: no AUTH */
 	const char *auth_password;
 	bool auth_plaintext;	/* allow AUTH without TLS */
+	/* Borrowed; -1: none. Once readable (posternd is stopping), every
+	 * wait ends at once with an error, except the wait for the reply
+	 * to the final dot, which RFC 5321 says must not be cut short. */
+	int cancel_fd;
 	/* RFC 5321 4.5.3.2 timeouts, milliseconds. */
 	unsigned connect_ms, greeting_ms, mail_ms, rcpt_ms, data_ms, block_ms,
 		 dot_ms;
@@ -88,6 +92,10 @@ smtp_client_connected(const struct smtp_client *c);
  * peer) rather than a closed or reset connection. */
 bool
 smtp_client_timed_out(const struct smtp_client *c);
+
+/* True if the last failed call was cut short by cancel_fd. */
+bool
+smtp_client_cancelled(const struct smtp_client *c);
 
 /* Close the connection without QUIT. */
 void

@@ -17,6 +17,8 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -25,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define WORKER_IDLE_MAX_US	(30ull * 1000000u)	/* re-check anyway */
 #define WORKER_HOUSEKEEP_US	(60ull * 1000000u)	/* recover, readers */
@@ -60,13 +63,16 @@ struct worker_pool {
 	bool started;
 	atomic_bool indoubt_due;	/* look at in-doubt entries soon */
 	atomic_bool peer_down;		/* logged as down: log "up" once */
+	/* Written once at stop; its read end, readable from then on, cuts
+	 * the drivers' network waits short (smtp_client cancel_fd). */
+	int stop_pipe[2];
 };
 
 /* The smtp/lmtp client settings for peer p; strings are borrowed from
  * cfg (driver_smtp_new() copies them). */
 static void
 peer_settings(const struct config *cfg, const struct config_peer *p,
-	      bool lmtp, struct smtp_client_settings *s)
+	      bool lmtp, int cancel_fd, struct smtp_client_settings *s)
 {
 	memset(s, 0, sizeof(*s));
 	s->lmtp = lmtp;
@@ -86,6 +92,7 @@ peer_settings(const struct config *cfg, const struct config_peer *p,
 	s->data_ms = p->data_timeout * 1000u;
 	s->block_ms = p->block_timeout * 1000u;
 	s->dot_ms = p->dot_timeout * 1000u;
+	s->cancel_fd = cancel_fd;
 }
 
 /* The [smtp] or [lmtp] section the configured driver uses, or NULL. */
@@ -100,7 +107,8 @@ config_peer_of(const struct config *cfg)
 }
 
 static struct driver *
-driver_from_config(const struct config *cfg, const char **error_r)
+driver_from_config(const struct config *cfg, int cancel_fd,
+		   const char **error_r)
 {
 	static char err[256];
 	struct driver *d;
@@ -122,7 +130,7 @@ driver_from_config(const struct config *cfg, const char **error_r)
 		struct smtp_client_settings s;
 
 		peer_settings(cfg, cp, cfg->foreign_driver ==
-			      CONFIG_DRIVER_LMTP, &s);
+			      CONFIG_DRIVER_LMTP, cancel_fd, &s);
 		return driver_smtp_new(&s, cp->auth_password_file, error_r);
 	}
 	default:
@@ -146,6 +154,8 @@ worker_pool_new(struct store *st, struct config *cfg, const char **error_r)
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
 	atomic_store(&p->indoubt_due, true);
+	if (pipe2(p->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		panic("worker: pipe2: %s", strerror(errno));
 	for (size_t i = 0; i < p->count; i++) {
 		struct worker *w = &p->w[i];
 
@@ -155,7 +165,7 @@ worker_pool_new(struct store *st, struct config *cfg, const char **error_r)
 		w->out = xcalloc(batch, sizeof(*w->out));
 		w->rcpts = xcalloc(batch, sizeof(*w->rcpts));
 		w->hdrs = xcalloc(batch, sizeof(*w->hdrs));
-		w->driver = driver_from_config(cfg, error_r);
+		w->driver = driver_from_config(cfg, p->stop_pipe[0], error_r);
 		if (w->driver == NULL) {
 			worker_pool_stop(&p);
 			return NULL;
@@ -163,7 +173,8 @@ worker_pool_new(struct store *st, struct config *cfg, const char **error_r)
 		if (cfg->bounce.relay.host != NULL) {
 			struct smtp_client_settings s;
 
-			peer_settings(cfg, &cfg->bounce, false, &s);
+			peer_settings(cfg, &cfg->bounce, false,
+				      p->stop_pipe[0], &s);
 			w->bounce = driver_smtp_new(&s,
 				cfg->bounce.auth_password_file, error_r);
 			if (w->bounce == NULL) {
@@ -331,7 +342,10 @@ peer_unavailable(struct worker *w, size_t from, size_t n, const char *reason)
 	h ^= h >> 29;
 	w->reconnect_at_us = now + w->reconnect_us * 3 / 4 +
 			     h % (w->reconnect_us / 2 + 1);
-	if (!atomic_exchange(&p->peer_down, true))
+	if (pool_stopping(p))
+		log_info("worker %u: stopping: %zu entries put back", w->id,
+			 n - from);
+	else if (!atomic_exchange(&p->peer_down, true))
 		log_warn("%s: next hop unavailable: %s; mail stays queued, "
 			 "reconnecting with backoff (at most %" PRIu64 " s)",
 			 w->driver->ops->name, reason, max / 1000000u);
@@ -609,6 +623,9 @@ worker_pool_stop(struct worker_pool **pp)
 	p->stop = true;
 	pthread_cond_broadcast(&p->cond);
 	pthread_mutex_unlock(&p->lock);
+	if (write(p->stop_pipe[1], "x", 1) < 0)
+		log_err("worker: cannot interrupt the drivers: %s",
+			strerror(errno));
 	for (size_t i = 0; i < p->count; i++) {
 		if (p->started)
 			pthread_join(p->w[i].thread, NULL);
@@ -622,6 +639,8 @@ worker_pool_stop(struct worker_pool **pp)
 		free(p->w[i].out);
 		free(p->w[i].rcpts);
 	}
+	close(p->stop_pipe[0]);
+	close(p->stop_pipe[1]);
 	pthread_cond_destroy(&p->cond);
 	pthread_mutex_destroy(&p->lock);
 	config_unref(&p->cfg);

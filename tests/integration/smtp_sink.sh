@@ -12,6 +12,8 @@
 #           try with retry.
 #  hung     SIGSTOP the sink: one timeout (2 s here), the worker is free
 #           again, and after SIGCONT the message arrives once.
+#  stop     SIGTERM while waiting on a stopped sink (5 min timeouts)
+#           returns at once; the entry is sent after the restart.
 #  crash    SIGKILL while a message is being sent: in-doubt after the
 #           restart, held with hold, sent again with retry.
 #  outage   under load (OUTAGE_MSGS, default 2000), the sink is killed for
@@ -227,6 +229,33 @@ held=$(grep -c 'status=in-doubt' "$LOG")
 	fail "hung: $n messages at the sink, want 3 (in-doubt: $held)"
 [ $((c1 - c0)) -le 50 ] || fail "hung: $((c1 - c0)) CPU ticks in 3 s while stopped"
 echo "PASS hung: timeout after $((t1 - t0)) s, $((c1 - c0)) CPU ticks in 3 s stopped, all 3 arrived once"
+
+# --- stop --------------------------------------------------------------------
+# SIGTERM while a worker waits on a stopped sink with the default (5 min)
+# timeouts: posternd stops at once, the entry is put back (no attempt) and
+# sent after the restart.
+sport=$(free_port)
+start_sink stop "$sport"
+kill -STOP "$SINK_PID"
+start_postern stop "$sport" "[workers]" "count = 1"
+send1 s1@foreign.example stop1
+sleep 1
+t0=$(date +%s.%N)
+stop_daemon "$DAEMON_PID"
+t1=$(date +%s.%N)
+[ "$STOP_RC" = 0 ] || fail "stop: exit status $STOP_RC"
+took=$(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }")
+awk "BEGIN { exit !($t1 - $t0 < 10) }" || fail "stop: SIGTERM took $took s"
+grep -q 'stopping: 1 entries put back' "$LOG" ||
+	fail "stop: entry not put back: $(tail -3 "$LOG")"
+kill -CONT "$SINK_PID"
+start_daemon "$WORK/stop.conf" "$LOG" || fail "stop: no restart"
+wait_log 'to=<s1@foreign.example>.*status=sent.*attempts=1\|to=<s1@foreign.example>.*attempts=1.*status=sent' 20 ||
+	fail "stop: not sent after the restart: $(tail -3 "$LOG")"
+stop_daemon "$DAEMON_PID"
+stop_sink "$SINK_PID"
+[ "$(dumps stop)" = 1 ] || fail "stop: $(dumps stop) messages at the sink"
+echo "PASS stop: SIGTERM during a 5 min greeting wait took $took s; the entry was sent after the restart (attempts=1)"
 
 # --- crash -------------------------------------------------------------------
 # posternd dies (SIGKILL) while a message is being sent to a stopped sink.

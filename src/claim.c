@@ -472,6 +472,38 @@ claim_release(struct store *st, const struct claim_item *items, size_t n,
 	return store_write(st, release_txn, &a, error_r);
 }
 
+static int
+requeue_due_txn(struct store_wtx *w, void *arg)
+{
+	struct release_args *a = arg;
+	struct rcpt_rec rr;
+	int rc;
+
+	for (size_t i = 0; i < a->n; i++) {
+		const struct claim_item *it = &a->items[i];
+
+		rc = still_mine(w, it->qid, it->idx, it->token, &rr);
+		if (rc == 0)
+			continue;
+		if (rc != 1)
+			return rc;
+		rr.flags &= (uint8_t)~RCPT_FLAG_SENDING;
+		if ((rc = move_txn(w, it->qid, it->idx, &rr, ST_PENDING,
+				   a->now_us)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+int
+claim_requeue(struct store *st, const struct claim_item *items, size_t n,
+	      uint64_t due_us, const char **error_r)
+{
+	struct release_args a = { items, n, due_us };
+
+	return store_write(st, requeue_due_txn, &a, error_r);
+}
+
 /* --- outcome -------------------------------------------------------------- */
 
 struct outcome_args {
@@ -519,6 +551,10 @@ outcome_one(struct store_wtx *w, struct claim_outcome *o, uint64_t now_us)
 		return finalize_txn(w, o->qid, o->idx, &rr, LEDGER_BOUNCED,
 				    o->reply, NULL, now_us);
 	case CLAIM_UNKNOWN:
+		if (o->indoubt_retry) {
+			o->recorded = CLAIM_TEMPFAIL;
+			break;
+		}
 		rr.flags |= RCPT_FLAG_SENDING;
 		return move_txn(w, o->qid, o->idx, &rr, ST_INDOUBT, 0);
 	case CLAIM_TEMPFAIL:
@@ -533,6 +569,15 @@ outcome_one(struct store_wtx *w, struct claim_outcome *o, uint64_t now_us)
 	}
 	rr.attempts++;
 	rr.flags = 0;
+	if (set->max_attempts != 0 && rr.attempts >= set->max_attempts) {
+		/* Give up, but keep the message for the operator: it is
+		 * replayable, unlike a bounce. */
+		o->dead = 1;
+		rr.flags = RCPT_FLAG_DEAD;
+		snprintf(rr.reply, sizeof(rr.reply), "dead letter after %u "
+			 "attempts: %s", rr.attempts, o->reply ? o->reply : "");
+		return move_txn(w, o->qid, o->idx, &rr, ST_HELD, 0);
+	}
 	o->next_try_us = now_us + claim_backoff_us(set, o->qid, o->idx,
 						   rr.attempts);
 	return move_txn(w, o->qid, o->idx, &rr, ST_DEFERRED, o->next_try_us);

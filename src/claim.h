@@ -67,6 +67,11 @@ struct claim_outcome {
 	uint64_t token;
 	enum claim_result result;
 	const char *reply;		/* borrowed: the foreign reply */
+	/* For CLAIM_UNKNOWN: false keeps the entry in-doubt for the
+	 * operator ([queue] in_doubt_policy = hold); true defers it for a
+	 * new attempt (retry: the peer may get it twice). Only for drivers
+	 * that cannot look; the others settle in-doubt entries by looking. */
+	bool indoubt_retry;
 	unsigned char body_sha[32];	/* of the bytes delivered */
 	/* Filled in: 1 applied, 0 ignored because the lease was lost (the
 	 * entry went back to the queue or is already terminal). A stale
@@ -77,6 +82,10 @@ struct claim_outcome {
 	 * queue lifetime becomes PERMFAIL). */
 	enum claim_result recorded;
 	uint64_t next_try_us;		/* filled in for TEMPFAIL */
+	/* Filled in: 1 if this TEMPFAIL was the max_attempts-th failure and
+	 * the entry is now held as a dead letter (state held, flag dead,
+	 * reply "dead letter after N attempts: <last reply>"). */
+	int dead;
 };
 
 /* Record n outcomes in ONE transaction: ledger records for terminal
@@ -84,6 +93,14 @@ struct claim_outcome {
 int
 claim_outcome(struct store *st, struct claim_outcome *o, size_t n,
 	      uint64_t now_us, const char **error_r);
+
+/* Put claims back that were never handed over because the foreign side
+ * was unavailable: pending, due at due_us, the "being sent" flag cleared,
+ * and NOT counted as an attempt, so an outage does not use up the
+ * entries' retry schedule. Stale tokens are skipped. ONE write txn. */
+int
+claim_requeue(struct store *st, const struct claim_item *items, size_t n,
+	      uint64_t due_us, const char **error_r);
 
 /* Give claims back (shutdown): pending again, or in-doubt if they were
  * marked as being sent. Stale tokens are skipped. */

@@ -52,9 +52,11 @@ enum vtype {
 	V_ENUM,		/* enum, one of names[] */
 	V_HOSTPORT,	/* struct config_hostport */
 	V_HOSTPORT_OPT,	/* the same, may be empty */
+	V_NEXTHOP_OPT,	/* the same, or an absolute socket path (port NULL) */
+	V_PATH_OPT,	/* absolute path, or empty: NULL */
+	V_STR_OPT,	/* any string, empty: NULL */
 	V_DOMAINS,	/* struct config_strlist */
 	V_NETWORKS,	/* struct config_cidrlist */
-	V_PATH_OPT,	/* absolute path, empty: NULL */
 	V_CHARSET,	/* an ASCII-compatible iconv charset name */
 	V_FALLBACK,	/* "none" or a cc:Mail name pattern */
 	V_WORD,		/* printable text without control characters */
@@ -77,6 +79,7 @@ static const char *const layout_names[] = {
 	"address", "domain/localpart", NULL
 };
 static const char *const in_doubt_names[] = { "hold", "retry", NULL };
+static const char *const tls_names[] = { "none", "may", "encrypt", NULL };
 static const char *const level_names[] = {
 	"error", "warning", "info", "debug", NULL
 };
@@ -84,6 +87,7 @@ static const char *const level_names[] = {
 _Static_assert(sizeof(enum config_driver) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_layout) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_in_doubt) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_tls) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum size");
 _Static_assert(LOG_LVL_ERR == 0 && LOG_LVL_DEBUG == 3, "level_names order");
 
@@ -92,6 +96,34 @@ _Static_assert(LOG_LVL_ERR == 0 && LOG_LVL_DEBUG == 3, "level_names order");
 #define MB		(1024ull * KB)
 #define GB		(1024ull * MB)
 #define DAY		86400ull
+
+/* The keys [smtp] and [lmtp] share, apart from relay. The RFC 5321
+ * 4.5.3.2 timeouts are the defaults. */
+#define PEER_KEYS(sec, f, tls_def) \
+	{ sec, "tls", V_ENUM, F(f.tls), 0, 0, tls_names, tls_def }, \
+	{ sec, "tls_ca_file", V_PATH_OPT, F(f.tls_ca_file), 0, 0, NULL, "" }, \
+	{ sec, "tls_verify", V_BOOL, F(f.tls_verify), 0, 0, NULL, "yes" }, \
+	{ sec, "auth_user", V_STR_OPT, F(f.auth_user), 0, 0, NULL, "" }, \
+	{ sec, "auth_password_file", V_PATH_OPT, F(f.auth_password_file), \
+	  0, 0, NULL, "" }, \
+	{ sec, "auth_plaintext", V_BOOL, F(f.auth_plaintext), 0, 0, NULL, \
+	  "no" }, \
+	{ sec, "connect_timeout", V_SECS, F(f.connect_timeout), 1, 86400, \
+	  NULL, "30s" }, \
+	{ sec, "greeting_timeout", V_SECS, F(f.greeting_timeout), 1, 86400, \
+	  NULL, "5m" }, \
+	{ sec, "mail_timeout", V_SECS, F(f.mail_timeout), 1, 86400, NULL, \
+	  "5m" }, \
+	{ sec, "rcpt_timeout", V_SECS, F(f.rcpt_timeout), 1, 86400, NULL, \
+	  "5m" }, \
+	{ sec, "data_timeout", V_SECS, F(f.data_timeout), 1, 86400, NULL, \
+	  "2m" }, \
+	{ sec, "block_timeout", V_SECS, F(f.block_timeout), 1, 86400, NULL, \
+	  "3m" }, \
+	{ sec, "dot_timeout", V_SECS, F(f.dot_timeout), 1, 86400, NULL, \
+	  "10m" }, \
+	{ sec, "reconnect_max", V_SECS, F(f.reconnect_max), 1, 86400, NULL, \
+	  "60s" }
 
 static const struct key keys[] = {
 	{ "store", "path", V_PATH, F(store_path), 0, 0, NULL,
@@ -143,13 +175,21 @@ static const struct key keys[] = {
 	  "none" },
 	{ "ccmail", "postoffice", V_WORD, F(ccmail_postoffice), 0, 0, NULL,
 	  "POSTOFFICE" },
-	{ "smtp", "relay", V_HOSTPORT_OPT, F(smtp_relay), 0, 0, NULL, "" },
+	{ "smtp", "relay", V_HOSTPORT_OPT, F(smtp.relay), 0, 0, NULL, "" },
+	PEER_KEYS("smtp", smtp, "may"),
+	{ "lmtp", "relay", V_NEXTHOP_OPT, F(lmtp.relay), 0, 0, NULL, "" },
+	PEER_KEYS("lmtp", lmtp, "none"),
+	{ "bounce", "relay", V_HOSTPORT_OPT, F(bounce.relay), 0, 0, NULL,
+	  "" },
+	PEER_KEYS("bounce", bounce, "may"),
 	{ "queue", "backoff_min", V_SECS, F(queue_backoff_min), 1, UINT_MAX,
 	  NULL, "300s" },
 	{ "queue", "backoff_max", V_SECS, F(queue_backoff_max), 1, UINT_MAX,
 	  NULL, "4000s" },
 	{ "queue", "max_lifetime", V_SECS, F(queue_max_lifetime), 1,
 	  UINT_MAX, NULL, "5d" },
+	{ "queue", "max_attempts", V_UINT, F(queue_max_attempts), 0,
+	  1000000, NULL, "0" },
 	{ "queue", "in_doubt_policy", V_ENUM, F(queue_in_doubt_policy), 0, 0,
 	  in_doubt_names, "hold" },
 	{ "admin", "listen", V_HOSTPORT_OPT, F(admin_listen), 0, 0, NULL,
@@ -587,6 +627,7 @@ value_free(struct config *cfg, const struct key *k)
 	case V_CHARSET:
 	case V_FALLBACK:
 	case V_WORD:
+	case V_STR_OPT:
 	case V_HOSTNAME: {
 		char **p = f;
 
@@ -595,7 +636,8 @@ value_free(struct config *cfg, const struct key *k)
 		break;
 	}
 	case V_HOSTPORT:
-	case V_HOSTPORT_OPT: {
+	case V_HOSTPORT_OPT:
+	case V_NEXTHOP_OPT: {
 		struct config_hostport *hp = f;
 
 		free(hp->host);
@@ -735,6 +777,20 @@ value_set(struct config *cfg, const struct key *k, const char *s,
 	case V_FALLBACK:
 	case V_WORD:
 		return set_text(cfg, k, s, why, len);
+	case V_STR_OPT:
+		value_free(cfg, k);
+		*(char **)field(cfg, k) = *s == '\0' ? NULL : xstrdup(s);
+		return 0;
+	case V_NEXTHOP_OPT:
+		if (*s == '/') {
+			hp.host = xstrdup(s);
+		} else if (*s != '\0' &&
+			   parse_hostport(s, &hp.host, &hp.port, why, len) < 0) {
+			return -1;
+		}
+		value_free(cfg, k);
+		*(struct config_hostport *)field(cfg, k) = hp;
+		return 0;
 	case V_HOSTNAME:
 		if (*s != '\0' && !is_domain(s)) {
 			snprintf(why, len, "\"%s\" is not a host name", s);
@@ -949,6 +1005,17 @@ later(const struct ctx *c, const char *s1, const char *n1, const char *s2,
 	return a > b ? a : b;
 }
 
+/* A password without a user (or the reverse) is a mistake. */
+static void
+check_peer(struct ctx *c, const char *sec, const struct config_peer *p)
+{
+	if ((p->auth_user == NULL) != (p->auth_password_file == NULL))
+		ctx_fail(c, later(c, sec, "auth_user", sec,
+				  "auth_password_file"),
+			 "[%s] auth_user and auth_password_file go together",
+			 sec);
+}
+
 /* Rules between keys, checked once the whole file is in. */
 static void
 check_cross(struct ctx *c)
@@ -965,9 +1032,16 @@ check_cross(struct ctx *c)
 			 "[queue] backoff_min must not be larger than [queue] "
 			 "backoff_max");
 	if (cfg->foreign_driver == CONFIG_DRIVER_SMTP &&
-	    cfg->smtp_relay.host == NULL)
+	    cfg->smtp.relay.host == NULL)
 		ctx_fail(c, later(c, "foreign", "driver", "smtp", "relay"),
 			 "[foreign] driver = smtp needs [smtp] relay");
+	if (cfg->foreign_driver == CONFIG_DRIVER_LMTP &&
+	    cfg->lmtp.relay.host == NULL)
+		ctx_fail(c, later(c, "foreign", "driver", "lmtp", "relay"),
+			 "[foreign] driver = lmtp needs [lmtp] relay");
+	check_peer(c, "smtp", &cfg->smtp);
+	check_peer(c, "lmtp", &cfg->lmtp);
+	check_peer(c, "bounce", &cfg->bounce);
 }
 
 static void

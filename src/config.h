@@ -50,6 +50,34 @@ struct config_hostport {
 	char *port;
 };
 
+enum config_tls {
+	CONFIG_TLS_NONE,		/* never STARTTLS */
+	CONFIG_TLS_MAY,			/* STARTTLS when offered */
+	CONFIG_TLS_ENCRYPT,		/* STARTTLS or no delivery */
+};
+
+/* A next hop of the smtp or lmtp driver ([smtp] and [lmtp] have the same
+ * keys). relay.port is NULL when relay.host is a Unix socket path (lmtp
+ * only); both NULL: not set. Strings are owned by the snapshot, NULL when
+ * not set. Timeouts are seconds. */
+struct config_peer {
+	struct config_hostport relay;
+	enum config_tls tls;
+	char *tls_ca_file;
+	bool tls_verify;
+	char *auth_user;
+	char *auth_password_file;
+	bool auth_plaintext;		/* AUTH allowed without TLS */
+	unsigned connect_timeout;
+	unsigned greeting_timeout;
+	unsigned mail_timeout;
+	unsigned rcpt_timeout;
+	unsigned data_timeout;
+	unsigned block_timeout;
+	unsigned dot_timeout;
+	unsigned reconnect_max;		/* cap of the reconnect backoff */
+};
+
 /* Strings owned by the snapshot. */
 struct config_strlist {
 	char **v;
@@ -116,13 +144,19 @@ struct config {
 	char *ccmail_fallback;		/* "none" or a pattern */
 	char *ccmail_postoffice;	/* default post office name */
 
-	/* [smtp] */
-	struct config_hostport smtp_relay;	/* NULLs: not set */
+
+	/* [smtp], [lmtp] */
+	struct config_peer smtp;
+	struct config_peer lmtp;
+
+	/* [bounce]: where DSNs go; relay.host NULL: none are sent */
+	struct config_peer bounce;
 
 	/* [queue] */
 	unsigned queue_backoff_min;	/* seconds */
 	unsigned queue_backoff_max;	/* seconds */
 	unsigned queue_max_lifetime;	/* seconds */
+	unsigned queue_max_attempts;	/* 0: no dead letters */
 	enum config_in_doubt queue_in_doubt_policy;
 
 	/* [admin] */

@@ -21,6 +21,9 @@
 
 #define DRIVER_REPLY_LEN 256
 
+/* deliver(): the foreign side is down, nothing was handed over. */
+#define DRIVER_UNAVAILABLE 1
+
 /* One message, borrowed for the duration of a deliver() or look() call. */
 struct driver_msg {
 	uint64_t store_id;	/* random id of the store: part of delivery
@@ -51,8 +54,12 @@ struct driver_ops {
 	const char *name;
 	bool can_look;
 	/* Deliver m to the n recipients in r and fill in each r[i].result,
-	 * reply and sha. Returns 0 (the results are in r), or -1 only for
-	 * misuse (NULL arguments); then r is not touched. */
+	 * reply and sha. Returns 0 (the results are in r), -1 only for
+	 * misuse (NULL arguments; then r is not touched), or
+	 * DRIVER_UNAVAILABLE: the foreign side cannot be reached at all
+	 * (connection refused, timeout, 421 greeting) and nothing was
+	 * handed over; r[i].reply says why, and the caller puts the entries
+	 * back without counting an attempt and waits before trying again. */
 	int (*deliver)(struct driver *d, const struct driver_msg *m,
 		       struct driver_rcpt *r, size_t n);
 	/* Is (m, r) already at the foreign side? 1 yes, 0 no, -1 cannot

@@ -1031,26 +1031,6 @@ make_msgid(const struct smtp_session *s)
 	return b.data;
 }
 
-/* RFC 5322 date in UTC, without the locale's day and month names. */
-static void
-put_date(struct buf *b, time_t t)
-{
-	static const char *const days[] = {
-		"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat",
-	};
-	static const char *const months[] = {
-		"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-		"Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-	};
-	struct tm tm;
-
-	if (gmtime_r(&t, &tm) == NULL)
-		memset(&tm, 0, sizeof(tm));
-	buf_printf(b, "%s, %d %s %04d %02d:%02d:%02d +0000 (UTC)",
-		   days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
-		   tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
-
 /* Put our Received: field (and a Message-ID: if needed) before the
  * client's bytes, in place. Every value in it was cleaned on the way in. */
 static void
@@ -1067,7 +1047,7 @@ finish_message(struct smtp_session *s)
 		   "\tby %s (postern) with %s;\r\n\t",
 		   s->helo, s->client_name, s->client_addr, s->hostname,
 		   s->proto);
-	put_date(&pre, s->lim->now != NULL ? s->lim->now() : time(NULL));
+	buf_put_date(&pre, s->lim->now != NULL ? s->lim->now() : time(NULL));
 	buf_append(&pre, "\r\n", 2);
 	if (s->msgid == NULL) {
 		s->msgid = make_msgid(s);

@@ -116,6 +116,26 @@ mkdir_p(const char *path)
 	return mkdir(buf, 0700) < 0 && errno != EEXIST ? -1 : 0;
 }
 
+/* "maildir ROOT", "smtp HOST:PORT", "lmtp PATH" for the start line. */
+static const char *
+driver_desc(const struct config *cfg, char *buf, size_t len)
+{
+	const struct config_hostport *hp = NULL;
+
+	if (cfg->foreign_driver == CONFIG_DRIVER_SMTP)
+		hp = &cfg->smtp.relay;
+	else if (cfg->foreign_driver == CONFIG_DRIVER_LMTP)
+		hp = &cfg->lmtp.relay;
+	if (hp == NULL)
+		snprintf(buf, len, "maildir %s", cfg->maildir_root);
+	else
+		snprintf(buf, len, "%s %s%s%s",
+			 cfg->foreign_driver == CONFIG_DRIVER_SMTP ? "smtp" :
+			 "lmtp", hp->host, hp->port ? ":" : "",
+			 hp->port ? hp->port : "");
+	return buf;
+}
+
 /* Open the store and start the pool and the listeners. */
 static int
 start(struct daemon *d, const char **error_r)
@@ -126,6 +146,7 @@ start(struct daemon *d, const char **error_r)
 		.backoff_min = d->cfg->queue_backoff_min,
 		.backoff_max = d->cfg->queue_backoff_max,
 		.max_lifetime = d->cfg->queue_max_lifetime,
+		.max_attempts = d->cfg->queue_max_attempts,
 	};
 	struct claim_recover_stats rs;
 	static char err[512];
@@ -248,6 +269,7 @@ main(int argc, char **argv)
 	struct daemon d = { 0 };
 	bool foreground = false;
 	const char *err = NULL;
+	char desc[600];
 	struct stat sb;
 	int opt, ready = -1, null;
 
@@ -288,9 +310,8 @@ main(int argc, char **argv)
 		stop(&d);
 		return 1;
 	}
-	log_info("started: store %s, %u worker(s), driver maildir %s",
-		 d.cfg->store_path, d.cfg->workers_count,
-		 d.cfg->maildir_root);
+	log_info("started: store %s, %u worker(s), driver %s", d.cfg->store_path,
+		 d.cfg->workers_count, driver_desc(d.cfg, desc, sizeof(desc)));
 	tell(ready, "ok");
 	/* Under systemd (Type=notify): started, and which pid is the daemon
 	 * after the detach. Without NOTIFY_SOCKET this does nothing. */

@@ -56,6 +56,8 @@ struct store_settings {
 	unsigned backoff_max;	/* cap on the retry interval (0: 4000) */
 	unsigned max_lifetime;	/* seconds a message may stay queued
 				   before it bounces (0: 5 days) */
+	unsigned max_attempts;	/* failed attempts before an entry is
+				   held as a dead letter (0: never) */
 };
 
 /* A message to enqueue. Every pointer is borrowed for the call only. */

@@ -13,9 +13,14 @@
 #include "driver.h"
 #include "driver_ccmail.h"
 #include "driver_maildir.h"
+#include "driver_smtp.h"
+#include "dsn.h"
+#include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -24,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define WORKER_IDLE_MAX_US	(30ull * 1000000u)	/* re-check anyway */
 #define WORKER_HOUSEKEEP_US	(60ull * 1000000u)	/* recover, readers */
@@ -40,6 +46,14 @@ struct worker {
 	/* For /healthz, read by the event loop's thread: */
 	atomic_bool running;		/* the thread is in its loop */
 	atomic_uint_fast64_t busy_since_us;	/* batch started; 0: idle */
+	/* Per batch entry: the header section of its message, kept for a
+	 * DSN (owned, NULL if not kept; freed after the batch). */
+	struct buf *hdrs;
+	struct driver *bounce;		/* owned, NULL: no [bounce] relay */
+	/* Reconnect backoff while the foreign side is unavailable: the
+	 * current interval (0: peer up) and when to try again. */
+	uint64_t reconnect_us;
+	uint64_t reconnect_at_us;
 };
 
 struct worker_pool {
@@ -53,10 +67,53 @@ struct worker_pool {
 	bool stop;			/* under lock */
 	bool started;
 	atomic_bool indoubt_due;	/* look at in-doubt entries soon */
+	atomic_bool peer_down;		/* logged as down: log "up" once */
+	/* Written once at stop; its read end, readable from then on, cuts
+	 * the drivers' network waits short (smtp_client cancel_fd). */
+	int stop_pipe[2];
 };
 
+/* The smtp/lmtp client settings for peer p; strings are borrowed from
+ * cfg (driver_smtp_new() copies them). */
+static void
+peer_settings(const struct config *cfg, const struct config_peer *p,
+	      bool lmtp, int cancel_fd, struct smtp_client_settings *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->lmtp = lmtp;
+	s->host = p->relay.host;
+	s->port = p->relay.port;
+	s->helo = cfg->ingress_hostname;
+	s->tls = p->tls == CONFIG_TLS_ENCRYPT ? SMTP_TLS_ENCRYPT :
+		 p->tls == CONFIG_TLS_MAY ? SMTP_TLS_MAY : SMTP_TLS_NONE;
+	s->tls_ca_file = p->tls_ca_file;
+	s->tls_verify = p->tls_verify;
+	s->auth_user = p->auth_user;
+	s->auth_plaintext = p->auth_plaintext;
+	s->connect_ms = p->connect_timeout * 1000u;
+	s->greeting_ms = p->greeting_timeout * 1000u;
+	s->mail_ms = p->mail_timeout * 1000u;
+	s->rcpt_ms = p->rcpt_timeout * 1000u;
+	s->data_ms = p->data_timeout * 1000u;
+	s->block_ms = p->block_timeout * 1000u;
+	s->dot_ms = p->dot_timeout * 1000u;
+	s->cancel_fd = cancel_fd;
+}
+
+/* The [smtp] or [lmtp] section the configured driver uses, or NULL. */
+static const struct config_peer *
+config_peer_of(const struct config *cfg)
+{
+	if (cfg->foreign_driver == CONFIG_DRIVER_SMTP)
+		return &cfg->smtp;
+	if (cfg->foreign_driver == CONFIG_DRIVER_LMTP)
+		return &cfg->lmtp;
+	return NULL;
+}
+
 static struct driver *
-driver_from_config(const struct config *cfg, const char **error_r)
+driver_from_config(const struct config *cfg, int cancel_fd,
+		   const char **error_r)
 {
 	static char err[256];
 	struct driver *d;
@@ -83,11 +140,20 @@ driver_from_config(const struct config *cfg, const char **error_r)
 
 		return driver_ccmail_new(&o, error_r);
 	}
+	case CONFIG_DRIVER_SMTP:
+	case CONFIG_DRIVER_LMTP: {
+		const struct config_peer *cp = config_peer_of(cfg);
+		struct smtp_client_settings s;
+
+		peer_settings(cfg, cp, cfg->foreign_driver ==
+			      CONFIG_DRIVER_LMTP, cancel_fd, &s);
+		return driver_smtp_new(&s, cp->auth_password_file, error_r);
+	}
 	default:
 		break;
 	}
-	*error_r = "[foreign] driver: only \"maildir\" and \"ccmail\" are "
-		   "available in this release";
+	*error_r = "[foreign] driver: only \"maildir\", \"smtp\", \"lmtp\" "
+		   "and \"ccmail\" are available in this release";
 	return NULL;
 }
 
@@ -104,6 +170,8 @@ worker_pool_new(struct store *st, struct config *cfg, const char **error_r)
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
 	atomic_store(&p->indoubt_due, true);
+	if (pipe2(p->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		panic("worker: pipe2: %s", strerror(errno));
 	for (size_t i = 0; i < p->count; i++) {
 		struct worker *w = &p->w[i];
 
@@ -112,10 +180,23 @@ worker_pool_new(struct store *st, struct config *cfg, const char **error_r)
 		w->items = xcalloc(batch, sizeof(*w->items));
 		w->out = xcalloc(batch, sizeof(*w->out));
 		w->rcpts = xcalloc(batch, sizeof(*w->rcpts));
-		w->driver = driver_from_config(cfg, error_r);
+		w->hdrs = xcalloc(batch, sizeof(*w->hdrs));
+		w->driver = driver_from_config(cfg, p->stop_pipe[0], error_r);
 		if (w->driver == NULL) {
 			worker_pool_stop(&p);
 			return NULL;
+		}
+		if (cfg->bounce.relay.host != NULL) {
+			struct smtp_client_settings s;
+
+			peer_settings(cfg, &cfg->bounce, false,
+				      p->stop_pipe[0], &s);
+			w->bounce = driver_smtp_new(&s,
+				cfg->bounce.auth_password_file, error_r);
+			if (w->bounce == NULL) {
+				worker_pool_stop(&p);
+				return NULL;
+			}
 		}
 	}
 	return p;
@@ -173,38 +254,69 @@ status_name(enum claim_result r)
 	return "?";
 }
 
-/* Deliver items [from, to), which all belong to one message. */
+/* Keep the header section of a message that may bounce (a failure, and
+ * a sender to tell), for its DSN after the outcome. */
 static void
+keep_headers(struct worker *w, size_t from, size_t n, const void *body,
+	     size_t len)
+{
+	const char *b = body, *end;
+	bool failed = false;
+
+	if (w->bounce == NULL || w->items[from].sender[0] == '\0' ||
+	    body == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		failed |= w->rcpts[from + i].result != CLAIM_DELIVERED;
+	if (!failed)
+		return;
+	end = memmem(b, len, "\r\n\r\n", 4);
+	buf_reset(&w->hdrs[from]);
+	buf_append(&w->hdrs[from], b, end != NULL ? (size_t)(end - b) + 2 :
+		   len);
+}
+
+/* Deliver items [from, to), which all belong to one message. Returns
+ * DRIVER_UNAVAILABLE when nothing could be handed over because the
+ * foreign side is down (w->out is then not filled in), else 0. */
+static int
 deliver_message(struct worker *w, size_t from, size_t to)
 {
 	struct worker_pool *p = w->pool;
 	struct claim_item *it = &w->items[from];
+	/* Each message of the batch has its own slice of rcpts: the
+	 * outcomes borrow the reply texts until claim_outcome(). */
+	struct driver_rcpt *r = &w->rcpts[from];
 	struct driver_msg m = { .store_id = store_id(p->st), .qid = it->qid,
 				.sender = it->sender, .msgid = it->msgid };
 	const char *err;
 	void *body = NULL;
 	size_t len = 0, n = to - from;
-	int rc;
+	int rc, drc = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		memset(&w->rcpts[i], 0, sizeof(w->rcpts[i]));
-		w->rcpts[i].idx = it[i].idx;
-		w->rcpts[i].addr = it[i].rcpt;
+		memset(&r[i], 0, sizeof(r[i]));
+		r[i].idx = it[i].idx;
+		r[i].addr = it[i].rcpt;
 	}
 	rc = store_body_get(p->st, it->qid, &body, &len, &err);
 	if (rc == 1) {
 		m.body = body;
 		m.body_len = len;
-		driver_deliver(w->driver, &m, w->rcpts, n);
+		drc = driver_deliver(w->driver, &m, r, n);
 	} else {
 		for (size_t i = 0; i < n; i++) {
-			w->rcpts[i].result = CLAIM_TEMPFAIL;
-			snprintf(w->rcpts[i].reply, DRIVER_REPLY_LEN,
+			r[i].result = CLAIM_TEMPFAIL;
+			snprintf(r[i].reply, DRIVER_REPLY_LEN,
 				 "4.3.0 cannot read the queued message: %s",
 				 rc == 0 ? "missing" : err);
 		}
 	}
+	if (drc != DRIVER_UNAVAILABLE)
+		keep_headers(w, from, n, body, len);
 	free(body);
+	if (drc == DRIVER_UNAVAILABLE)
+		return drc;
 	for (size_t i = 0; i < n; i++) {
 		struct claim_outcome *o = &w->out[from + i];
 
@@ -212,10 +324,74 @@ deliver_message(struct worker *w, size_t from, size_t to)
 		o->qid = it[i].qid;
 		o->idx = it[i].idx;
 		o->token = it[i].token;
-		o->result = w->rcpts[i].result;
-		o->reply = w->rcpts[i].reply;
-		memcpy(o->body_sha, w->rcpts[i].sha, 32);
+		o->result = r[i].result;
+		o->reply = r[i].reply;
+		o->indoubt_retry = !w->driver->ops->can_look &&
+			p->cfg->queue_in_doubt_policy == CONFIG_IN_DOUBT_RETRY;
+		memcpy(o->body_sha, r[i].sha, 32);
 	}
+	return 0;
+}
+
+/* The foreign side could not be reached: give items [from, n) back
+ * without counting an attempt and wait before the next connection, from
+ * about 1 s doubling up to reconnect_max, +-25% jitter so that workers
+ * do not knock in step. reason is the driver's (borrowed). */
+static void
+peer_unavailable(struct worker *w, size_t from, size_t n, const char *reason)
+{
+	struct worker_pool *p = w->pool;
+	const struct config_peer *cp = config_peer_of(p->cfg);
+	uint64_t max = (cp ? cp->reconnect_max : 60u) * 1000000ull;
+	uint64_t now = store_now_us(), h;
+	const char *err;
+
+	if (claim_requeue(p->st, w->items + from, n - from, now, &err) !=
+	    STORE_OK)
+		log_err("worker %u: cannot put %zu entries back: %s; they are "
+			"retried when their lease ends", w->id, n - from, err);
+	w->reconnect_us = w->reconnect_us == 0 ? 1000000u :
+			  w->reconnect_us * 2;
+	if (w->reconnect_us > max)
+		w->reconnect_us = max;
+	h = (now ^ ((uint64_t)w->id << 40)) * 0x9E3779B97F4A7C15ull;
+	h ^= h >> 29;
+	w->reconnect_at_us = now + w->reconnect_us * 3 / 4 +
+			     h % (w->reconnect_us / 2 + 1);
+	if (pool_stopping(p))
+		log_info("worker %u: stopping: %zu entries put back", w->id,
+			 n - from);
+	else if (!atomic_exchange(&p->peer_down, true))
+		log_warn("%s: next hop unavailable: %s; mail stays queued, "
+			 "reconnecting with backoff (at most %" PRIu64 " s)",
+			 w->driver->ops->name, reason, max / 1000000u);
+	log_debug("worker %u: %zu entries put back, next connection in %"
+		  PRIu64 " ms", w->id, n - from,
+		  (w->reconnect_at_us - now) / 1000u);
+}
+
+static void
+peer_available(struct worker *w)
+{
+	w->reconnect_us = 0;
+	w->reconnect_at_us = 0;
+	if (atomic_exchange(&w->pool->peer_down, false))
+		log_info("%s: next hop is back, delivering",
+			 w->driver->ops->name);
+}
+
+/* Why an in-doubt reply ended where it did, for the log line. */
+static const char *
+indoubt_note(const struct claim_outcome *o)
+{
+	if (o->result != CLAIM_UNKNOWN)
+		return "";
+	if (o->recorded == CLAIM_UNKNOWN)
+		return "; held for the operator (in_doubt_policy = hold)";
+	if (o->recorded == CLAIM_TEMPFAIL)
+		return "; retried (in_doubt_policy = retry), the peer may "
+		       "get it twice";
+	return "";
 }
 
 static void
@@ -233,12 +409,80 @@ log_outcomes(struct worker *w, size_t n, uint64_t now_us)
 		metrics_outcome(o->recorded, delay);
 		metrics_foreign_seen(o->result, now_us);
 		log_info("%s: to=<%s>, relay=%s, delay=%" PRIu64 ".%02" PRIu64
-			 ", attempts=%u, status=%s (%s)",
+			 ", attempts=%u, status=%s (%s)%s%s",
 			 store_qid_str(o->qid, qid), it->rcpt,
 			 w->driver->ops->name, delay / 1000000u,
 			 delay % 1000000u / 10000u, it->attempts + 1,
-			 status_name(o->recorded), o->reply);
+			 o->dead ? "held" : status_name(o->recorded), o->reply,
+			 indoubt_note(o), o->dead ? "; dead letter after "
+			 "[queue] max_attempts, held for the operator" : "");
 	}
+}
+
+/* Send one DSN for the entries [from, to) of one message that bounced
+ * in this batch, to its envelope sender through the [bounce] relay. The
+ * bounce is already recorded; a DSN that cannot be sent is logged, not
+ * retried. */
+static void
+send_dsn(struct worker *w, size_t from, size_t to, uint64_t now_us)
+{
+	struct worker_pool *p = w->pool;
+	const struct claim_item *it = &w->items[from];
+	struct dsn_rcpt *dr = xcalloc(to - from, sizeof(*dr));
+	struct driver_rcpt rc = { .addr = it->sender };
+	struct driver_msg m = { .store_id = store_id(p->st), .qid = it->qid,
+				.sender = "", .msgid = "" };
+	struct dsn_msg dm = { .reporting_mta = p->cfg->ingress_hostname,
+			      .sender = it->sender, .qid = it->qid,
+			      .arrival = (time_t)(it->accepted_us / 1000000u),
+			      .now = (time_t)(now_us / 1000000u),
+			      .headers = w->hdrs[from].data,
+			      .headers_len = w->hdrs[from].len };
+	char qid[STORE_QID_STRLEN];
+	struct buf text;
+	size_t n = 0;
+	int drc;
+
+	for (size_t i = from; i < to; i++)
+		if (w->out[i].applied && w->out[i].recorded == CLAIM_PERMFAIL) {
+			dr[n].addr = w->items[i].rcpt;
+			dr[n++].reply = w->out[i].reply;
+		}
+	if (n == 0) {
+		free(dr);
+		return;
+	}
+	buf_init(&text);
+	dsn_build(&text, &dm, dr, n);
+	m.body = text.data;
+	m.body_len = text.len;
+	drc = driver_deliver(w->bounce, &m, &rc, 1);
+	if (drc == 0 && rc.result == CLAIM_DELIVERED)
+		log_info("%s: sender non-delivery notification to <%s> for %zu "
+			 "recipient(s): sent (%s)", store_qid_str(it->qid, qid),
+			 it->sender, n, rc.reply);
+	else
+		log_err("%s: sender non-delivery notification to <%s> NOT sent: "
+			"%s", store_qid_str(it->qid, qid), it->sender,
+			rc.reply);
+	buf_free(&text);
+	free(dr);
+}
+
+/* DSNs for the bounces of the batch's first n entries, one per message
+ * with a sender; then drop the kept headers. */
+static void
+send_dsns(struct worker *w, size_t n, uint64_t now_us)
+{
+	size_t from = 0;
+
+	for (size_t i = 1; i <= n; i++)
+		if (i == n || w->items[i].qid != w->items[from].qid) {
+			if (w->hdrs[from].data != NULL)
+				send_dsn(w, from, i, now_us);
+			buf_free(&w->hdrs[from]);
+			from = i;
+		}
 }
 
 /* Deliver a claimed batch and record every outcome in one transaction. */
@@ -250,6 +494,8 @@ work_batch(struct worker *w, size_t n)
 	size_t from = 0;
 	uint64_t now;
 
+	for (size_t i = 0; i < n; i++)
+		buf_free(&w->hdrs[i]);
 	/* A driver that can look finds its own earlier deliveries, so a
 	 * crash can simply deliver again; only the others need the extra
 	 * "being sent" commit that turns a crash into in-doubt. */
@@ -261,9 +507,19 @@ work_batch(struct worker *w, size_t n)
 	}
 	for (size_t i = 1; i <= n; i++)
 		if (i == n || w->items[i].qid != w->items[from].qid) {
-			deliver_message(w, from, i);
+			if (deliver_message(w, from, i) == DRIVER_UNAVAILABLE) {
+				metrics_foreign_seen(CLAIM_TEMPFAIL,
+						     store_now_us());
+				peer_unavailable(w, from, n,
+						 w->rcpts[from].reply);
+				n = from;
+				break;
+			}
+			peer_available(w);
 			from = i;
 		}
+	if (n == 0)
+		return;
 	now = store_now_us();
 	if (claim_outcome(p->st, w->out, n, now, &err) != STORE_OK) {
 		log_err("worker %u: cannot record %zu outcome(s): %s; the "
@@ -272,6 +528,8 @@ work_batch(struct worker *w, size_t n)
 		return;
 	}
 	log_outcomes(w, n, now);
+	if (w->bounce != NULL)
+		send_dsns(w, n, now);
 }
 
 /* Worker 1 also does the housekeeping that must not run on the event
@@ -303,7 +561,11 @@ claim_some(struct worker *w, uint64_t *next_due)
 	int rc;
 
 	*next_due = 0;
-	if (w->driver->ops->can_look &&
+	/* In-doubt entries (left by a crash while being sent) are claimed
+	 * by a driver that can look, or, under in_doubt_policy = retry, by
+	 * any driver, which simply sends them again. */
+	if ((w->driver->ops->can_look ||
+	     p->cfg->queue_in_doubt_policy == CONFIG_IN_DOUBT_RETRY) &&
 	    atomic_exchange(&p->indoubt_due, false)) {
 		rc = claim_indoubt(p->st, w->id, p->cfg->workers_batch,
 				   p->cfg->workers_lease, store_now_us(),
@@ -335,6 +597,12 @@ worker_main(void *arg)
 	atomic_store(&w->running, true);
 	while (!pool_stopping(p)) {
 		housekeep(w, &last_hk);
+		if (w->reconnect_at_us > store_now_us()) {
+			/* Peer down: claim nothing until the next try. */
+			if (!pool_wait(p, &seen, w->reconnect_at_us))
+				break;
+			continue;
+		}
 		n = claim_some(w, &next_due);
 		if (n > 0) {
 			atomic_store(&w->busy_since_us, store_now_us());
@@ -396,14 +664,24 @@ worker_pool_stop(struct worker_pool **pp)
 	p->stop = true;
 	pthread_cond_broadcast(&p->cond);
 	pthread_mutex_unlock(&p->lock);
+	if (write(p->stop_pipe[1], "x", 1) < 0)
+		log_err("worker: cannot interrupt the drivers: %s",
+			strerror(errno));
 	for (size_t i = 0; i < p->count; i++) {
 		if (p->started)
 			pthread_join(p->w[i].thread, NULL);
 		driver_free(&p->w[i].driver);
+		driver_free(&p->w[i].bounce);
+		for (size_t j = 0; p->w[i].hdrs != NULL &&
+		     j < p->cfg->workers_batch; j++)
+			buf_free(&p->w[i].hdrs[j]);
+		free(p->w[i].hdrs);
 		free(p->w[i].items);
 		free(p->w[i].out);
 		free(p->w[i].rcpts);
 	}
+	close(p->stop_pipe[0]);
+	close(p->stop_pipe[1]);
 	pthread_cond_destroy(&p->cond);
 	pthread_mutex_destroy(&p->lock);
 	config_unref(&p->cfg);

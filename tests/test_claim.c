@@ -155,6 +155,36 @@ test_claim_tempfail_defers_with_backoff(void)
 }
 
 static void
+test_claim_tempfail_past_max_attempts_is_dead_letter(void)
+{
+	struct claim_item it[1];
+	struct claim_outcome o;
+	size_t n;
+	uint64_t next, now = SEC;
+	const char *err;
+
+	set.max_attempts = 3;
+	fresh("dead");
+	set.max_attempts = 0;
+	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 1, 1, 1, SEC), 0);
+	for (int i = 1; i <= 3; i++) {
+		claim_batch(st, 1, 1, 60, now, it, &n, &next, &err);
+		CU_ASSERT_EQUAL_FATAL(n, 1);
+		outcome1(&it[0], CLAIM_TEMPFAIL, now + SEC, &o);
+		CU_ASSERT_EQUAL(o.dead, i == 3);
+		now = o.next_try_us != 0 ? o.next_try_us : now + SEC;
+		o.next_try_us = 0;
+	}
+	/* Held: never claimed again, still queued (not bounced). */
+	CU_ASSERT_EQUAL(counters().held, 1);
+	CU_ASSERT_EQUAL(counters().deferred, 0);
+	CU_ASSERT_EQUAL(counters().bounced, 0);
+	claim_batch(st, 1, 1, 60, now + 3600 * SEC, it, &n, &next, &err);
+	CU_ASSERT_EQUAL(n, 0);
+	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+}
+
+static void
 test_claim_tempfail_past_lifetime_bounces(void)
 {
 	struct claim_item it[1];
@@ -313,6 +343,71 @@ test_claim_recover_dead_instance_before_lease_ends(void)
 }
 
 static void
+test_claim_requeue_is_not_an_attempt(void)
+{
+	struct claim_item it[2];
+	size_t n;
+	uint64_t next;
+	const char *err;
+
+	fresh("requeue");
+	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 2, 1, 2, SEC), 0);
+	claim_batch(st, 1, 2, 60, SEC, it, &n, &next, &err);
+	CU_ASSERT_EQUAL_FATAL(n, 2);
+	CU_ASSERT_EQUAL(claim_mark_sending(st, it, 2, &err), STORE_OK);
+	/* The peer was down: back to pending, due at 5 s, flag cleared. */
+	CU_ASSERT_EQUAL(claim_requeue(st, it, 2, 5 * SEC, &err), STORE_OK);
+	CU_ASSERT_EQUAL(counters().pending, 2);
+	CU_ASSERT_EQUAL(counters().active, 0);
+	CU_ASSERT_EQUAL(counters().indoubt, 0);
+	claim_batch(st, 1, 2, 60, 4 * SEC, it, &n, &next, &err);
+	CU_ASSERT_EQUAL(n, 0);
+	CU_ASSERT_EQUAL(next, 5 * SEC);
+	claim_batch(st, 1, 2, 60, 5 * SEC, it, &n, &next, &err);
+	CU_ASSERT_EQUAL_FATAL(n, 2);
+	CU_ASSERT_EQUAL(it[0].attempts, 0);
+	CU_ASSERT_EQUAL(it[1].attempts, 0);
+	/* A stale token is skipped; the "being sent" flag did not survive:
+	 * a crash now leaves the entries pending, not in-doubt. */
+	CU_ASSERT_EQUAL(claim_requeue(st, it, 2, 9 * SEC, &err), STORE_OK);
+	CU_ASSERT_EQUAL(claim_requeue(st, it, 2, 9 * SEC, &err), STORE_OK);
+	CU_ASSERT_EQUAL(counters().pending, 2);
+	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+}
+
+static void
+test_claim_unknown_with_retry_policy_is_deferred(void)
+{
+	struct claim_item it[1];
+	struct claim_outcome o;
+	size_t n;
+	uint64_t next;
+	const char *err;
+
+	fresh("indoubt_retry");
+	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 1, 1, 1, SEC), 0);
+	claim_batch(st, 1, 1, 60, SEC, it, &n, &next, &err);
+	CU_ASSERT_EQUAL(claim_mark_sending(st, it, 1, &err), STORE_OK);
+	memset(&o, 0, sizeof(o));
+	o.qid = it[0].qid;
+	o.idx = it[0].idx;
+	o.token = it[0].token;
+	o.result = CLAIM_UNKNOWN;
+	o.indoubt_retry = true;
+	o.reply = "4.4.2 connection lost after end of data";
+	CU_ASSERT_EQUAL(claim_outcome(st, &o, 1, 2 * SEC, &err), STORE_OK);
+	CU_ASSERT_EQUAL(o.applied, 1);
+	CU_ASSERT_EQUAL(o.recorded, CLAIM_TEMPFAIL);
+	CU_ASSERT(o.next_try_us > 2 * SEC);
+	CU_ASSERT_EQUAL(counters().indoubt, 0);
+	CU_ASSERT_EQUAL(counters().deferred, 1);
+	claim_batch(st, 1, 1, 60, o.next_try_us, it, &n, &next, &err);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	CU_ASSERT_EQUAL(it[0].attempts, 1);
+	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+}
+
+static void
 test_claim_release_returns_to_pending(void)
 {
 	struct claim_item it[2];
@@ -412,6 +507,8 @@ static CU_TestInfo claim_tests[] = {
 	  test_claim_delivered_goes_to_ledger_and_frees_message },
 	{ "tempfail defers with backoff",
 	  test_claim_tempfail_defers_with_backoff },
+	{ "tempfail past max attempts is dead letter",
+	  test_claim_tempfail_past_max_attempts_is_dead_letter },
 	{ "tempfail past lifetime bounces",
 	  test_claim_tempfail_past_lifetime_bounces },
 	{ "permfail bounces", test_claim_permfail_bounces },
@@ -423,6 +520,9 @@ static CU_TestInfo claim_tests[] = {
 	  test_claim_recover_expired_and_sending },
 	{ "recover dead instance before lease ends",
 	  test_claim_recover_dead_instance_before_lease_ends },
+	{ "requeue is not an attempt", test_claim_requeue_is_not_an_attempt },
+	{ "unknown with retry policy is deferred",
+	  test_claim_unknown_with_retry_policy_is_deferred },
 	{ "release returns to pending", test_claim_release_returns_to_pending },
 	{ "backoff grows to cap with jitter",
 	  test_claim_backoff_grows_to_cap_with_jitter },

@@ -131,7 +131,7 @@ test_config_defaults_without_file(void)
 	CU_ASSERT_EQUAL(cfg->foreign_driver, CONFIG_DRIVER_MAILDIR);
 	CU_ASSERT_STRING_EQUAL(cfg->maildir_root, "/var/lib/postern/maildir");
 	CU_ASSERT_EQUAL(cfg->maildir_layout, CONFIG_LAYOUT_ADDRESS);
-	CU_ASSERT_PTR_NULL(cfg->smtp_relay.host);
+	CU_ASSERT_PTR_NULL(cfg->smtp.relay.host);
 	CU_ASSERT_EQUAL(cfg->queue_backoff_min, 300);
 	CU_ASSERT_EQUAL(cfg->queue_backoff_max, 4000);
 	CU_ASSERT_EQUAL(cfg->queue_max_lifetime, 5 * 86400);
@@ -199,8 +199,8 @@ test_config_file_sets_every_type(void)
 	CU_ASSERT_EQUAL(cfg->foreign_driver, CONFIG_DRIVER_SMTP);
 	CU_ASSERT_STRING_EQUAL(cfg->maildir_root, "/m");
 	CU_ASSERT_EQUAL(cfg->maildir_layout, CONFIG_LAYOUT_DOMAIN_LOCALPART);
-	CU_ASSERT_STRING_EQUAL(cfg->smtp_relay.host, "mx.example.net");
-	CU_ASSERT_STRING_EQUAL(cfg->smtp_relay.port, "2525");
+	CU_ASSERT_STRING_EQUAL(cfg->smtp.relay.host, "mx.example.net");
+	CU_ASSERT_STRING_EQUAL(cfg->smtp.relay.port, "2525");
 	CU_ASSERT_EQUAL(cfg->queue_backoff_min, 1);
 	CU_ASSERT_EQUAL(cfg->queue_backoff_max, 2 * 86400);
 	CU_ASSERT_EQUAL(cfg->queue_max_lifetime, 7 * 86400);
@@ -337,12 +337,13 @@ test_config_enum_values(void)
 		"maildir", "smtp", "lmtp", "ccmail", "imap"
 	};
 	struct config *cfg;
-	char text[128];
+	char text[160];
 	size_t i;
 
 	for (i = 0; i < 5; i++) {
 		snprintf(text, sizeof(text), "[foreign]\ndriver = %s\n"
-			 "[smtp]\nrelay = relay:25\n", drivers[i]);
+			 "[smtp]\nrelay = relay:25\n"
+			 "[lmtp]\nrelay = /run/lmtp\n", drivers[i]);
 		cfg = expect_ok(text);
 		CU_ASSERT_EQUAL(cfg->foreign_driver, (enum config_driver)i);
 		config_unref(&cfg);
@@ -545,6 +546,75 @@ test_config_cross_checks(void)
 		     "backoff_max");
 	expect_exact("[foreign]\ndriver = smtp\n", 2,
 		     "[foreign] driver = smtp needs [smtp] relay");
+	expect_exact("[foreign]\ndriver = lmtp\n", 2,
+		     "[foreign] driver = lmtp needs [lmtp] relay");
+	expect_exact("[smtp]\nauth_user = u\n", 2,
+		     "[smtp] auth_user and auth_password_file go together");
+}
+
+static void
+test_config_peer_defaults_are_rfc5321(void)
+{
+	struct config *cfg = expect_ok("");
+
+	CU_ASSERT_EQUAL(cfg->smtp.tls, CONFIG_TLS_MAY);
+	CU_ASSERT_EQUAL(cfg->lmtp.tls, CONFIG_TLS_NONE);
+	CU_ASSERT_TRUE(cfg->smtp.tls_verify);
+	CU_ASSERT_FALSE(cfg->smtp.auth_plaintext);
+	CU_ASSERT_PTR_NULL(cfg->smtp.auth_user);
+	CU_ASSERT_PTR_NULL(cfg->smtp.tls_ca_file);
+	CU_ASSERT_PTR_NULL(cfg->lmtp.relay.host);
+	CU_ASSERT_EQUAL(cfg->smtp.connect_timeout, 30);
+	CU_ASSERT_EQUAL(cfg->smtp.greeting_timeout, 300);
+	CU_ASSERT_EQUAL(cfg->smtp.mail_timeout, 300);
+	CU_ASSERT_EQUAL(cfg->smtp.rcpt_timeout, 300);
+	CU_ASSERT_EQUAL(cfg->smtp.data_timeout, 120);
+	CU_ASSERT_EQUAL(cfg->smtp.block_timeout, 180);
+	CU_ASSERT_EQUAL(cfg->lmtp.dot_timeout, 600);
+	CU_ASSERT_EQUAL(cfg->lmtp.reconnect_max, 60);
+	CU_ASSERT_EQUAL(cfg->queue_max_attempts, 0);
+	config_unref(&cfg);
+}
+
+static void
+test_config_peer_keys_are_read(void)
+{
+	struct config *cfg = expect_ok(
+		"[foreign]\ndriver = lmtp\n"
+		"[smtp]\nrelay = mx:25\ntls = encrypt\ntls_verify = no\n"
+		"tls_ca_file = /etc/ca.pem\nauth_user = joe\n"
+		"auth_password_file = /etc/pw\nauth_plaintext = yes\n"
+		"dot_timeout = 3s\nreconnect_max = 2m\n"
+		"[lmtp]\nrelay = /run/dovecot/lmtp\nconnect_timeout = 2\n"
+		"[queue]\nmax_attempts = 5\n"
+		"[bounce]\nrelay = home.example:25\ntls = none\n");
+
+	CU_ASSERT_EQUAL(cfg->foreign_driver, CONFIG_DRIVER_LMTP);
+	CU_ASSERT_EQUAL(cfg->smtp.tls, CONFIG_TLS_ENCRYPT);
+	CU_ASSERT_FALSE(cfg->smtp.tls_verify);
+	CU_ASSERT_STRING_EQUAL(cfg->smtp.tls_ca_file, "/etc/ca.pem");
+	CU_ASSERT_STRING_EQUAL(cfg->smtp.auth_user, "joe");
+	CU_ASSERT_STRING_EQUAL(cfg->smtp.auth_password_file, "/etc/pw");
+	CU_ASSERT_TRUE(cfg->smtp.auth_plaintext);
+	CU_ASSERT_EQUAL(cfg->smtp.dot_timeout, 3);
+	CU_ASSERT_EQUAL(cfg->smtp.reconnect_max, 120);
+	CU_ASSERT_STRING_EQUAL(cfg->lmtp.relay.host, "/run/dovecot/lmtp");
+	CU_ASSERT_PTR_NULL(cfg->lmtp.relay.port);
+	CU_ASSERT_EQUAL(cfg->lmtp.connect_timeout, 2);
+	CU_ASSERT_EQUAL(cfg->queue_max_attempts, 5);
+	CU_ASSERT_STRING_EQUAL(cfg->bounce.relay.host, "home.example");
+	CU_ASSERT_EQUAL(cfg->bounce.tls, CONFIG_TLS_NONE);
+	CU_ASSERT_EQUAL(cfg->bounce.dot_timeout, 600);
+	config_unref(&cfg);
+	cfg = expect_ok("[lmtp]\nrelay = [::1]:24\n");
+	CU_ASSERT_STRING_EQUAL(cfg->lmtp.relay.host, "::1");
+	CU_ASSERT_STRING_EQUAL(cfg->lmtp.relay.port, "24");
+	config_unref(&cfg);
+	expect_exact("[smtp]\ntls = starttls\n", 2, "[smtp] tls: "
+		     "\"starttls\" is not one of: none, may, encrypt");
+	expect_error("[smtp]\ntls_ca_file = ca.pem\n",
+		     "\"ca.pem\" is not an absolute path");
+	expect_error("[lmtp]\nconnect_timeout = 0\n", "");
 }
 
 static int
@@ -777,7 +847,7 @@ test_config_hostport_empty_only_where_allowed(void)
 				       "lmtp_listen =\n[smtp]\nrelay =\n");
 
 	CU_ASSERT_PTR_NULL(cfg->ingress_lmtp_listen.host);
-	CU_ASSERT_PTR_NULL(cfg->smtp_relay.host);
+	CU_ASSERT_PTR_NULL(cfg->smtp.relay.host);
 	config_unref(&cfg);
 	expect_error("[smtp]\nrelay = [::1]\n",
 		     "[smtp] relay: \"[::1]\" is not [address]:port");
@@ -907,6 +977,8 @@ static CU_TestInfo config_tests[] = {
 	{ "comments_and_indentation", test_config_comments_and_indentation },
 	{ "long_line_rejected", test_config_long_line_rejected },
 	{ "cross_checks", test_config_cross_checks },
+	{ "peer_defaults_are_rfc5321", test_config_peer_defaults_are_rfc5321 },
+	{ "peer_keys_are_read", test_config_peer_keys_are_read },
 	{ "cidr_matches_ipv4", test_config_cidr_matches_ipv4 },
 	{ "cidr_matches_ipv6", test_config_cidr_matches_ipv6 },
 	{ "cidr_matches_mapped_ipv4", test_config_cidr_matches_mapped_ipv4 },

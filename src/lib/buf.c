@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void
 buf_init(struct buf *b)
@@ -100,4 +101,24 @@ buf_free(struct buf *b)
 
 	buf_init(b);
 	free(data);
+}
+
+/* RFC 5322 date in UTC, without the locale's day and month names. */
+void
+buf_put_date(struct buf *b, time_t t)
+{
+	static const char *const days[] = {
+		"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat",
+	};
+	static const char *const months[] = {
+		"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+		"Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+	};
+	struct tm tm;
+
+	if (gmtime_r(&t, &tm) == NULL)
+		memset(&tm, 0, sizeof(tm));
+	buf_printf(b, "%s, %d %s %04d %02d:%02d:%02d +0000 (UTC)",
+		   days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
+		   tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }

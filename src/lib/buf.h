@@ -8,6 +8,7 @@
 #define POSTERN_BUF_H
 
 #include <stddef.h>
+#include <time.h>
 
 /* data is owned by the buffer. Once anything was appended, data[len] is
  * always a NUL (not counted in len), so text can be used as a C string. */
@@ -41,6 +42,11 @@ buf_reset(struct buf *b);
 /* Drop n bytes from the front; n > len is a broken invariant (panic). */
 void
 buf_consume(struct buf *b, size_t n);
+
+/* Append t as an RFC 5322 date in UTC, e.g. "Sun, 22 Nov 2026 07:28:59
+ * +0000 (UTC)", with English names whatever the locale. */
+void
+buf_put_date(struct buf *b, time_t t);
 
 /* Free the memory and leave b empty, as after buf_init(). A second call
  * does nothing. */

@@ -23,6 +23,7 @@
 #include "driver_ccmail.h"
 #include "ccmail_convert.h"
 #include "ccmail_map.h"
+#include "lib/fileio.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
@@ -79,39 +80,6 @@ join(char *path, const char *drop, const char *a, const char *b,
 		panic("ccmail path longer than PATH_MAX");
 }
 
-static int
-fsync_dir(const char *path)
-{
-	int fd, ret, err;
-
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ret = fsync(fd);
-	err = errno;
-	close(fd);
-	errno = err;
-	return ret;
-}
-
-static int
-write_all(int fd, const void *p, size_t len)
-{
-	const char *s = p;
-
-	while (len > 0) {
-		ssize_t n = write(fd, s, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		s += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Create path afresh with data, fsync and close it. A leftover from an
  * earlier attempt is removed first, so nothing else shares its inode.
  * 0, or -1 with errno set and path removed. */
@@ -126,7 +94,7 @@ write_synced(const char *path, const void *data, size_t len)
 		  0640);
 	if (fd < 0)
 		return -1;
-	if (write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+	if (fileio_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
 		err = errno;
 		close(fd);
 		unlink(path);
@@ -194,7 +162,7 @@ finish(const struct ccmail *cc, const char *base, const char **what_r)
 	if (rename(tmp, final) < 0 && errno != ENOENT)
 		return -1;
 	*what_r = "fsync";
-	return fsync_dir(cc->drop);
+	return fileio_fsync_dir(cc->drop);
 }
 
 /* Step 3: the marker, in a directory made on first use. */
@@ -206,7 +174,7 @@ mark(const struct ccmail *cc, const char *base)
 
 	join(dir, cc->drop, MARK_DIR, NULL, NULL);
 	if (mkdir(dir, 0750) == 0) {
-		if (fsync_dir(cc->drop) < 0)
+		if (fileio_fsync_dir(cc->drop) < 0)
 			return -1;
 	} else if (errno != EEXIST) {
 		return -1;
@@ -216,7 +184,7 @@ mark(const struct ccmail *cc, const char *base)
 	if (fd < 0)
 		return -1;
 	close(fd);
-	return fsync_dir(dir);
+	return fileio_fsync_dir(dir);
 }
 
 /* Remove what an unfinished attempt left (attachments 1..n). */
@@ -272,7 +240,7 @@ write_delivery(const struct ccmail *cc, const char *base,
 	if (write_synced(tmp, doc->text.data, doc->text.len) < 0)
 		goto fail;
 	what = "fsync";
-	if (fsync_dir(cc->drop) < 0)
+	if (fileio_fsync_dir(cc->drop) < 0)
 		goto fail_tmp;
 	what = "marker";
 	if (mark(cc, base) < 0)

@@ -13,6 +13,7 @@
  * have dropped the dirty pages), the tmp file is removed instead.
  */
 #include "driver_maildir.h"
+#include "lib/fileio.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
@@ -139,21 +140,6 @@ join(char *path, const char *dir, const char *sub, const char *name)
 		panic("maildir path longer than PATH_MAX");
 }
 
-static int
-fsync_dir(const char *path)
-{
-	int fd, ret, err;
-
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ret = fsync(fd);
-	err = errno;
-	close(fd);
-	errno = err;
-	return ret;
-}
-
 /* mkdir path (existing is fine), then fsync its parent so the entry is
  * durable. The parent is synced even when another worker made the
  * directory: we must not rely on that worker having synced it yet. */
@@ -166,7 +152,7 @@ mkdir_durable(char *path)
 	if (mkdir(path, 0700) < 0 && errno != EEXIST)
 		return -1;
 	*slash = '\0';
-	ret = fsync_dir(path);
+	ret = fileio_fsync_dir(path);
 	*slash = '/';
 	return ret;
 }
@@ -194,7 +180,7 @@ make_folder(struct folder *f)
 		if (mkdir(path, 0700) < 0 && errno != EEXIST)
 			return -1;
 	}
-	return fsync_dir(f->path);
+	return fileio_fsync_dir(f->path);
 }
 
 /* Is name in new/ or cur/ (plain or with ":<info>")? new/ is checked
@@ -289,22 +275,6 @@ sha256_two(const void *a, size_t alen, const void *b, size_t blen,
 	EVP_MD_CTX_free(ctx);
 }
 
-static int
-write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Every CRLF becomes LF (Maildir files use local line ends); bare CR and
  * LF stay. Caller frees. */
 static char *
@@ -366,8 +336,8 @@ write_tmp(struct job *j, const char *tmp, struct driver_rcpt *r)
 		set_fail(r, "write", tmp, errno);
 		return -1;
 	}
-	if (write_all(fd, j->hdr, j->hdr_len) < 0 ||
-	    write_all(fd, j->body, j->body_len) < 0)
+	if (fileio_write_all(fd, j->hdr, j->hdr_len) < 0 ||
+	    fileio_write_all(fd, j->body, j->body_len) < 0)
 		goto fail;
 	what = "fsync";
 	if (fsync(fd) < 0)
@@ -446,7 +416,7 @@ deliver_job(struct job *j, struct driver_rcpt *r)
 	/* Also when it was already there: the crash that left it there may
 	 * have come before its directory entry was synced. */
 	join(dir, j->f.path, sub, NULL);
-	if (fsync_dir(dir) < 0) {
+	if (fileio_fsync_dir(dir) < 0) {
 		/* Left in place: the file is complete, and the retry will
 		 * find it and sync again. */
 		set_fail(r, "fsync", dir, errno);

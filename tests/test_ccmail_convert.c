@@ -20,28 +20,6 @@
 
 TESTLIB_SUITE_DIR("ccconv")
 
-/* The whole file, NUL-terminated; caller frees. NULL if missing. */
-static char *
-slurp(const char *path, size_t *len_r)
-{
-	FILE *fp = fopen(path, "rb");
-	char *buf;
-	long len;
-
-	if (fp == NULL)
-		return NULL;
-	fseek(fp, 0, SEEK_END);
-	len = ftell(fp);
-	rewind(fp);
-	buf = malloc((size_t)len + 1);
-	if (fread(buf, 1, (size_t)len, fp) != (size_t)len)
-		abort();
-	buf[len] = '\0';
-	fclose(fp);
-	*len_r = (size_t)len;
-	return buf;
-}
-
 static void
 write_file(const char *path, const char *text)
 {
@@ -194,7 +172,7 @@ check_item(const char *line, const struct ccmail_doc *doc,
 
 	if (sscanf(line, "%*s %4095s %1023[^\n]", path, title) < 1)
 		CU_FAIL_FATAL("bad expect line");
-	want = slurp(path, &len);
+	want = testlib_slurp(path, &len);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(want);
 	if (strncmp(line, "text ", 5) == 0) {
 		CU_ASSERT_EQUAL(it->kind, CCMAIL_ITEM_TEXT);
@@ -308,9 +286,9 @@ run_case(const char *cdir, const char *name)
 	int rc;
 
 	snprintf(path, sizeof(path), "%s/%s.expect", cdir, name);
-	expect = slurp(path, &elen);
+	expect = testlib_slurp(path, &elen);
 	snprintf(path, sizeof(path), "%s/%s.eml", cdir, name);
-	raw = slurp(path, &rlen);
+	raw = testlib_slurp(path, &rlen);
 	CU_ASSERT_FATAL(expect != NULL && raw != NULL);
 	n = split_lines(expect, lines, 64);
 	t0 = now_ms();

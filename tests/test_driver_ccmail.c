@@ -76,27 +76,6 @@ new_drop(char **parent_r)
 	return drop;
 }
 
-static char *
-slurp(const char *path, size_t *len_r)
-{
-	FILE *fp = fopen(path, "rb");
-	char *buf;
-	long len;
-
-	if (fp == NULL)
-		return NULL;
-	fseek(fp, 0, SEEK_END);
-	len = ftell(fp);
-	rewind(fp);
-	buf = malloc((size_t)len + 1);
-	if (fread(buf, 1, (size_t)len, fp) != (size_t)len)
-		abort();
-	buf[len] = '\0';
-	fclose(fp);
-	*len_r = (size_t)len;
-	return buf;
-}
-
 static bool
 exists(const char *dir, const char *name)
 {
@@ -158,7 +137,7 @@ test_driver_ccmail_delivers_import_file_and_attachment(void)
 	CU_ASSERT_EQUAL(r[1].result, CLAIM_PERMFAIL);
 	CU_ASSERT_NSTRING_EQUAL(r[1].reply, "5.1.1 <zed@foreign.example>", 27);
 	snprintf(path, sizeof(path), "%s/" BASE0 ".ccm", drop);
-	text = slurp(path, &len);
+	text = testlib_slurp(path, &len);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
 	EVP_Digest(text, len, sha, &shalen, EVP_sha256(), NULL);
 	CU_ASSERT(memcmp(sha, r[0].sha, 32) == 0);
@@ -176,7 +155,7 @@ test_driver_ccmail_delivers_import_file_and_attachment(void)
 	CU_ASSERT_STRING_EQUAL(imp->items[1].title, "a.bin");
 	free(text);
 	snprintf(path, sizeof(path), "%s/" BASE0 ".1.att", drop);
-	text = slurp(path, &len);
+	text = testlib_slurp(path, &len);
 	CU_ASSERT(text != NULL && len == 5 &&
 		  memcmp(text, "\x00\x01\x02\x03\xff", 5) == 0);
 	free(text);
@@ -273,7 +252,7 @@ test_driver_ccmail_crash_before_commit_starts_over(void)
 	CU_ASSERT_EQUAL(driver_look(d, &m, &r, &err), 0);
 	CU_ASSERT_EQUAL(driver_deliver(d, &m, &r, 1), 0);
 	CU_ASSERT_EQUAL(r.result, CLAIM_DELIVERED);
-	text = slurp(path, &len);
+	text = testlib_slurp(path, &len);
 	CU_ASSERT(text != NULL && len == 5);
 	free(text);
 	CU_ASSERT_EQUAL(count(drop, ".ccm"), 1);

@@ -71,28 +71,6 @@ count_entries(const char *dir)
 	return n;
 }
 
-/* The whole file, NUL-terminated; caller frees. NULL if missing. */
-static char *
-slurp(const char *path, size_t *len_r)
-{
-	FILE *fp = fopen(path, "rb");
-	char *buf;
-	long len;
-
-	if (fp == NULL)
-		return NULL;
-	fseek(fp, 0, SEEK_END);
-	len = ftell(fp);
-	rewind(fp);
-	buf = malloc((size_t)len + 1);
-	if (fread(buf, 1, (size_t)len, fp) != (size_t)len)
-		abort();
-	buf[len] = '\0';
-	fclose(fp);
-	*len_r = (size_t)len;
-	return buf;
-}
-
 static bool
 is_dir(const char *path)
 {
@@ -132,7 +110,7 @@ test_driver_maildir_delivers_one_file_per_recipient(void)
 		CU_ASSERT_STRING_EQUAL(r[i].reply, "delivered to maildir");
 		n = snprintf(want, sizeof(want), "Return-Path: <s@x.org>\n"
 			     "Delivered-To: %s\n%s", r[i].addr, BODY_LF);
-		got = slurp(path_of(root, folder[i], "new", name[i]), &len);
+		got = testlib_slurp(path_of(root, folder[i], "new", name[i]), &len);
 		CU_ASSERT_PTR_NOT_NULL_FATAL(got);
 		CU_ASSERT_EQUAL(len, (size_t)n);
 		CU_ASSERT_EQUAL(memcmp(got, want, len), 0);
@@ -164,7 +142,7 @@ test_driver_maildir_null_sender_and_misuse(void)
 
 	m.sender = "";
 	CU_ASSERT_EQUAL(driver_deliver(d, &m, &r, 1), 0);
-	got = slurp(path_of(root, "a@x", "new",
+	got = testlib_slurp(path_of(root, "a@x", "new",
 			    "0000000000000001.0000000000000001.0.postern"),
 		    &len);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(got);
@@ -290,7 +268,7 @@ test_driver_maildir_leftover_tmp_is_overwritten(void)
 	fclose(fp);
 	CU_ASSERT_EQUAL(driver_deliver(d, &m, &r, 1), 0);
 	CU_ASSERT_EQUAL(r.result, CLAIM_DELIVERED);
-	got = slurp(path_of(root, "a@x.org", "new", name), &len);
+	got = testlib_slurp(path_of(root, "a@x.org", "new", name), &len);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(got);
 	CU_ASSERT_EQUAL(len, strlen("Return-Path: <s@x.org>\n"
 				    "Delivered-To: a@x.org\n" BODY_LF));
@@ -364,7 +342,7 @@ test_driver_maildir_unsafe_addresses_are_encoded(void)
 	CU_ASSERT_EQUAL(count_entries(root), (int)n);
 	CU_ASSERT_EQUAL(count_entries(base), 1);
 	/* The header cannot be split by an envelope CR LF. */
-	got = slurp(path_of(root, "a%01b%0D%0A@x", "new",
+	got = testlib_slurp(path_of(root, "a%01b%0D%0A@x", "new",
 			    "0000000000000003.0000000000000003.0.postern"),
 		    &len);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(got);

@@ -44,6 +44,27 @@ testlib_rmtree(const char *path)
 	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+char *
+testlib_slurp(const char *path, size_t *len_r)
+{
+	FILE *fp = fopen(path, "rb");
+	char *buf;
+	long len;
+
+	if (fp == NULL)
+		return NULL;
+	fseek(fp, 0, SEEK_END);
+	len = ftell(fp);
+	rewind(fp);
+	buf = malloc((size_t)len + 1);
+	if (buf == NULL || fread(buf, 1, (size_t)len, fp) != (size_t)len)
+		abort();
+	buf[len] = '\0';
+	fclose(fp);
+	*len_r = (size_t)len;
+	return buf;
+}
+
 unsigned
 testlib_rnd(unsigned *state)
 {

@@ -21,6 +21,11 @@ testlib_tmpdir(const char *tag);
 void
 testlib_rmtree(const char *path);
 
+/* The whole file at path, NUL-terminated (the caller frees it), its
+ * length in *len_r; NULL if it cannot be opened. */
+char *
+testlib_slurp(const char *path, size_t *len_r);
+
 /* xorshift32: a seeded generator whose low bits are usable with "%". */
 unsigned
 testlib_rnd(unsigned *state);

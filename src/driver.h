@@ -76,6 +76,13 @@ struct driver {
 	const struct driver_ops *ops;
 };
 
+/* For drivers that write files: r is deferred with the reply
+ * "4.3.0 <driver> <what> failed: <strerror(err)>", and a warning names
+ * the path. */
+void
+driver_io_fail(struct driver_rcpt *r, const char *driver, const char *what,
+	       const char *path, int err);
+
 /* Shorthands for d->ops->deliver / look. */
 static inline int
 driver_deliver(struct driver *d, const struct driver_msg *m,

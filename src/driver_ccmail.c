@@ -54,13 +54,6 @@ struct ccmail {
 	char err[DRIVER_REPLY_LEN];	/* look()'s *error_r */
 };
 
-static const char *
-errstr(int err, char *buf, size_t len)
-{
-	/* GNU strerror_r (_GNU_SOURCE): may return a static string. */
-	return strerror_r(err, buf, len);
-}
-
 static void
 make_base(const struct driver_msg *m, uint32_t idx, char *base)
 {
@@ -108,18 +101,6 @@ write_synced(const char *path, const void *data, size_t len)
 		return -1;
 	}
 	return 0;
-}
-
-static void
-set_fail(struct driver_rcpt *r, const char *what, const char *path, int err)
-{
-	char buf[128];
-	const char *s = errstr(err, buf, sizeof(buf));
-
-	r->result = CLAIM_TEMPFAIL;
-	snprintf(r->reply, sizeof(r->reply), "4.3.0 ccmail %s failed: %s",
-		 what, s);
-	log_warn("ccmail: %s %s: %s", what, path, s);
 }
 
 static void
@@ -219,7 +200,7 @@ write_attachments(const struct ccmail *cc, const struct ccmail_doc *doc,
 				continue;
 			unlink(tmp);
 		}
-		set_fail(r, what, final, errno);
+		driver_io_fail(r, "ccmail", what, final, errno);
 		remove_files(cc, doc, i);
 		return -1;
 	}
@@ -247,7 +228,7 @@ write_delivery(const struct ccmail *cc, const char *base,
 		goto fail_tmp;
 	/* Committed: from here a failure leaves the .tmp for the retry. */
 	if (finish(cc, base, &what) < 0) {
-		set_fail(r, what, tmp, errno);
+		driver_io_fail(r, "ccmail", what, tmp, errno);
 		return;
 	}
 	r->result = CLAIM_DELIVERED;
@@ -262,7 +243,7 @@ fail_tmp:
 		errno = err;
 	}
 fail:
-	set_fail(r, what, tmp, errno);
+	driver_io_fail(r, "ccmail", what, tmp, errno);
 	remove_files(cc, doc, doc->nfiles);
 }
 
@@ -295,11 +276,11 @@ deliver_one(const struct ccmail *cc, const struct driver_msg *m,
 	sha256(doc->text.data, doc->text.len, r->sha);
 	ret = marked(cc, base);
 	if (ret < 0) {
-		set_fail(r, "read", cc->drop, errno);
+		driver_io_fail(r, "ccmail", "read", cc->drop, errno);
 	} else if (ret == 0) {
 		write_delivery(cc, base, doc, r);
 	} else if (finish(cc, base, &what) < 0) {
-		set_fail(r, what, cc->drop, errno);
+		driver_io_fail(r, "ccmail", what, cc->drop, errno);
 	} else {
 		r->result = CLAIM_DELIVERED;
 		snprintf(r->reply, sizeof(r->reply), "already in cc:Mail drop "
@@ -379,7 +360,7 @@ ccmail_look(struct driver *d, const struct driver_msg *m,
 		ret = -1;
 	if (ret < 0) {
 		snprintf(cc->err, sizeof(cc->err), "4.3.0 ccmail %s failed: "
-			 "%s", what, errstr(errno, buf, sizeof(buf)));
+			 "%s", what, strerror_r(errno, buf, sizeof(buf)));
 		*error_r = cc->err;
 	}
 	return ret;

@@ -47,13 +47,6 @@ struct folder {
 	int ncomp;
 };
 
-static const char *
-errstr(int err, char *buf, size_t len)
-{
-	/* GNU strerror_r (_GNU_SOURCE): may return a static string. */
-	return strerror_r(err, buf, len);
-}
-
 /* Append s[0..len) to out as one safe path component: ASCII lowercased,
  * '/', '%', control bytes and a leading '.' as %XX, so "..", "." and
  * "a/b" can never name anything but a child of the parent. Returns the
@@ -302,18 +295,6 @@ struct job {
 	size_t body_len;
 };
 
-static void
-set_fail(struct driver_rcpt *r, const char *what, const char *path, int err)
-{
-	char buf[128];
-	const char *s = errstr(err, buf, sizeof(buf));
-
-	r->result = CLAIM_TEMPFAIL;
-	snprintf(r->reply, sizeof(r->reply), "4.3.0 maildir %s failed: %s",
-		 what, s);
-	log_warn("maildir: %s %s: %s", what, path, s);
-}
-
 /* Write and fsync tmp/<name>. 0, or -1 with the reply set and the tmp
  * file removed. */
 static int
@@ -326,14 +307,14 @@ write_tmp(struct job *j, const char *tmp, struct driver_rcpt *r)
 		  0600);
 	if (fd < 0 && errno == ENOENT) {
 		if (make_folder(&j->f) < 0) {
-			set_fail(r, "mkdir", j->f.path, errno);
+			driver_io_fail(r, "maildir", "mkdir", j->f.path, errno);
 			return -1;
 		}
 		fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
 			  O_CLOEXEC, 0600);
 	}
 	if (fd < 0) {
-		set_fail(r, "write", tmp, errno);
+		driver_io_fail(r, "maildir", "write", tmp, errno);
 		return -1;
 	}
 	if (fileio_write_all(fd, j->hdr, j->hdr_len) < 0 ||
@@ -353,7 +334,7 @@ fail:
 	if (fd >= 0)
 		close(fd);
 	unlink(tmp);
-	set_fail(r, what, tmp, err);
+	driver_io_fail(r, "maildir", what, tmp, err);
 	return -1;
 }
 
@@ -373,12 +354,12 @@ move_to_new(struct job *j, const char *tmp, const char *new,
 		/* Nothing was in new/ when we looked, and names are ours. */
 		if (rename(tmp, new) == 0)
 			return 0;
-		set_fail(r, "rename", new, errno);
+		driver_io_fail(r, "maildir", "rename", new, errno);
 		unlink(tmp);
 		return -1;
 	}
 	if (ret < 0 && errno != EEXIST) {
-		set_fail(r, "link", new, errno);
+		driver_io_fail(r, "maildir", "link", new, errno);
 		unlink(tmp);
 		return -1;
 	}
@@ -386,7 +367,7 @@ move_to_new(struct job *j, const char *tmp, const char *new,
 		char buf[128];
 
 		log_warn("maildir: unlink %s: %s (harmless leftover)", tmp,
-			 errstr(errno, buf, sizeof(buf)));
+			 strerror_r(errno, buf, sizeof(buf)));
 	}
 	return ret < 0 ? 1 : 0;
 }
@@ -400,7 +381,7 @@ deliver_job(struct job *j, struct driver_rcpt *r)
 
 	ret = find_delivery(&j->f, j->name, &sub);
 	if (ret < 0) {
-		set_fail(r, "read", j->f.path, errno);
+		driver_io_fail(r, "maildir", "read", j->f.path, errno);
 		return;
 	}
 	if (ret == 0) {
@@ -419,7 +400,7 @@ deliver_job(struct job *j, struct driver_rcpt *r)
 	if (fileio_fsync_dir(dir) < 0) {
 		/* Left in place: the file is complete, and the retry will
 		 * find it and sync again. */
-		set_fail(r, "fsync", dir, errno);
+		driver_io_fail(r, "maildir", "fsync", dir, errno);
 		return;
 	}
 	r->result = CLAIM_DELIVERED;
@@ -489,7 +470,7 @@ maildir_look(struct driver *d, const struct driver_msg *m,
 	ret = find_delivery(f, name, &sub);
 	if (ret < 0) {
 		snprintf(md->err, sizeof(md->err), "4.3.0 maildir read "
-			 "failed: %s", errstr(errno, buf, sizeof(buf)));
+			 "failed: %s", strerror_r(errno, buf, sizeof(buf)));
 		*error_r = md->err;
 	}
 	free(f);

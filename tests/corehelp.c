@@ -2,6 +2,7 @@
  * corehelp.c - helpers for the core tests (see corehelp.h).
  */
 #include "corehelp.h"
+#include "testlib.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,4 +76,20 @@ corehelp_verify(struct store *st)
 	if (rc < 0)
 		fprintf(stderr, "verify: %s\n", err);
 	return rc;
+}
+
+void
+corehelp_fresh(struct store **st, const char *dir, const char *name,
+	       const struct store_settings *set)
+{
+	char path[512];
+	const char *err;
+
+	store_close(st);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	testlib_rmtree(path);
+	if (store_open(path, set, st, &err) != STORE_OK) {
+		fprintf(stderr, "%s\n", err);
+		abort();
+	}
 }

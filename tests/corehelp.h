@@ -19,6 +19,13 @@ corehelp_fill(struct store *st, size_t nmsg, size_t nrcpt, size_t batch,
 int
 corehelp_accounted(struct store *st, uint64_t qid, uint32_t nrcpt);
 
+/* Close *st (if open) and open an empty store in dir/name instead, with
+ * settings set; aborts if it cannot. For tests that want a fresh store
+ * per test. */
+void
+corehelp_fresh(struct store **st, const char *dir, const char *name,
+	       const struct store_settings *set);
+
 /* Run ledger_verify; on problems print them to stderr. Returns its rc. */
 int
 corehelp_verify(struct store *st);

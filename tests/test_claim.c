@@ -21,16 +21,7 @@ static struct store_settings set = { .backoff_min = 60, .backoff_max = 600,
 static void
 fresh(const char *name)
 {
-	char path[512];
-	const char *err;
-
-	store_close(&st);
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	testlib_rmtree(path);
-	if (store_open(path, &set, &st, &err) != STORE_OK) {
-		fprintf(stderr, "%s\n", err);
-		abort();
-	}
+	corehelp_fresh(&st, dir, name, &set);
 }
 
 static struct store_counters

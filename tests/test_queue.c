@@ -39,16 +39,7 @@ static uint64_t zdone_seq;	/* K_DONE's terminal ledger record */
 static void
 fresh(const char *name)
 {
-	char path[512];
-	const char *err;
-
-	store_close(&st);
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	testlib_rmtree(path);
-	if (store_open(path, &set, &st, &err) != STORE_OK) {
-		fprintf(stderr, "%s\n", err);
-		abort();
-	}
+	corehelp_fresh(&st, dir, name, &set);
 }
 
 static uint64_t

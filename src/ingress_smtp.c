@@ -42,6 +42,15 @@ enum phase {
 	PH_CMD,
 	PH_DATA,
 	PH_PAUSED,	/* a message waits for smtp_session_stored() */
+	PH_TLS,		/* STARTTLS answered: the handshake is the glue's */
+};
+
+/* Which AUTH response the next line is. */
+enum auth_wait {
+	AW_NONE,
+	AW_PLAIN,	/* "334 " sent: the PLAIN response */
+	AW_LOGIN_USER,	/* "334 VXNlcm5hbWU6" sent */
+	AW_LOGIN_PASS,	/* "334 UGFzc3dvcmQ6" sent */
 };
 
 /* Where the data reader is within a line. */
@@ -85,6 +94,11 @@ struct smtp_session {
 
 	char *helo;		/* owned, cleaned; NULL before HELO */
 	const char *proto;	/* static: "SMTP", "ESMTP", "LMTP" */
+
+	char *tls_desc;		/* owned, cleaned; NULL: no TLS */
+	char *auth_user;	/* owned; NULL: not authenticated */
+	enum auth_wait auth_wait;
+	char *login_user;	/* owned; AUTH LOGIN between its two steps */
 
 	char *sender;		/* owned; NULL outside a transaction */
 	char **rcpts;		/* owned strings, no duplicates */
@@ -426,6 +440,19 @@ mail_params(struct smtp_session *s, char *params, size_t *size_r,
 
 /* --- commands ----------------------------------------------------------- */
 
+static bool
+tls_offered(const struct smtp_session *s)
+{
+	return s->lim->starttls && !s->lim->lmtp && s->tls_desc == NULL;
+}
+
+static bool
+auth_offered(const struct smtp_session *s)
+{
+	return s->lim->auth_check != NULL && !s->lim->lmtp &&
+	       (s->tls_desc != NULL || s->lim->auth_plaintext);
+}
+
 static enum smtp_event
 cmd_helo(struct smtp_session *s, const char *verb, char *arg,
 	 struct buf *out)
@@ -448,6 +475,10 @@ cmd_helo(struct smtp_session *s, const char *verb, char *arg,
 	reply(out, "250-%s", s->hostname);
 	reply(out, "250-PIPELINING");
 	reply(out, "250-SIZE %zu", s->max_size);
+	if (tls_offered(s))
+		reply(out, "250-STARTTLS");
+	if (auth_offered(s))
+		reply(out, "250-AUTH PLAIN LOGIN");
 	reply(out, "250-8BITMIME");
 	reply(out, "250 ENHANCEDSTATUSCODES");
 	return SMTP_EV_NONE;
@@ -469,6 +500,16 @@ cmd_mail(struct smtp_session *s, const char *verb, char *arg,
 	}
 	if (s->sender != NULL) {
 		reply(out, "503 5.5.1 Error: nested MAIL command");
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	if (s->lim->tls_required && s->tls_desc == NULL && !s->lim->lmtp) {
+		reply(out, "530 5.7.0 Must issue a STARTTLS command first");
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	if (s->lim->auth_required && s->auth_user == NULL && !s->lim->lmtp) {
+		reply(out, "530 5.7.0 Authentication required");
 		count_error(s);
 		return SMTP_EV_NONE;
 	}
@@ -653,7 +694,240 @@ cmd_help(struct smtp_session *s, const char *verb, char *arg,
 	(void)verb;
 	(void)arg;
 	reply(out, "214 2.0.0 Commands: %s MAIL RCPT DATA RSET NOOP QUIT "
-	      "VRFY HELP", s->lim->lmtp ? "LHLO" : "EHLO HELO");
+	      "VRFY HELP%s%s", s->lim->lmtp ? "LHLO" : "EHLO HELO",
+	      tls_offered(s) ? " STARTTLS" : "",
+	      auth_offered(s) ? " AUTH" : "");
+	return SMTP_EV_NONE;
+}
+
+static enum smtp_event
+cmd_starttls(struct smtp_session *s, const char *verb, char *arg,
+	     struct buf *out)
+{
+	(void)verb;
+	if (s->tls_desc != NULL) {
+		reply(out, "554 5.5.1 Error: TLS already active");
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	if (!tls_offered(s)) {
+		/* not configured: as if we had never heard of it */
+		reply(out, "500 5.5.2 Error: command not recognized");
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	if (*arg != '\0') {
+		reply(out, "501 5.5.4 Syntax: STARTTLS");
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	if (s->sender != NULL) {
+		reply(out, "503 5.5.1 Error: MAIL transaction in progress");
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	reply(out, "220 2.0.0 Ready to start TLS");
+	s->phase = PH_TLS;
+	return SMTP_EV_STARTTLS;
+}
+
+/* Strict RFC 4648 base64 of a whole line into an owned, NUL-terminated
+ * buffer (*len_r without the NUL). -1 if it is not valid base64. */
+static int
+b64_decode(const char *in, char **out_r, size_t *len_r)
+{
+	static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		"abcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t n = strlen(in), i, o = 0, pad = 0;
+	unsigned acc = 0, bits = 0;
+	const char *p;
+	char *out;
+
+	if (n % 4 != 0)
+		return -1;
+	while (pad < 2 && pad < n && in[n - 1 - pad] == '=')
+		pad++;
+	out = xmalloc(n / 4 * 3 + 1);
+	for (i = 0; i < n - pad; i++) {
+		p = in[i] == '\0' ? NULL : strchr(abc, in[i]);
+		if (p == NULL) {
+			free(out);
+			return -1;
+		}
+		acc = ((acc << 6) | (unsigned)(p - abc)) & 0xffffffu;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (char)((acc >> bits) & 0xff);
+		}
+	}
+	/* the bits the padding stands for must be zero */
+	if ((acc & ((1u << bits) - 1)) != 0) {
+		free(out);
+		return -1;
+	}
+	out[o] = '\0';
+	*out_r = out;
+	*len_r = o;
+	return 0;
+}
+
+/* Ask the checker about user/password and reply; the password is the
+ * caller's to wipe. */
+static void
+auth_finish(struct smtp_session *s, const char *user, const char *pass,
+	    struct buf *out)
+{
+	struct buf shown;
+	int rc;
+
+	buf_init(&shown);
+	put_clean(&shown, user, strlen(user), ECHO_MAX, HEADER_AVOID);
+	rc = *user == '\0' ? 0 : s->lim->auth_check(s->lim->auth_arg, user,
+						     pass);
+	if (rc == 1) {
+		s->auth_user = xstrdup(user);
+		log_info("[%s]: authenticated as %s", s->client_addr,
+			 shown.data != NULL ? shown.data : "");
+		reply(out, "235 2.7.0 Authentication successful");
+	} else if (rc == 0) {
+		log_warn("[%s]: authentication failed for user \"%s\"",
+			 s->client_addr, shown.data != NULL ? shown.data : "");
+		reply(out, "535 5.7.8 Error: authentication failed");
+		count_error(s);
+	} else {
+		reply(out, "454 4.7.0 Temporary authentication failure");
+	}
+	buf_free(&shown);
+}
+
+/* RFC 4616: [authzid] NUL authcid NUL passwd. We act for the user only,
+ * so an authzid must be empty or the same user. */
+static void
+auth_plain(struct smtp_session *s, const char *resp, struct buf *out)
+{
+	char *dec, *user, *pass;
+	size_t len;
+
+	if (b64_decode(resp, &dec, &len) < 0) {
+		reply(out, "501 5.5.2 Error: malformed base64 response");
+		count_error(s);
+		return;
+	}
+	user = memchr(dec, '\0', len);
+	pass = user == NULL ? NULL : memchr(user + 1, '\0',
+					    len - (size_t)(user + 1 - dec));
+	if (pass == NULL || memchr(pass + 1, '\0',
+				   len - (size_t)(pass + 1 - dec)) != NULL ||
+	    (dec[0] != '\0' && strcmp(dec, user + 1) != 0)) {
+		reply(out, "535 5.7.8 Error: authentication failed");
+		count_error(s);
+	} else {
+		auth_finish(s, user + 1, pass + 1, out);
+	}
+	explicit_bzero(dec, len);
+	free(dec);
+}
+
+/* One line answering a 334 challenge. */
+static void
+auth_response(struct smtp_session *s, const char *resp, struct buf *out)
+{
+	enum auth_wait w = s->auth_wait;
+	char *dec = NULL;
+	size_t len = 0;
+
+	s->auth_wait = AW_NONE;
+	if (strcmp(resp, "*") == 0) {
+		free(s->login_user);
+		s->login_user = NULL;
+		reply(out, "501 5.7.0 Authentication aborted");
+		count_error(s);
+		return;
+	}
+	if (w == AW_PLAIN) {
+		auth_plain(s, resp, out);
+		return;
+	}
+	if (b64_decode(resp, &dec, &len) < 0 || strlen(dec) != len) {
+		if (dec != NULL && len > 0)
+			explicit_bzero(dec, len);
+		free(dec);
+		free(s->login_user);
+		s->login_user = NULL;
+		reply(out, "501 5.5.2 Error: malformed base64 response");
+		count_error(s);
+		return;
+	}
+	if (w == AW_LOGIN_USER) {
+		s->login_user = dec;
+		s->auth_wait = AW_LOGIN_PASS;
+		reply(out, "334 UGFzc3dvcmQ6");
+		return;
+	}
+	auth_finish(s, s->login_user, dec, out);
+	explicit_bzero(dec, len);
+	free(dec);
+	free(s->login_user);
+	s->login_user = NULL;
+}
+
+static enum smtp_event
+cmd_auth(struct smtp_session *s, const char *verb, char *arg,
+	 struct buf *out)
+{
+	char *mech, *initial;
+
+	(void)verb;
+	if (s->lim->auth_check == NULL || s->lim->lmtp) {
+		reply(out, "503 5.5.1 Error: authentication not enabled");
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	if (!auth_offered(s)) {
+		reply(out, "538 5.7.11 Encryption required for requested "
+		      "authentication mechanism");
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	if (s->helo == NULL) {
+		reply(out, "503 5.5.1 Error: send HELO/EHLO first");
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	if (s->auth_user != NULL) {
+		reply(out, "503 5.5.1 Error: already authenticated");
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	if (s->sender != NULL) {
+		reply(out, "503 5.5.1 Error: MAIL transaction in progress");
+		count_error(s);
+		return SMTP_EV_NONE;
+	}
+	mech = next_word(&arg);
+	initial = next_word(&arg);
+	if (mech == NULL || next_word(&arg) != NULL) {
+		reply(out, "501 5.5.4 Syntax: AUTH mechanism");
+		count_error(s);
+	} else if (strcasecmp(mech, "PLAIN") == 0) {
+		if (initial == NULL) {
+			s->auth_wait = AW_PLAIN;
+			reply(out, "334 ");
+		} else {
+			auth_plain(s, strcmp(initial, "=") == 0 ? "" :
+				   initial, out);
+		}
+	} else if (strcasecmp(mech, "LOGIN") == 0) {
+		s->auth_wait = AW_LOGIN_USER;
+		if (initial == NULL)
+			reply(out, "334 VXNlcm5hbWU6");
+		else
+			auth_response(s, initial, out);
+	} else {
+		reply(out, "504 5.5.4 Unsupported authentication mechanism");
+		count_error(s);
+	}
 	return SMTP_EV_NONE;
 }
 
@@ -681,6 +955,8 @@ static const struct command {
 	{ "QUIT", cmd_quit, CM_BOTH },
 	{ "VRFY", cmd_vrfy, CM_BOTH },
 	{ "HELP", cmd_help, CM_BOTH },
+	{ "STARTTLS", cmd_starttls, CM_SMTP },
+	{ "AUTH", cmd_auth, CM_SMTP },
 };
 
 /* An HTTP request sent to us through a proxy (Postfix
@@ -763,7 +1039,23 @@ cmd_line(struct smtp_session *s, struct buf *out)
 {
 	enum smtp_event ev;
 
-	if (s->line_nul) {
+	if (s->auth_wait != AW_NONE && !s->line_nul) {
+		if (s->line_long) {
+			s->auth_wait = AW_NONE;
+			free(s->login_user);
+			s->login_user = NULL;
+			reply(out, "500 5.5.6 Error: authentication response "
+			      "too long");
+			count_error(s);
+		} else {
+			auth_response(s, s->line.data != NULL ? s->line.data
+				      : "", out);
+		}
+		/* the line may hold a password */
+		if (s->line.data != NULL)
+			explicit_bzero(s->line.data, s->line.len);
+		ev = SMTP_EV_NONE;
+	} else if (s->line_nul) {
 		reply(out, "500 5.5.2 Error: NUL character in command");
 		ev = SMTP_EV_CLOSE;
 	} else if (s->line_long) {
@@ -772,6 +1064,8 @@ cmd_line(struct smtp_session *s, struct buf *out)
 		ev = SMTP_EV_NONE;
 	} else {
 		ev = run_command(s, out);
+		if (strncasecmp(s->line.data, "AUTH", 4) == 0)
+			explicit_bzero(s->line.data, s->line.len);
 	}
 	buf_reset(&s->line);
 	s->line_long = false;
@@ -1038,15 +1332,22 @@ finish_message(struct smtp_session *s)
 {
 	struct buf pre;
 	size_t n;
+	bool esmtp;
 
 	if (s->in_header)
 		s->hdr_end = s->body.len;
 	s->msgid = find_msgid(s->body.data, s->hdr_end);
 	buf_init(&pre);
-	buf_printf(&pre, "Received: from %s (%s [%s])\r\n"
-		   "\tby %s (postern) with %s;\r\n\t",
-		   s->helo, s->client_name, s->client_addr, s->hostname,
-		   s->proto);
+	buf_printf(&pre, "Received: from %s (%s [%s])\r\n",
+		   s->helo, s->client_name, s->client_addr);
+	if (s->tls_desc != NULL)
+		buf_printf(&pre, "\t(using %s)\r\n", s->tls_desc);
+	esmtp = strcmp(s->proto, "ESMTP") == 0;
+	/* RFC 3848: ESMTPS, ESMTPA, ESMTPSA */
+	buf_printf(&pre, "\tby %s (postern) with %s%s%s;\r\n\t",
+		   s->hostname, s->proto,
+		   esmtp && s->tls_desc != NULL ? "S" : "",
+		   esmtp && s->auth_user != NULL ? "A" : "");
 	buf_put_date(&pre, s->lim->now != NULL ? s->lim->now() : time(NULL));
 	buf_append(&pre, "\r\n", 2);
 	if (s->msgid == NULL) {
@@ -1129,6 +1430,13 @@ smtp_session_free(struct smtp_session **sp)
 	free(s->rcpts);
 	free(s->acc);
 	free(s->helo);
+	free(s->tls_desc);
+	free(s->auth_user);
+	if (s->login_user != NULL)
+		explicit_bzero(s->login_user, strlen(s->login_user));
+	free(s->login_user);
+	if (s->line.data != NULL)
+		explicit_bzero(s->line.data, s->line.len);
 	buf_free(&s->line);
 	free(s->client_name);
 	free(s->client_addr);
@@ -1155,7 +1463,7 @@ smtp_session_feed(struct smtp_session *s, const char *data, size_t len,
 		*consumed_r = len;
 		return SMTP_EV_CLOSE;
 	}
-	if (s->phase == PH_PAUSED) {
+	if (s->phase == PH_PAUSED || s->phase == PH_TLS) {
 		*consumed_r = 0;
 		return SMTP_EV_NONE;
 	}
@@ -1173,6 +1481,13 @@ smtp_session_feed(struct smtp_session *s, const char *data, size_t len,
 	}
 	if (ev == SMTP_EV_CLOSE) {
 		s->closed = true;
+		i = len;
+	} else if (ev == SMTP_EV_STARTTLS) {
+		/* Plaintext sent after STARTTLS was never protected: it must
+		 * not run once TLS is up (RFC 3207 5). */
+		if (i < len)
+			log_warn("[%s]: %zu byte(s) pipelined after STARTTLS "
+				 "discarded", s->client_addr, len - i);
 		i = len;
 	}
 	*consumed_r = i;
@@ -1227,6 +1542,34 @@ smtp_session_stored(struct smtp_session *s, enum smtp_store_result result,
 	reset_tx(s);
 	s->phase = PH_CMD;
 	return s->closed ? SMTP_EV_CLOSE : SMTP_EV_NONE;
+}
+
+void
+smtp_session_tls_started(struct smtp_session *s, const char *desc)
+{
+	struct buf b;
+
+	if (s->phase != PH_TLS)
+		panic("ingress_smtp: TLS started without STARTTLS");
+	reset_tx(s);
+	free(s->helo);
+	s->helo = NULL;
+	s->proto = NULL;
+	free(s->auth_user);
+	s->auth_user = NULL;
+	buf_init(&b);
+	put_clean(&b, desc, strlen(desc), NAME_SHOW_MAX, "\\;\"<>");
+	if (b.len == 0)
+		buf_append_str(&b, "TLS");
+	free(s->tls_desc);
+	s->tls_desc = b.data;
+	s->phase = PH_CMD;
+}
+
+const char *
+smtp_session_auth_user(const struct smtp_session *s)
+{
+	return s->auth_user;
 }
 
 void

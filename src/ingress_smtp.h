@@ -41,6 +41,20 @@ struct smtp_limits {
 	void *storage_arg;
 	/* Clock for the Received date; NULL means time(). For tests. */
 	time_t (*now)(void);
+	/* RFC 3207: offer STARTTLS (the glue can do the handshake). */
+	bool starttls;
+	/* MAIL before STARTTLS -> 530 5.7.0 (Postfix tls = encrypt). */
+	bool tls_required;
+	/* RFC 4954 AUTH PLAIN and LOGIN: NULL offers no AUTH. Returns 1
+	 * for good credentials, 0 for bad ones (535 5.7.8), -1 if they
+	 * cannot be checked now (454 4.7.0). user and password are
+	 * borrowed for the call; the session wipes the password after. */
+	int (*auth_check)(void *arg, const char *user, const char *password);
+	void *auth_arg;
+	/* MAIL before AUTH -> 530 5.7.0 Authentication required. */
+	bool auth_required;
+	/* Offer AUTH without TLS too (else 538 5.7.11 before TLS). */
+	bool auth_plaintext;
 };
 
 struct smtp_session;
@@ -67,11 +81,17 @@ enum smtp_event {
 	SMTP_EV_NONE,		/* all input used; wait for more */
 	SMTP_EV_MESSAGE,	/* a message waits: smtp_session_message() */
 	SMTP_EV_CLOSE,		/* flush out, then close the connection */
+	SMTP_EV_STARTTLS,	/* flush out, then the TLS handshake */
 };
 
 /* Consume up to len bytes of client input and append the replies to out.
  * *consumed_r says how many bytes were used:
  * - SMTP_EV_NONE: all of them.
+ * - SMTP_EV_STARTTLS: all of them. "220 2.0.0 Ready to start TLS" is in
+ *   out; whatever the client sent after the STARTTLS line was plaintext
+ *   and has been thrown away (RFC 3207 5, RELIABILITY.md row 18). The
+ *   glue writes out, then does the handshake and calls
+ *   smtp_session_tls_started(); until then feeding uses nothing.
  * - SMTP_EV_MESSAGE: up to the end of the message (CRLF.CRLF). The session
  *   is paused: the caller keeps the rest and feeds it again after
  *   smtp_session_stored(). Feeding while paused uses nothing (NONE, 0).
@@ -117,6 +137,19 @@ enum smtp_store_result {
 enum smtp_event
 smtp_session_stored(struct smtp_session *s, enum smtp_store_result result,
 		    const char *qid, struct buf *out);
+
+/* The TLS handshake after SMTP_EV_STARTTLS is done. desc (copied,
+ * cleaned) describes it for the Received: header, e.g. "TLSv1.3 with
+ * cipher TLS_AES_256_GCM_SHA384 (256/256 bits)". The session forgets
+ * what it learned before TLS (RFC 3207 4.2): the client must EHLO again,
+ * and an earlier AUTH is void. Panics if no handshake was pending. */
+void
+smtp_session_tls_started(struct smtp_session *s, const char *desc);
+
+/* The user the client authenticated as, or NULL; borrowed from the
+ * session, valid until the next feed. */
+const char *
+smtp_session_auth_user(const struct smtp_session *s);
 
 /* The client was idle too long: append "421 4.4.2 <hostname> Error:
  * timeout exceeded" and mark the session closed. A message waiting to be

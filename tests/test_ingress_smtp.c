@@ -1138,8 +1138,9 @@ test_ingress_smtp_message_id_kept(void)
 	}
 }
 
-/* Our Received: field is three lines of printable ASCII, whatever the
- * client put in its HELO or the resolver in its name. */
+/* Our Received: field is three lines of printable ASCII (four with the
+ * TLS comment), whatever the client put in its HELO or the resolver in
+ * its name. */
 static void
 check_received(const char *body)
 {
@@ -1159,8 +1160,9 @@ check_received(const char *body)
 		}
 	}
 	CU_ASSERT(clean);
-	CU_ASSERT_EQUAL(crlf, 2);
-	CU_ASSERT(end + 5 - body < 998 * 3);
+	CU_ASSERT(crlf == 2 || (crlf == 3 && strncmp(strstr(body, "\r\n\t") + 3,
+						     "(using ", 7) == 0));
+	CU_ASSERT(end + 5 - body < 998 * 4);
 }
 
 static void
@@ -1200,6 +1202,307 @@ test_ingress_smtp_received_header_is_clean(void)
 	smtp_session_message(s, &m);
 	check_received(m.body);
 	CU_ASSERT(strstr(m.body, "\nX-Bad") == NULL);
+	smtp_session_free(&s);
+	buf_free(&out);
+}
+
+/* --- STARTTLS and AUTH ------------------------------------------------- */
+
+#define TLS_DESC	"TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 " \
+			"(256/256 bits)"
+
+/* joe / "s3cret pw" are good; "later" cannot be checked now. */
+static int
+auth_policy(void *arg, const char *user, const char *password)
+{
+	(void)arg;
+	if (strcmp(user, "later") == 0)
+		return -1;
+	return strcmp(user, "joe") == 0 && strcmp(password, "s3cret pw") == 0;
+}
+
+static const struct smtp_limits lim_tls = {
+	.hostname = "mx.example",
+	.now = fixed_now,
+	.starttls = true,
+	.auth_check = auth_policy,
+};
+
+static const struct smtp_limits lim_encrypt = {
+	.hostname = "mx.example",
+	.now = fixed_now,
+	.starttls = true,
+	.tls_required = true,
+	.auth_check = auth_policy,
+	.auth_required = true,
+	.max_errors = 4,
+};
+
+static const struct smtp_limits lim_auth_plain = {
+	.hostname = "mx.example",
+	.now = fixed_now,
+	.auth_check = auth_policy,
+	.auth_plaintext = true,
+};
+
+/* Feed all of in; the event, with out holding only the new replies. */
+static enum smtp_event
+say(struct smtp_session *s, const char *in, struct buf *out)
+{
+	enum smtp_event ev;
+	size_t used;
+
+	buf_reset(out);
+	ev = smtp_session_feed(s, in, strlen(in), &used, out);
+	if (ev != SMTP_EV_MESSAGE)
+		CU_ASSERT_EQUAL(used, strlen(in));
+	return ev;
+}
+
+#define SAYS(s, in, out, want) do {					\
+	CU_ASSERT_EQUAL(say(s, in, out), SMTP_EV_NONE);			\
+	CU_ASSERT_PTR_NOT_NULL_FATAL((out)->data);			\
+	if (strncmp((out)->data, want, strlen(want)) != 0)		\
+		fprintf(stderr, "\n%s -> %s", in, (out)->data);		\
+	CU_ASSERT(strncmp((out)->data, want, strlen(want)) == 0);	\
+} while (0)
+
+/* Up to TLS: EHLO, STARTTLS, handshake. */
+static struct smtp_session *
+tls_session(const struct smtp_limits *lim, struct buf *out)
+{
+	struct smtp_session *s = smtp_session_new(lim, "192.0.2.1", "c.ex");
+
+	smtp_session_greeting(s, out);
+	CU_ASSERT_EQUAL(say(s, "EHLO c\r\nSTARTTLS\r\n", out),
+			SMTP_EV_STARTTLS);
+	smtp_session_tls_started(s, TLS_DESC);
+	return s;
+}
+
+static void
+test_ingress_smtp_starttls_resets_session(void)
+{
+	struct smtp_session *s;
+	struct buf out;
+	size_t used;
+
+	buf_init(&out);
+	s = smtp_session_new(&lim_tls, "192.0.2.1", NULL);
+	smtp_session_greeting(s, &out);
+	CU_ASSERT_EQUAL(say(s, "EHLO c\r\n", &out), SMTP_EV_NONE);
+	CU_ASSERT(strstr(out.data, "250-STARTTLS\r\n") != NULL);
+	CU_ASSERT(strstr(out.data, "AUTH") == NULL);
+	CU_ASSERT_EQUAL(say(s, "STARTTLS\r\n", &out), SMTP_EV_STARTTLS);
+	CU_ASSERT_STRING_EQUAL(out.data, "220 2.0.0 Ready to start TLS\r\n");
+	/* during the handshake nothing is read */
+	buf_reset(&out);
+	CU_ASSERT_EQUAL(smtp_session_feed(s, "NOOP\r\n", 6, &used, &out),
+			SMTP_EV_NONE);
+	CU_ASSERT_EQUAL(used, 0);
+	CU_ASSERT_EQUAL(out.len, 0);
+	smtp_session_tls_started(s, TLS_DESC);
+	/* RFC 3207 4.2: the EHLO before TLS is forgotten */
+	SAYS(s, "MAIL FROM:<a@b.c>\r\n", &out, "503 5.5.1 Error: send HELO");
+	CU_ASSERT_EQUAL(say(s, "EHLO c\r\n", &out), SMTP_EV_NONE);
+	CU_ASSERT(strstr(out.data, "STARTTLS") == NULL);
+	CU_ASSERT(strstr(out.data, "250-AUTH PLAIN LOGIN\r\n") != NULL);
+	SAYS(s, "STARTTLS\r\n", &out, "554 5.5.1 Error: TLS already active");
+	smtp_session_free(&s);
+	buf_free(&out);
+}
+
+/* RELIABILITY.md row 18: a command pipelined after STARTTLS in the same
+ * packet is plaintext an attacker may have injected; it never runs. */
+static void
+test_ingress_smtp_starttls_discards_pipelined_input(void)
+{
+	static const char in[] = "EHLO c\r\nSTARTTLS\r\n"
+		"MAIL FROM:<evil@attacker.example>\r\n";
+	struct smtp_session *s;
+	struct buf out;
+	size_t used;
+
+	buf_init(&out);
+	s = smtp_session_new(&lim_tls, "192.0.2.1", NULL);
+	smtp_session_greeting(s, &out);
+	buf_reset(&out);
+	CU_ASSERT_EQUAL(smtp_session_feed(s, in, sizeof(in) - 1, &used, &out),
+			SMTP_EV_STARTTLS);
+	CU_ASSERT_EQUAL(used, sizeof(in) - 1);
+	CU_ASSERT(strstr(out.data, "250 2.1.0") == NULL);
+	CU_ASSERT(strcmp(out.data + out.len - 30,
+			 "220 2.0.0 Ready to start TLS\r\n") == 0);
+	smtp_session_tls_started(s, TLS_DESC);
+	SAYS(s, "EHLO c\r\n", &out, "250-mx.example");
+	SAYS(s, "RCPT TO:<b@example.net>\r\n", &out,
+	     "503 5.5.1 Error: need MAIL");
+	smtp_session_free(&s);
+	buf_free(&out);
+}
+
+static void
+test_ingress_smtp_starttls_refused(void)
+{
+	struct smtp_session *s;
+	struct buf out;
+
+	buf_init(&out);
+	/* not offered */
+	s = smtp_session_new(&lim_smtp, NULL, NULL);
+	smtp_session_greeting(s, &out);
+	CU_ASSERT_EQUAL(say(s, "EHLO c\r\n", &out), SMTP_EV_NONE);
+	CU_ASSERT(strstr(out.data, "STARTTLS") == NULL);
+	SAYS(s, "STARTTLS\r\n", &out, "500 5.5.2");
+	SAYS(s, "AUTH PLAIN AGpvZQBzM2NyZXQgcHc=\r\n", &out,
+	     "503 5.5.1 Error: authentication not enabled");
+	smtp_session_free(&s);
+	/* LMTP has neither */
+	s = smtp_session_new(&lim_lmtp, NULL, NULL);
+	smtp_session_greeting(s, &out);
+	SAYS(s, "STARTTLS\r\n", &out, "500 5.5.2");
+	smtp_session_free(&s);
+	/* with an argument, or inside a transaction */
+	s = smtp_session_new(&lim_tls, NULL, NULL);
+	smtp_session_greeting(s, &out);
+	SAYS(s, "STARTTLS now\r\n", &out, "501 5.5.4 Syntax: STARTTLS");
+	SAYS(s, "EHLO c\r\n", &out, "250-");
+	SAYS(s, "MAIL FROM:<a@b.c>\r\n", &out, "250 2.1.0");
+	SAYS(s, "STARTTLS\r\n", &out, "503 5.5.1");
+	smtp_session_free(&s);
+	buf_free(&out);
+}
+
+static void
+test_ingress_smtp_tls_and_auth_required(void)
+{
+	struct smtp_session *s;
+	struct buf out;
+
+	buf_init(&out);
+	s = smtp_session_new(&lim_encrypt, "192.0.2.1", NULL);
+	smtp_session_greeting(s, &out);
+	SAYS(s, "EHLO c\r\n", &out, "250-");
+	SAYS(s, "MAIL FROM:<a@b.c>\r\n", &out,
+	     "530 5.7.0 Must issue a STARTTLS command first");
+	SAYS(s, "AUTH PLAIN AGpvZQBzM2NyZXQgcHc=\r\n", &out,
+	     "538 5.7.11 Encryption required");
+	CU_ASSERT_EQUAL(say(s, "STARTTLS\r\n", &out), SMTP_EV_STARTTLS);
+	smtp_session_tls_started(s, TLS_DESC);
+	SAYS(s, "EHLO c\r\n", &out, "250-");
+	SAYS(s, "MAIL FROM:<a@b.c>\r\n", &out,
+	     "530 5.7.0 Authentication required");
+	SAYS(s, "AUTH PLAIN AGpvZQBzM2NyZXQgcHc=\r\n", &out, "235 2.7.0");
+	SAYS(s, "MAIL FROM:<a@b.c>\r\n", &out, "250 2.1.0");
+	smtp_session_free(&s);
+	buf_free(&out);
+}
+
+static void
+test_ingress_smtp_auth_plain(void)
+{
+	static const char data[] = "RCPT TO:<b@example.net>\r\nDATA\r\n"
+		"Subject: x\r\n\r\nx\r\n.\r\n";
+	struct smtp_session *s;
+	struct smtp_message m;
+	struct buf out;
+
+	buf_init(&out);
+	s = tls_session(&lim_tls, &out);
+	SAYS(s, "EHLO c\r\n", &out, "250-");
+	/* "\0joe\0wrong" */
+	SAYS(s, "AUTH PLAIN AGpvZQB3cm9uZw==\r\n", &out,
+	     "535 5.7.8 Error: authentication failed");
+	SAYS(s, "AUTH PLAIN !!!!\r\n", &out, "501 5.5.2");
+	SAYS(s, "AUTH PLAIN AGpvZQBzM2NyZXQgcH=\r\n", &out, "501 5.5.2");
+	/* authzid "bob" acting for joe */
+	SAYS(s, "AUTH PLAIN Ym9iAGpvZQBzM2NyZXQgcHc=\r\n", &out, "535 5.7.8");
+	SAYS(s, "AUTH PLAIN AGxhdGVyAHg=\r\n", &out, "454 4.7.0");
+	SAYS(s, "AUTH CRAM-MD5\r\n", &out, "504 5.5.4");
+	SAYS(s, "AUTH PLAIN\r\n", &out, "334 ");
+	SAYS(s, "*\r\n", &out, "501 5.7.0 Authentication aborted");
+	SAYS(s, "AUTH PLAIN\r\n", &out, "334 ");
+	SAYS(s, "AGpvZQBzM2NyZXQgcHc=\r\n", &out,
+	     "235 2.7.0 Authentication successful");
+	CU_ASSERT_STRING_EQUAL(smtp_session_auth_user(s), "joe");
+	SAYS(s, "AUTH PLAIN AGpvZQBzM2NyZXQgcHc=\r\n", &out,
+	     "503 5.5.1 Error: already authenticated");
+	SAYS(s, "MAIL FROM:<a@b.c>\r\n", &out, "250 2.1.0");
+	CU_ASSERT_EQUAL(say(s, data, &out), SMTP_EV_MESSAGE);
+	smtp_session_message(s, &m);
+	check_received(m.body);
+	CU_ASSERT(strstr(m.body, "\r\n\t(using " TLS_DESC ")\r\n") != NULL);
+	CU_ASSERT(strstr(m.body, "(postern) with ESMTPSA;") != NULL);
+	smtp_session_free(&s);
+	buf_free(&out);
+}
+
+static void
+test_ingress_smtp_auth_login(void)
+{
+	struct smtp_session *s;
+	struct buf out;
+
+	buf_init(&out);
+	s = tls_session(&lim_tls, &out);
+	SAYS(s, "EHLO c\r\n", &out, "250-");
+	SAYS(s, "AUTH LOGIN\r\n", &out, "334 VXNlcm5hbWU6");
+	SAYS(s, "am9l\r\n", &out, "334 UGFzc3dvcmQ6");
+	SAYS(s, "bm9wZQ==\r\n", &out, "535 5.7.8");
+	SAYS(s, "AUTH LOGIN am9l\r\n", &out, "334 UGFzc3dvcmQ6");
+	SAYS(s, "czNjcmV0IHB3\r\n", &out, "235 2.7.0");
+	SAYS(s, "MAIL FROM:<a@b.c>\r\n", &out, "250 2.1.0");
+	SAYS(s, "AUTH LOGIN\r\n", &out, "503 5.5.1");
+	smtp_session_free(&s);
+	buf_free(&out);
+}
+
+/* Without TLS, AUTH is offered only if the listener allows plaintext;
+ * TLS then is not in the Received: protocol name. */
+static void
+test_ingress_smtp_auth_without_tls(void)
+{
+	struct smtp_session *s;
+	struct smtp_message m;
+	struct buf out;
+
+	buf_init(&out);
+	s = smtp_session_new(&lim_tls, NULL, NULL);
+	smtp_session_greeting(s, &out);
+	SAYS(s, "EHLO c\r\n", &out, "250-");
+	SAYS(s, "AUTH PLAIN AGpvZQBzM2NyZXQgcHc=\r\n", &out, "538 5.7.11");
+	smtp_session_free(&s);
+	s = smtp_session_new(&lim_auth_plain, NULL, NULL);
+	smtp_session_greeting(s, &out);
+	CU_ASSERT_EQUAL(say(s, "EHLO c\r\n", &out), SMTP_EV_NONE);
+	CU_ASSERT(strstr(out.data, "250-AUTH PLAIN LOGIN\r\n") != NULL);
+	SAYS(s, "AUTH PLAIN AGpvZQBzM2NyZXQgcHc=\r\n", &out, "235 2.7.0");
+	CU_ASSERT_EQUAL(say(s, "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n"
+			    "DATA\r\nx\r\n.\r\n", &out), SMTP_EV_MESSAGE);
+	smtp_session_message(s, &m);
+	CU_ASSERT(strstr(m.body, "(postern) with ESMTPA;") != NULL);
+	CU_ASSERT(strstr(m.body, "(using") == NULL);
+	smtp_session_free(&s);
+	buf_free(&out);
+}
+
+/* Guessing passwords counts toward the error limit. */
+static void
+test_ingress_smtp_auth_failures_count(void)
+{
+	struct smtp_session *s;
+	struct buf out;
+	int i;
+
+	buf_init(&out);
+	s = tls_session(&lim_encrypt, &out);
+	SAYS(s, "EHLO c\r\n", &out, "250-");
+	for (i = 0; i < 3; i++)
+		SAYS(s, "AUTH PLAIN AGpvZQB3cm9uZw==\r\n", &out, "535 5.7.8");
+	CU_ASSERT_EQUAL(say(s, "AUTH PLAIN AGpvZQB3cm9uZw==\r\n", &out),
+			SMTP_EV_CLOSE);
+	CU_ASSERT(strstr(out.data, "535 5.7.8") != NULL);
+	CU_ASSERT(strstr(out.data, "421 4.7.0") != NULL);
 	smtp_session_free(&s);
 	buf_free(&out);
 }
@@ -1362,6 +1665,16 @@ static CU_TestInfo ingress_smtp_tests[] = {
 	{ "message_id_kept", test_ingress_smtp_message_id_kept },
 	{ "received_header_is_clean",
 	  test_ingress_smtp_received_header_is_clean },
+	{ "starttls_resets_session",
+	  test_ingress_smtp_starttls_resets_session },
+	{ "starttls_discards_pipelined_input",
+	  test_ingress_smtp_starttls_discards_pipelined_input },
+	{ "starttls_refused", test_ingress_smtp_starttls_refused },
+	{ "tls_and_auth_required", test_ingress_smtp_tls_and_auth_required },
+	{ "auth_plain", test_ingress_smtp_auth_plain },
+	{ "auth_login", test_ingress_smtp_auth_login },
+	{ "auth_without_tls", test_ingress_smtp_auth_without_tls },
+	{ "auth_failures_count", test_ingress_smtp_auth_failures_count },
 	{ "pauses_while_storing", test_ingress_smtp_pauses_while_storing },
 	{ "early_talker", test_ingress_smtp_early_talker },
 	{ "timeout", test_ingress_smtp_timeout },

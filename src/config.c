@@ -20,6 +20,8 @@
 #include "config.h"
 #include "ccmail_convert.h"
 #include "ccmail_map.h"
+#include "ingress_auth.h"
+#include "ingress_tls.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
@@ -80,6 +82,9 @@ static const char *const layout_names[] = {
 };
 static const char *const in_doubt_names[] = { "hold", "retry", NULL };
 static const char *const tls_names[] = { "none", "may", "encrypt", NULL };
+static const char *const auth_names[] = {
+	"none", "optional", "required", NULL
+};
 static const char *const level_names[] = {
 	"error", "warning", "info", "debug", NULL
 };
@@ -88,6 +93,7 @@ _Static_assert(sizeof(enum config_driver) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_layout) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_in_doubt) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_tls) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_auth) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum size");
 _Static_assert(LOG_LVL_ERR == 0 && LOG_LVL_DEBUG == 3, "level_names order");
 
@@ -154,6 +160,19 @@ static const struct key keys[] = {
 	  1, UINT_MAX, NULL, "600s" },
 	{ "ingress", "commit_wait", V_MSECS, F(ingress_commit_wait_ms),
 	  0, 1000, NULL, "2ms" },
+	{ "ingress", "tls", V_ENUM, F(ingress_tls), 0, 0, tls_names, "none" },
+	{ "ingress", "tls_cert", V_PATH_OPT, F(ingress_tls_cert), 0, 0, NULL,
+	  "" },
+	{ "ingress", "tls_key", V_PATH_OPT, F(ingress_tls_key), 0, 0, NULL,
+	  "" },
+	{ "ingress", "tls_handshake_timeout", V_SECS,
+	  F(ingress_tls_handshake_timeout), 1, 3600, NULL, "60s" },
+	{ "ingress", "auth", V_ENUM, F(ingress_auth), 0, 0, auth_names,
+	  "none" },
+	{ "ingress", "auth_users", V_PATH_OPT, F(ingress_auth_users), 0, 0,
+	  NULL, "" },
+	{ "ingress", "auth_plaintext", V_BOOL, F(ingress_auth_plaintext), 0,
+	  0, NULL, "no" },
 	{ "workers", "count", V_UINT, F(workers_count), 1, 1024, NULL, "4" },
 	{ "workers", "batch", V_UINT, F(workers_batch), 1, 10000, NULL,
 	  "16" },
@@ -974,6 +993,8 @@ config_destroy(struct config *cfg)
 
 	for (i = 0; i < NKEYS; i++)
 		value_free(cfg, &keys[i]);
+	SSL_CTX_free(cfg->ingress_tls_ctx);
+	ingress_auth_free(&cfg->ingress_auth_table);
 	free(cfg->source);
 	free(cfg);
 }
@@ -1016,6 +1037,63 @@ check_peer(struct ctx *c, const char *sec, const struct config_peer *p)
 			 sec);
 }
 
+static unsigned
+set_line(const struct ctx *c, const char *sec, const char *name)
+{
+	return c->set_at[key_find(sec, name) - keys];
+}
+
+/* [ingress] tls: both files there, and they make a context. */
+static void
+load_tls(struct ctx *c)
+{
+	struct config *cfg = c->cfg;
+	char why[CONFIG_WHY_LEN];
+
+	if (cfg->ingress_tls == CONFIG_TLS_NONE)
+		return;
+	if (cfg->ingress_tls_cert == NULL || cfg->ingress_tls_key == NULL) {
+		ctx_fail(c, set_line(c, "ingress", "tls"), "[ingress] tls = %s "
+			 "needs tls_cert and tls_key",
+			 tls_names[cfg->ingress_tls]);
+		return;
+	}
+	cfg->ingress_tls_ctx = ingress_tls_ctx_new(cfg->ingress_tls_cert,
+						   cfg->ingress_tls_key, why,
+						   sizeof(why));
+	if (cfg->ingress_tls_ctx == NULL)
+		ctx_fail(c, later(c, "ingress", "tls_cert", "ingress",
+				  "tls_key"), "[ingress] tls_cert/tls_key: %s",
+			 why);
+}
+
+/* [ingress] auth: a users file, and a way to ever offer AUTH. */
+static void
+load_auth(struct ctx *c)
+{
+	struct config *cfg = c->cfg;
+	char why[CONFIG_WHY_LEN];
+
+	if (cfg->ingress_auth == CONFIG_AUTH_NONE)
+		return;
+	if (cfg->ingress_auth_users == NULL) {
+		ctx_fail(c, set_line(c, "ingress", "auth"), "[ingress] auth = "
+			 "%s needs auth_users", auth_names[cfg->ingress_auth]);
+		return;
+	}
+	if (cfg->ingress_tls == CONFIG_TLS_NONE &&
+	    !cfg->ingress_auth_plaintext) {
+		ctx_fail(c, set_line(c, "ingress", "auth"), "[ingress] auth "
+			 "is offered over TLS only: set tls (or "
+			 "auth_plaintext = yes)");
+		return;
+	}
+	if (ingress_auth_load(cfg->ingress_auth_users,
+			      &cfg->ingress_auth_table, why, sizeof(why)) < 0)
+		ctx_fail(c, set_line(c, "ingress", "auth_users"),
+			 "[ingress] auth_users: %s", why);
+}
+
 /* Rules between keys, checked once the whole file is in. */
 static void
 check_cross(struct ctx *c)
@@ -1042,6 +1120,10 @@ check_cross(struct ctx *c)
 	check_peer(c, "smtp", &cfg->smtp);
 	check_peer(c, "lmtp", &cfg->lmtp);
 	check_peer(c, "bounce", &cfg->bounce);
+	if (!c->failed)
+		load_tls(c);
+	if (!c->failed)
+		load_auth(c);
 }
 
 static void

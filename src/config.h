@@ -16,6 +16,7 @@
 
 #include "lib/log.h"
 
+#include <openssl/ssl.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -78,6 +79,14 @@ struct config_peer {
 	unsigned reconnect_max;		/* cap of the reconnect backoff */
 };
 
+enum config_auth {
+	CONFIG_AUTH_NONE,		/* no AUTH */
+	CONFIG_AUTH_OPTIONAL,		/* AUTH offered, mail without it too */
+	CONFIG_AUTH_REQUIRED,		/* MAIL before AUTH: 530 5.7.0 */
+};
+
+struct ingress_auth;
+
 /* Strings owned by the snapshot. */
 struct config_strlist {
 	char **v;
@@ -124,6 +133,20 @@ struct config {
 	unsigned ingress_idle_timeout;	/* seconds to wait for a command */
 	unsigned ingress_data_timeout;	/* seconds to wait for DATA bytes */
 	unsigned ingress_commit_wait_ms; /* group commit: extra wait, ms */
+	enum config_tls ingress_tls;	/* STARTTLS: none, may, encrypt */
+	char *ingress_tls_cert;		/* PEM chain; NULL: not set */
+	char *ingress_tls_key;		/* PEM key; NULL: not set */
+	unsigned ingress_tls_handshake_timeout;	/* seconds */
+	/* Made from tls_cert and tls_key when tls is not none, else NULL.
+	 * Owned by the snapshot (one OpenSSL reference); only the loop
+	 * thread makes SSLs from it, each of which holds its own. */
+	SSL_CTX *ingress_tls_ctx;
+	enum config_auth ingress_auth;
+	char *ingress_auth_users;	/* users file; NULL: not set */
+	bool ingress_auth_plaintext;	/* AUTH without TLS too */
+	/* Loaded from auth_users when auth is not none, else NULL. Owned
+	 * by the snapshot, read-only (ingress_auth.h). */
+	struct ingress_auth *ingress_auth_table;
 
 	/* [workers] */
 	unsigned workers_count;

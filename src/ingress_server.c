@@ -11,7 +11,9 @@
  */
 #include "ingress_server.h"
 #include "metrics.h"
+#include "ingress_auth.h"
 #include "ingress_smtp.h"
+#include "ingress_tls.h"
 #include "store_commit.h"
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -21,8 +23,11 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/listener.h>
 #include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +39,8 @@
 struct isession {
 	struct ingress *in;
 	uint64_t id;
+	/* Owns the socket: first a plain socket bufferevent; after STARTTLS
+	 * an OpenSSL one on the same fd, which also owns the SSL. */
 	struct bufferevent *bev;
 	struct smtp_session *smtp;
 	struct smtp_limits lim;		/* points into cfg: keep cfg */
@@ -41,6 +48,8 @@ struct isession {
 	struct buf out;
 	bool waiting;			/* a commit for us is in flight */
 	bool closing;			/* close once output is flushed */
+	bool tls_pending;		/* handshake once the 220 is out */
+	bool handshaking;		/* TLS handshake in progress */
 	char addr[INET6_ADDRSTRLEN];
 	struct isession *prev, *next;
 };
@@ -61,6 +70,9 @@ struct ingress {
 };
 
 static void session_read(struct isession *s);
+static void on_read(struct bufferevent *bev, void *arg);
+static void on_write(struct bufferevent *bev, void *arg);
+static void on_event(struct bufferevent *bev, short what, void *arg);
 
 static struct isession *
 session_find(struct ingress *in, uint64_t id)
@@ -155,19 +167,89 @@ session_read(struct isession *s)
 	size_t len, used;
 	char *data;
 
-	while (!s->waiting && !s->closing &&
-	       (len = evbuffer_get_length(in)) > 0) {
+	while (!s->waiting && !s->closing && !s->tls_pending &&
+	       !s->handshaking && (len = evbuffer_get_length(in)) > 0) {
 		data = (char *)evbuffer_pullup(in, -1);
 		ev = smtp_session_feed(s->smtp, data, len, &used, &s->out);
 		evbuffer_drain(in, used);
-		if (ev == SMTP_EV_MESSAGE)
+		if (ev == SMTP_EV_MESSAGE) {
 			session_hand_over(s);
-		else if (ev == SMTP_EV_CLOSE)
+		} else if (ev == SMTP_EV_CLOSE) {
 			s->closing = true;
-		else if (used == 0)
+		} else if (ev == SMTP_EV_STARTTLS) {
+			/* the session dropped the rest of this input */
+			s->tls_pending = true;
+			bufferevent_disable(s->bev, EV_READ);
+		} else if (used == 0) {
 			break;
+		}
 	}
-	session_flush(s);
+	session_flush(s);	/* on_write starts TLS once it is out */
+}
+
+/* The "220 Ready to start TLS" is written: swap the plain bufferevent for
+ * an OpenSSL one on the same socket. Unread plaintext goes with the old
+ * one (the session had thrown it away already). */
+static void
+start_tls(struct isession *s)
+{
+	evutil_socket_t fd = bufferevent_getfd(s->bev);
+	SSL *ssl = SSL_new(s->cfg->ingress_tls_ctx);
+	struct timeval tv = {
+		.tv_sec = s->cfg->ingress_tls_handshake_timeout,
+	};
+
+	if (ssl == NULL)
+		panic("ingress: SSL_new failed");
+	s->tls_pending = false;
+	s->handshaking = true;
+	bufferevent_setfd(s->bev, -1);	/* so freeing it keeps the socket */
+	bufferevent_free(s->bev);
+	s->bev = bufferevent_openssl_socket_new(s->in->base, fd, ssl,
+						BUFFEREVENT_SSL_ACCEPTING,
+						BEV_OPT_CLOSE_ON_FREE);
+	if (s->bev == NULL)
+		panic("ingress: bufferevent_openssl_socket_new failed");
+	ssl = NULL;			/* the bufferevent owns it */
+	/* a client that hangs up without close_notify is just gone */
+	bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_MAX);
+	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+/* The handshake finished: the session starts over after the greeting. */
+static void
+tls_done(struct isession *s)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+	struct timeval tv = { .tv_sec = s->cfg->ingress_idle_timeout };
+	char desc[256];
+
+	s->handshaking = false;
+	ingress_tls_describe(ssl, desc, sizeof(desc));
+	log_info("STARTTLS from [%s]: %s", s->addr, desc);
+	smtp_session_tls_started(s->smtp, desc);
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	session_read(s);
+}
+
+/* The handshake failed or timed out: nothing to say in plaintext. */
+static void
+tls_failed(struct isession *s, short what)
+{
+	unsigned long e = bufferevent_get_openssl_error(s->bev);
+	char why[256];
+
+	if (what & BEV_EVENT_TIMEOUT)
+		snprintf(why, sizeof(why), "timed out");
+	else if (what & BEV_EVENT_EOF)
+		snprintf(why, sizeof(why), "the client hung up");
+	else
+		ingress_tls_error(e, why, sizeof(why));
+	log_warn("TLS handshake with [%s] failed: %s", s->addr, why);
+	session_free(&s);
 }
 
 static void
@@ -183,7 +265,10 @@ on_write(struct bufferevent *bev, void *arg)
 	struct isession *s = arg;
 
 	(void)bev;
-	if (s->closing)
+	if (s->tls_pending &&
+	    evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		start_tls(s);
+	else if (s->closing)
 		session_flush(s);
 }
 
@@ -193,6 +278,13 @@ on_event(struct bufferevent *bev, short what, void *arg)
 	struct isession *s = arg;
 
 	(void)bev;
+	if (s->handshaking) {
+		if (what & BEV_EVENT_CONNECTED)
+			tls_done(s);
+		else
+			tls_failed(s, what);
+		return;
+	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		log_info("timeout after command from [%s]", s->addr);
 		smtp_session_timeout(s->smtp, &s->out);
@@ -286,6 +378,16 @@ rcpt_ok(void *arg, const char *addr)
 	return config_domain_accepted(s->cfg, addr);
 }
 
+/* Loop thread. The hash costs milliseconds of CPU; AUTH is rare enough
+ * on a connector for that to be paid here. */
+static int
+auth_ok(void *arg, const char *user, const char *password)
+{
+	struct isession *s = arg;
+
+	return ingress_auth_check(s->cfg->ingress_auth_table, user, password);
+}
+
 static void
 refuse(evutil_socket_t fd, const char *reply)
 {
@@ -334,6 +436,14 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd,
 		.max_recipients = s->cfg->ingress_max_recipients,
 		.rcpt_ok = rcpt_ok,
 		.rcpt_arg = s,
+		.starttls = !lmtp && s->cfg->ingress_tls_ctx != NULL,
+		.tls_required = !lmtp &&
+			s->cfg->ingress_tls == CONFIG_TLS_ENCRYPT,
+		.auth_check = s->cfg->ingress_auth_table != NULL ? auth_ok
+			: NULL,
+		.auth_arg = s,
+		.auth_required = s->cfg->ingress_auth == CONFIG_AUTH_REQUIRED,
+		.auth_plaintext = s->cfg->ingress_auth_plaintext,
 	};
 	s->smtp = smtp_session_new(&s->lim, s->addr, "unknown");
 	buf_init(&s->out);

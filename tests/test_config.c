@@ -76,6 +76,20 @@ expect_error(const char *text, const char *tail)
 			tail);
 }
 
+/* The error text loading text gives ("" if it loads). */
+static const char *
+load_error(const char *text)
+{
+	struct config *cfg = NULL;
+	const char *error = NULL;
+
+	if (load_text(text, &cfg, &error) == 0) {
+		config_unref(&cfg);
+		return "";
+	}
+	return error;
+}
+
 /* text must fail with exactly "<path>:<line>: <rest>". */
 static void
 expect_exact(const char *text, unsigned line, const char *rest)
@@ -536,6 +550,33 @@ test_config_long_line_rejected(void)
 }
 
 static void
+test_config_ingress_tls_and_auth(void)
+{
+	char text[8192];
+
+	expect_exact("[ingress]\ntls = may\n", 2,
+		     "[ingress] tls = may needs tls_cert and tls_key");
+	snprintf(text, sizeof(text), "[ingress]\ntls = encrypt\n"
+		 "tls_cert = %s/none.pem\ntls_key = %s/none.key\n", dir, dir);
+	expect_error(text, "none.pem: No such file or directory");
+	CU_ASSERT(strstr(load_error(text), ":4: [ingress] "
+			 "tls_cert/tls_key: certificate ") != NULL);
+	expect_exact("[ingress]\nauth = optional\n", 2,
+		     "[ingress] auth = optional needs auth_users");
+	expect_exact("[ingress]\nauth = required\nauth_users = /nonexistent\n",
+		     2, "[ingress] auth is offered over TLS only: set tls (or "
+		     "auth_plaintext = yes)");
+	expect_exact("[ingress]\nauth = required\nauth_plaintext = yes\n"
+		     "auth_users = /nonexistent/users\n", 4,
+		     "[ingress] auth_users: cannot open /nonexistent/users: "
+		     "No such file or directory");
+	expect_exact("[ingress]\ntls = maybe\n", 2, "[ingress] tls: \"maybe\" "
+		     "is not one of: none, may, encrypt");
+	expect_exact("[ingress]\nauth = yes\n", 2, "[ingress] auth: \"yes\" "
+		     "is not one of: none, optional, required");
+}
+
+static void
 test_config_cross_checks(void)
 {
 	expect_exact("[store]\nmap_max = 32M\n", 2,
@@ -976,6 +1017,7 @@ static CU_TestInfo config_tests[] = {
 	{ "duplicate_key_last_wins", test_config_duplicate_key_last_wins },
 	{ "comments_and_indentation", test_config_comments_and_indentation },
 	{ "long_line_rejected", test_config_long_line_rejected },
+	{ "ingress_tls_and_auth", test_config_ingress_tls_and_auth },
 	{ "cross_checks", test_config_cross_checks },
 	{ "peer_defaults_are_rfc5321", test_config_peer_defaults_are_rfc5321 },
 	{ "peer_keys_are_read", test_config_peer_keys_are_read },

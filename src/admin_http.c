@@ -112,14 +112,10 @@ on_other(struct evhttp_request *req, void *arg)
 
 struct admin_http *
 admin_http_new(struct event_base *base, const char *host, const char *port,
-	       struct store *st, struct worker_pool *pool,
 	       const char **error_r)
 {
 	static _Thread_local char err[256];
 	struct admin_http *ah = xcalloc(1, sizeof(*ah));
-
-	ah->st = st;
-	ah->pool = pool;
 	unsigned long pn = strtoul(port, NULL, 10);
 
 	ah->http = evhttp_new(base);
@@ -139,6 +135,14 @@ admin_http_new(struct event_base *base, const char *host, const char *port,
 	evhttp_set_cb(ah->http, "/healthz", on_healthz, ah);
 	evhttp_set_gencb(ah->http, on_other, ah);
 	return ah;
+}
+
+void
+admin_http_attach(struct admin_http *ah, struct store *st,
+		  struct worker_pool *pool)
+{
+	ah->st = st;
+	ah->pool = pool;
 }
 
 void

@@ -15,12 +15,17 @@ struct store;
 struct worker_pool;
 struct admin_http;
 
-/* Listen on host:port. st and pool are borrowed and must outlive it.
- * Returns NULL with *error_r set on failure. */
+/* Listen on host:port (posternd does it before it drops root). Returns
+ * NULL with *error_r set on failure. Requests are served only by the
+ * event loop, which must not run before admin_http_attach(). */
 struct admin_http *
 admin_http_new(struct event_base *base, const char *host, const char *port,
-	       struct store *st, struct worker_pool *pool,
 	       const char **error_r);
+
+/* The store and pool the requests read; borrowed, they must outlive ah. */
+void
+admin_http_attach(struct admin_http *ah, struct store *st,
+		  struct worker_pool *pool);
 
 /* Stop listening, free *ah and set it to NULL. */
 void

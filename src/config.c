@@ -173,6 +173,7 @@ static const struct key keys[] = {
 	  NULL, "" },
 	{ "ingress", "auth_plaintext", V_BOOL, F(ingress_auth_plaintext), 0,
 	  0, NULL, "no" },
+	{ "daemon", "user", V_STR_OPT, F(daemon_user), 0, 0, NULL, "" },
 	{ "workers", "count", V_UINT, F(workers_count), 1, 1024, NULL, "4" },
 	{ "workers", "batch", V_UINT, F(workers_batch), 1, 10000, NULL,
 	  "16" },

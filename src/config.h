@@ -148,6 +148,9 @@ struct config {
 	 * by the snapshot, read-only (ingress_auth.h). */
 	struct ingress_auth *ingress_auth_table;
 
+	/* [daemon] */
+	char *daemon_user;	/* run as this user when started as root */
+
 	/* [workers] */
 	unsigned workers_count;
 	unsigned workers_batch;		/* entries claimed per txn */

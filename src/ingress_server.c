@@ -485,7 +485,8 @@ listen_on(struct ingress *in, const struct config_hostport *hp,
 	}
 	l = evconnlistener_new_bind(in->base, on_accept, in,
 				    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-				    LEV_OPT_CLOSE_ON_EXEC, 128, res->ai_addr,
+				    LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_DISABLED,
+				    128, res->ai_addr,
 				    (int)res->ai_addrlen);
 	if (l == NULL) {
 		snprintf(err, sizeof(err), "cannot listen on %s:%s: %s",
@@ -497,15 +498,12 @@ listen_on(struct ingress *in, const struct config_hostport *hp,
 }
 
 struct ingress *
-ingress_new(struct event_base *base, struct store *st,
-	    struct worker_pool *pool, struct config *cfg,
+ingress_new(struct event_base *base, struct config *cfg,
 	    const char **error_r)
 {
 	struct ingress *in = xcalloc(1, sizeof(*in));
 
 	in->base = base;
-	in->st = st;
-	in->pool = pool;
 	in->cfg = config_ref(cfg);
 	in->done_tail = &in->done_head;
 	pthread_mutex_init(&in->done_lock, NULL);
@@ -519,14 +517,27 @@ ingress_new(struct event_base *base, struct store *st,
 		ingress_free(&in);
 		return NULL;
 	}
-	in->committer = committer_new(st, cfg->ingress_commit_wait_ms,
-				      on_commit_done, in);
 	log_info("listening for SMTP on %s:%s%s%s%s",
 		 cfg->ingress_listen.host, cfg->ingress_listen.port,
 		 in->lmtp_l ? ", LMTP on " : "",
 		 in->lmtp_l ? cfg->ingress_lmtp_listen.host : "",
 		 in->lmtp_l ? ":" : "");
 	return in;
+}
+
+void
+ingress_start(struct ingress *in, struct store *st,
+	      struct worker_pool *pool)
+{
+	if (in->committer != NULL)
+		panic("ingress: started twice");
+	in->st = st;
+	in->pool = pool;
+	in->committer = committer_new(st, in->cfg->ingress_commit_wait_ms,
+				      on_commit_done, in);
+	evconnlistener_enable(in->smtp_l);
+	if (in->lmtp_l != NULL)
+		evconnlistener_enable(in->lmtp_l);
 }
 
 void

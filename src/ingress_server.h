@@ -16,13 +16,19 @@
 
 struct ingress;
 
-/* Bind the listeners of cfg on base (a reference to cfg is taken). The
- * store and pool are borrowed and must outlive the ingress. Returns NULL
- * with *error_r set (naming the address) if a listener cannot be bound. */
+/* Bind the listeners of cfg on base (a reference to cfg is taken); they
+ * accept nothing until ingress_start(). posternd calls it before it drops
+ * root, so ports below 1024 work. Returns NULL with *error_r set (naming
+ * the address) if a listener cannot be bound. */
 struct ingress *
-ingress_new(struct event_base *base, struct store *st,
-	    struct worker_pool *pool, struct config *cfg,
+ingress_new(struct event_base *base, struct config *cfg,
 	    const char **error_r);
+
+/* Start the group committer on st and begin accepting. st and pool are
+ * borrowed and must outlive the ingress. Call once. */
+void
+ingress_start(struct ingress *in, struct store *st,
+	      struct worker_pool *pool);
 
 /* New sessions use cfg from now on (SIGHUP); a reference is taken. */
 void

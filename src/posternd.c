@@ -19,6 +19,8 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,9 +85,13 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	}
 	if (strcmp(cfg->store_path, d->cfg->store_path) != 0 ||
 	    cfg->workers_count != d->cfg->workers_count ||
-	    cfg->foreign_driver != d->cfg->foreign_driver)
+	    cfg->foreign_driver != d->cfg->foreign_driver ||
+	    (cfg->daemon_user == NULL) != (d->cfg->daemon_user == NULL) ||
+	    (cfg->daemon_user != NULL &&
+	     strcmp(cfg->daemon_user, d->cfg->daemon_user) != 0))
 		log_warn("reload: [store] path, [workers] count, [foreign] "
-			 "driver and listen addresses change only on restart");
+			 "driver, [daemon] user and listen addresses change "
+			 "only on restart");
 	log_set_level(cfg->log_level);
 	ingress_set_config(d->in, cfg);
 	config_unref(&d->cfg);
@@ -136,7 +142,87 @@ driver_desc(const struct config *cfg, char *buf, size_t len)
 	return buf;
 }
 
-/* Open the store and start the pool and the listeners. */
+/* The store directory must be the user's: made for it if missing. */
+static int
+check_store_owner(const struct config *cfg, const struct passwd *pw,
+		  char *err, size_t len)
+{
+	struct stat sb;
+
+	if (stat(cfg->store_path, &sb) < 0 && errno == ENOENT) {
+		if (mkdir_p(cfg->store_path) < 0 ||
+		    chown(cfg->store_path, pw->pw_uid, pw->pw_gid) < 0) {
+			snprintf(err, len, "[store] path %s: cannot create it "
+				 "for [daemon] user %s: %s", cfg->store_path,
+				 pw->pw_name, strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	if (stat(cfg->store_path, &sb) < 0) {
+		snprintf(err, len, "[store] path %s: %s", cfg->store_path,
+			 strerror(errno));
+		return -1;
+	}
+	if (sb.st_uid != pw->pw_uid) {
+		snprintf(err, len, "[store] path %s belongs to uid %lu, not to "
+			 "[daemon] user %s (uid %lu): chown -R %s %s",
+			 cfg->store_path, (unsigned long)sb.st_uid,
+			 pw->pw_name, (unsigned long)pw->pw_uid, pw->pw_name,
+			 cfg->store_path);
+		return -1;
+	}
+	return 0;
+}
+
+/* Started as root: become [daemon] user (Postfix's mail_owner) once the
+ * listeners are bound. No threads run yet. "user = root" stays root on
+ * purpose; no user at all stays root with a warning. */
+static int
+drop_root(const struct config *cfg, const char **error_r)
+{
+	static char err[768];
+	struct passwd *pw;
+
+	if (geteuid() != 0)
+		return 0;
+	if (cfg->daemon_user == NULL) {
+		log_warn("running as root: set [daemon] user to run as an "
+			 "unprivileged user (postern.conf(5))");
+		return 0;
+	}
+	errno = 0;
+	pw = getpwnam(cfg->daemon_user);
+	if (pw == NULL) {
+		snprintf(err, sizeof(err), "[daemon] user %s: %s",
+			 cfg->daemon_user, errno != 0 ? strerror(errno) :
+			 "no such user");
+		goto fail;
+	}
+	if (pw->pw_uid == 0)
+		return 0;
+	if (check_store_owner(cfg, pw, err, sizeof(err)) < 0)
+		goto fail;
+	if (initgroups(pw->pw_name, pw->pw_gid) < 0 ||
+	    setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+		snprintf(err, sizeof(err), "[daemon] user %s: cannot switch "
+			 "to uid %lu gid %lu: %s", pw->pw_name,
+			 (unsigned long)pw->pw_uid, (unsigned long)pw->pw_gid,
+			 strerror(errno));
+		goto fail;
+	}
+	if (setuid(0) == 0 || seteuid(0) == 0)
+		panic("posternd: root came back after dropping it");
+	log_info("running as %s (uid %lu, gid %lu)", pw->pw_name,
+		 (unsigned long)pw->pw_uid, (unsigned long)pw->pw_gid);
+	return 0;
+fail:
+	*error_r = err;
+	return -1;
+}
+
+/* Bind the listeners, drop root, then open the store and start the pool,
+ * the committer and the admin socket. */
 static int
 start(struct daemon *d, const char **error_r)
 {
@@ -151,6 +237,17 @@ start(struct daemon *d, const char **error_r)
 	struct claim_recover_stats rs;
 	static char err[512];
 
+	d->in = ingress_new(d->base, d->cfg, error_r);
+	if (d->in == NULL)
+		return -1;
+	if (d->cfg->admin_listen.host != NULL) {
+		d->http = admin_http_new(d->base, d->cfg->admin_listen.host,
+					 d->cfg->admin_listen.port, error_r);
+		if (d->http == NULL)
+			return -1;
+	}
+	if (drop_root(d->cfg, error_r) < 0)
+		return -1;
 	/* The Maildir root is made at start only: at run time a missing
 	 * root (an unmounted disk) must defer, not write under the mount
 	 * point. */
@@ -168,22 +265,15 @@ start(struct daemon *d, const char **error_r)
 	d->pool = worker_pool_new(d->st, d->cfg, error_r);
 	if (d->pool == NULL)
 		return -1;
-	d->in = ingress_new(d->base, d->st, d->pool, d->cfg, error_r);
-	if (d->in == NULL)
-		return -1;
+	ingress_start(d->in, d->st, d->pool);
 	if (worker_pool_start(d->pool, error_r) < 0)
 		return -1;
 	d->admin = admin_socket_new(d->base, d->cfg->store_path, d->pool,
 				    error_r);
 	if (d->admin == NULL)
 		return -1;
-	if (d->cfg->admin_listen.host != NULL) {
-		d->http = admin_http_new(d->base, d->cfg->admin_listen.host,
-					 d->cfg->admin_listen.port, d->st,
-					 d->pool, error_r);
-		if (d->http == NULL)
-			return -1;
-	}
+	if (d->http != NULL)
+		admin_http_attach(d->http, d->st, d->pool);
 	d->sigterm = evsignal_new(d->base, SIGTERM, on_stop, d);
 	d->sigint = evsignal_new(d->base, SIGINT, on_stop, d);
 	d->sighup = evsignal_new(d->base, SIGHUP, on_hup, d);

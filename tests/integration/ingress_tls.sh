@@ -173,6 +173,7 @@ echo "PASS inject: plaintext pipelined after STARTTLS discarded, never ran (503 
 
 # --- timeout -------------------------------------------------------------------
 stop_daemon "$DAEMON_PID"
+[ "$STOP_RC" = 0 ] || fail "may: exit status $STOP_RC: $(tail -5 "$LOG")"
 daemon timeout "tls = may" "tls_handshake_timeout = 2s"
 "$PYTHON" - "$PORT" <<'PY' || fail "timeout: not dropped"
 import socket, sys
@@ -190,6 +191,7 @@ PY
 grep -q 'TLS handshake with \[127.0.0.1\] failed: timed out' "$LOG" ||
 	fail "timeout: not logged: $(tail -3 "$LOG")"
 stop_daemon "$DAEMON_PID"
+[ "$STOP_RC" = 0 ] || fail "timeout: exit status $STOP_RC: $(tail -5 "$LOG")"
 echo "PASS timeout: silent client dropped after tls_handshake_timeout"
 
 # --- encrypt -------------------------------------------------------------------
@@ -205,6 +207,7 @@ swaks_to ok@foreign.example --tls --auth PLAIN --auth-user joe \
 [ $SRC -eq 0 ] || fail "encrypt: swaks exit $SRC: $(echo "$OUT" | tail -4)"
 wait_files "$MD/ok@foreign.example" 1 || fail "encrypt: not delivered"
 stop_daemon "$DAEMON_PID"
+[ "$STOP_RC" = 0 ] || fail "encrypt: exit status $STOP_RC: $(tail -5 "$LOG")"
 [ "$(maildir_count "$MD")" -eq 1 ] ||
 	fail "encrypt: $(maildir_count "$MD") files, want 1"
 echo "PASS encrypt: 530 without STARTTLS, 530 without AUTH, delivered with both"

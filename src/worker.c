@@ -36,6 +36,7 @@
 #define WORKER_IDLE_MAX_US	(30ull * 1000000u)	/* re-check anyway */
 #define WORKER_HOUSEKEEP_US	(60ull * 1000000u)	/* recover, readers */
 #define WORKER_ERROR_PAUSE_US	(1000000u)
+#define WORKER_LOOK_DELAY_US	(1000000u)	/* in-doubt: wait to look */
 
 struct worker {
 	struct worker_pool *pool;
@@ -697,9 +698,15 @@ work_batch(struct worker *w, size_t n)
 		return;
 	}
 	log_outcomes(w, n, now);
-	/* A driver that can look settles the new in-doubt entries soon. */
+	/* A driver that can look settles the new in-doubt entries soon:
+	 * after a moment, so that a server still storing the message when
+	 * the connection broke has finished when we look. */
 	for (size_t i = 0; i < n && w->driver->ops->can_look; i++)
 		if (w->out[i].applied && w->out[i].recorded == CLAIM_UNKNOWN) {
+			if (atomic_load(&p->indoubt_after_us) <
+			    now + WORKER_LOOK_DELAY_US)
+				atomic_store(&p->indoubt_after_us,
+					     now + WORKER_LOOK_DELAY_US);
 			atomic_store(&p->indoubt_due, true);
 			break;
 		}

@@ -4,12 +4,15 @@ ways, but the first CUTS times the server's reply that decides a delivery
 arrives, it drops that reply and closes both connections, so the client
 cannot know whether the server has the message.
 
-  cut_proxy.py MODE LISTEN_PORT SERVER_PORT CUTS
+  cut_proxy.py MODE LISTEN_PORT SERVER_PORT CUTS [nolitplus]
 
 MODE imap: the reply is the tagged OK to an APPEND.
 MODE lmtp: the reply is the first 2xx line after the final dot.
+nolitplus (imap): hide LITERAL+ from the capabilities, so the client
+must send each literal after the server's "+".
 
-Prints "ready" once listening; one line "cut N" per cut on stdout.
+Prints "ready" once listening, one line "cut N" per cut and, with
+nolitplus, "continuation" per "+" the server sends, on stdout.
 """
 import re
 import socket
@@ -18,6 +21,7 @@ import threading
 
 MODE, LPORT, SPORT, CUTS = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
                             int(sys.argv[4]))
+NOLITPLUS = len(sys.argv) > 5 and sys.argv[5] == "nolitplus"
 lock = threading.Lock()
 cuts = 0
 
@@ -100,6 +104,10 @@ class Session:
                         print("cut %d" % n, flush=True)
                         self.close()
                         return
+                    if NOLITPLUS:
+                        line = re.sub(rb" LITERAL[+-]", b"", line)
+                        if line.startswith(b"+ "):
+                            print("continuation", flush=True)
                     out += line + b"\n"
                 if out:
                     self.c.sendall(out)

@@ -7,8 +7,9 @@
 #     IMAP_MSGS (default 30) messages to alice and carol arrive exactly
 #     once each, every copy with its own X-Postern-Delivery header; bob
 #     (over quota: NO [OVERQUOTA]) is deferred, not delivered.
-#  2. Lost replies: cut_proxy.py drops Dovecot's tagged OK to the first
-#     3 APPENDs and cuts the connection. Those entries go in-doubt, are
+#  2. Lost replies: cut_proxy.py hides LITERAL+ (so each literal waits
+#     for the server's "+"), drops Dovecot's tagged OK to the first 3
+#     APPENDs and cuts the connection. Those entries go in-doubt, are
 #     looked for (UID SEARCH HEADER), found, and recorded as sent: alice
 #     has every message exactly once.
 #  3. SIGKILL: a queued batch is delivered while posternd is killed with
@@ -85,10 +86,10 @@ backoff_max = 2h
 EOF2
 }
 
-# start_proxy MODE SERVER_PORT CUTS: sets PROXY_PORT.
+# start_proxy MODE SERVER_PORT CUTS [nolitplus]: sets PROXY_PORT.
 start_proxy() {
 	PROXY_PORT=$(free_port)
-	"$PYTHON" "$HERE/cut_proxy.py" "$1" "$PROXY_PORT" "$2" "$3" \
+	"$PYTHON" "$HERE/cut_proxy.py" "$1" "$PROXY_PORT" "$2" "$3" $4 \
 		>"$WORK/proxy-$1.out" 2>&1 &
 	PROXY_PIDS="$PROXY_PIDS $!"
 	for i in $(seq 1 50); do
@@ -138,7 +139,7 @@ echo "1: $MSGS x 2 over STARTTLS exactly once, bob deferred (quota)"
 
 # --- 2. lost replies after APPEND -------------------------------------------
 echo pw >"$WORK/pw"
-start_proxy imap "$DOVECOT_IMAP_PORT" 3
+start_proxy imap "$DOVECOT_IMAP_PORT" 3 nolitplus
 port=$(free_port)
 config cut "$port"
 cat >>"$WORK/cut.conf" <<EOF
@@ -161,6 +162,8 @@ sleep 1
 stop_daemon "$DAEMON_PID"
 n=$(grep -c '^cut' "$WORK/proxy-imap.out")
 [ "$n" = 3 ] || fail "2: the proxy cut $n times, not 3"
+n=$(grep -c '^continuation' "$WORK/proxy-imap.out")
+[ "$n" -ge "$MSGS" ] || fail "2: $n synchronizing literals, want $MSGS"
 n=$(grep -c 'status=in-doubt' "$WORK/cut.log")
 [ "$n" -ge 3 ] || fail "2: $n in-doubt outcomes, want 3"
 n=$(grep -c 'status=sent (found by look' "$WORK/cut.log")

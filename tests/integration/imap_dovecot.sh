@@ -86,6 +86,16 @@ backoff_max = 2h
 EOF2
 }
 
+# stopped NAME LOG: SIGTERM posternd; it must exit 0 and its log must
+# hold no sanitizer report.
+stopped() {
+	stop_daemon "$DAEMON_PID"
+	[ "$STOP_RC" = 0 ] || fail "$1: posternd exited $STOP_RC"
+	if grep -q 'Sanitizer\|runtime error' "$2"; then
+		fail "$1: sanitizer report in $2: $(grep -m3 'Sanitizer\|runtime error' "$2")"
+	fi
+}
+
 # start_proxy MODE SERVER_PORT CUTS [nolitplus]: sets PROXY_PORT.
 start_proxy() {
 	PROXY_PORT=$(free_port)
@@ -120,7 +130,7 @@ for i in $(seq 1 100); do
 	sleep 0.1
 done
 sleep 1		# a late duplicate would show now
-stop_daemon "$DAEMON_PID"
+stopped 1 "$WORK/tls.log"
 [ "$(alice)" = "$MSGS" ] && [ "$(carol)" = "$MSGS" ] ||
 	fail "1: alice $(alice), carol $(carol), want $MSGS each"
 for u in alice carol; do
@@ -159,7 +169,7 @@ for i in $(seq 1 100); do
 	sleep 0.1
 done
 sleep 1
-stop_daemon "$DAEMON_PID"
+stopped 2 "$WORK/cut.log"
 n=$(grep -c '^cut' "$WORK/proxy-imap.out")
 [ "$n" = 3 ] || fail "2: the proxy cut $n times, not 3"
 n=$(grep -c '^continuation' "$WORK/proxy-imap.out")
@@ -187,7 +197,7 @@ a0=$(alice)
 # queue everything while the IMAP server is unreachable
 start_daemon "$WORK/kill.conf" "$WORK/kill.log" || fail "3: posternd did not start"
 send "$port" 2001 $((2000 + KILL_MSGS)) alice@foreign.example
-stop_daemon "$DAEMON_PID"
+stopped 3 "$WORK/kill.log"
 sed -i "s/^server = 127.0.0.1:.*/server = 127.0.0.1:$DOVECOT_IMAP_PORT/" \
 	"$WORK/kill.conf"
 for k in 1 2 3; do
@@ -206,7 +216,7 @@ start_daemon "$WORK/kill.conf" "$WORK/kill.log" || fail "3: last restart"
 wait_for alice $((a0 + KILL_MSGS)) 60 ||
 	fail "3: alice $(($(alice) - a0)) of $KILL_MSGS"
 sleep 1
-stop_daemon "$DAEMON_PID"
+stopped 3 "$WORK/kill.log"
 [ "$(alice)" = $((a0 + KILL_MSGS)) ] && [ "$(dups alice Message-Id)" = 0 ] &&
 	[ "$(dups alice X-Postern-Delivery)" = 0 ] ||
 	fail "3: alice $(($(alice) - a0)), want $KILL_MSGS"
@@ -241,7 +251,7 @@ for i in $(seq 1 100); do
 	sleep 0.1
 done
 sleep 1
-stop_daemon "$DAEMON_PID"
+stopped 4 "$WORK/probe.log"
 n=$(grep -c '^cut' "$WORK/proxy-lmtp.out")
 [ "$n" = 2 ] || fail "4: the proxy cut $n times, not 2"
 n=$(grep -c 'status=sent (found by look' "$WORK/probe.log")

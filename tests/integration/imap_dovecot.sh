@@ -21,6 +21,9 @@
 . "$(dirname "$0")/common.sh"
 . "$HERE/dovecot.sh"
 
+command -v openssl >/dev/null || skip "openssl not found (Debian package openssl)"
+[ -x /usr/lib/dovecot/imap ] ||
+	skip "dovecot imap not found (Debian package dovecot-imapd)"
 MSGS=${IMAP_MSGS:-30}
 KILL_MSGS=${IMAP_KILL_MSGS:-150}
 PROXY_PIDS=""

@@ -35,6 +35,7 @@ struct imap_driver {
 	char *mailbox;			/* owned template */
 	char *password;			/* owned, cleansed on free */
 	bool create;
+	bool per_rcpt;			/* user has a %: a login each */
 	char peer[300];			/* "host:port" */
 	struct imap_client *c;		/* owned */
 	struct buf hdr;			/* the header line of a copy */
@@ -180,7 +181,10 @@ append(struct imap_driver *d, const struct driver_msg *m,
 	for (int tries = 0; tries < 2 && rc == -2; tries++) {
 		if (login_as(d, user, &auth, err) < 0) {
 			reply_set(r->reply, "4.4.1 %s: %s", d->peer, *err);
-			return auth ? -3 : DRIVER_UNAVAILABLE;
+			/* One recipient's login refused: defer it. The one
+			 * login of a fixed user refused: the server is
+			 * unusable for everyone, as when it is down. */
+			return auth && d->per_rcpt ? -3 : DRIVER_UNAVAILABLE;
 		}
 		rc = imap_client_append(d->c, mbox, d->hdr.data, d->hdr.len,
 					m->body, m->body_len, x, uid, stage,
@@ -362,6 +366,7 @@ driver_imap_new(const struct driver_imap_opts *o, const char **error_r)
 	d->s.tls_ca_file = o->s.tls_ca_file ? xstrdup(o->s.tls_ca_file) :
 			   NULL;
 	d->user = xstrdup(o->user);
+	d->per_rcpt = strchr(o->user, '%') != NULL;
 	d->mailbox = xstrdup(o->mailbox);
 	d->create = o->create_mailbox;
 	buf_init(&d->hdr);

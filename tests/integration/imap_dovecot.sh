@@ -6,15 +6,17 @@
 #     recipient through Dovecot's master user (user = %l*postern):
 #     IMAP_MSGS (default 30) messages to alice and carol arrive exactly
 #     once each, every copy with its own X-Postern-Delivery header; bob
-#     (over quota: NO [OVERQUOTA]) is deferred, not delivered.
+#     (over quota: NO [OVERQUOTA]) is deferred, not delivered, and so is
+#     nobody (no such user: the master login is refused).
 #  2. Lost replies: cut_proxy.py hides LITERAL+ (so each literal waits
 #     for the server's "+"), drops Dovecot's tagged OK to the first 3
 #     APPENDs and cuts the connection. Those entries go in-doubt, are
 #     looked for (UID SEARCH HEADER), found, and recorded as sent: alice
 #     has every message exactly once.
-#  3. SIGKILL: a queued batch is delivered while posternd is killed with
-#     SIGKILL three times; after the last restart alice has every
-#     message exactly once.
+#  3. SIGKILL: IMAP_KILL_MSGS (default 300) queued messages are delivered
+#     while posternd is killed with SIGKILL three times, each soon after
+#     the first new copy shows up; after the last restart alice has
+#     every message exactly once.
 #  4. The lmtp driver with probe = imap://...: cut_proxy.py drops the
 #     final reply of the first 2 LMTP transactions; the in-doubt entries
 #     are found by the probe and recorded as sent, nothing twice.
@@ -25,7 +27,7 @@ command -v openssl >/dev/null || skip "openssl not found (Debian package openssl
 [ -x /usr/lib/dovecot/imap ] ||
 	skip "dovecot imap not found (Debian package dovecot-imapd)"
 MSGS=${IMAP_MSGS:-30}
-KILL_MSGS=${IMAP_KILL_MSGS:-150}
+KILL_MSGS=${IMAP_KILL_MSGS:-300}
 PROXY_PIDS=""
 
 trap 'for p in $PROXY_PIDS; do kill "$p" 2>/dev/null; done; dovecot_stop; cleanup' EXIT
@@ -125,11 +127,13 @@ password_file = $WORK/masterpw
 EOF
 start_daemon "$WORK/tls.conf" "$WORK/tls.log" || fail "1: posternd did not start"
 send "$port" 1 "$MSGS" alice@foreign.example carol@foreign.example
-send "$port" 1000 1000 bob@foreign.example
+send "$port" 1000 1000 bob@foreign.example nobody@foreign.example
 wait_for alice "$MSGS" 30 && wait_for carol "$MSGS" 30 ||
 	fail "1: alice $(alice), carol $(carol) of $MSGS"
 for i in $(seq 1 100); do
-	grep -q 'to=<bob@foreign.example>.*status=' "$WORK/tls.log" && break
+	grep -q 'to=<bob@foreign.example>.*status=' "$WORK/tls.log" &&
+		grep -q 'to=<nobody@foreign.example>.*status=' "$WORK/tls.log" &&
+		break
 	sleep 0.1
 done
 sleep 1		# a late duplicate would show now
@@ -145,10 +149,13 @@ done
 grep 'to=<bob@foreign.example>' "$WORK/tls.log" |
 	grep -q 'status=deferred (4.2.2 .*over quota' ||
 	fail "1: bob not deferred for quota: $(grep 'to=<bob' "$WORK/tls.log")"
+grep 'to=<nobody@foreign.example>' "$WORK/tls.log" |
+	grep -q 'status=deferred (4.4.1 .*login as nobody\*postern refused' ||
+	fail "1: nobody not deferred: $(grep 'to=<nobody' "$WORK/tls.log")"
 [ "$(dovecot_maildir_count bob)" = 0 ] || fail "1: bob got mail"
 grep -q 'TLS' "$DOVECOT_DIR/dovecot.log" ||
 	fail "1: no TLS session in the Dovecot log"
-echo "1: $MSGS x 2 over STARTTLS exactly once, bob deferred (quota)"
+echo "1: $MSGS x 2 over STARTTLS exactly once, bob (quota) and nobody deferred"
 
 # --- 2. lost replies after APPEND -------------------------------------------
 echo pw >"$WORK/pw"
@@ -207,11 +214,11 @@ for k in 1 2 3; do
 	start_daemon "$WORK/kill.conf" "$WORK/kill.log" ||
 		fail "3: posternd did not restart ($k)"
 	before=$(alice)
-	for i in $(seq 1 100); do
+	for i in $(seq 1 200); do
 		[ "$(alice)" -gt "$before" ] && break
-		sleep 0.05
+		sleep 0.02
 	done
-	sleep 0.$((RANDOM % 4 + 1))
+	sleep 0.0$((RANDOM % 10))
 	kill9_daemon "$DAEMON_PID"
 	echo "3: kill $k after $(($(alice) - a0)) of $KILL_MSGS"
 done

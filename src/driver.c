@@ -60,3 +60,16 @@ driver_read_password(const char *key, const char *path, const char **error_r)
 		line[--len] = '\0';
 	return line;
 }
+
+int
+driver_down_at(struct driver_rcpt *r, size_t i, size_t n)
+{
+	for (size_t j = i + 1; j < n; j++) {
+		r[j].result = CLAIM_TEMPFAIL;
+		memcpy(r[j].reply, r[i].reply, DRIVER_REPLY_LEN);
+	}
+	if (i == 0)
+		return DRIVER_UNAVAILABLE;
+	r[i].result = CLAIM_TEMPFAIL;
+	return 0;
+}

@@ -90,6 +90,14 @@ void
 driver_io_fail(struct driver_rcpt *r, const char *driver, const char *what,
 	       const char *path, int err);
 
+/* For drivers that hand over one recipient at a time: recipient i of n
+ * found the foreign side down (r[i].reply says why). The rest get that
+ * reply and CLAIM_TEMPFAIL. Returns DRIVER_UNAVAILABLE if nothing was
+ * handed over yet (i == 0); else r[i] is CLAIM_TEMPFAIL too, an ordinary
+ * attempt, and 0 (deliver()'s return values). */
+int
+driver_down_at(struct driver_rcpt *r, size_t i, size_t n);
+
 /* The header that names one delivered copy, and the length of its
  * value "<STOREID.QID.IDX>" (with the angle brackets, so that a search
  * for one id never matches a longer one) plus its NUL. */

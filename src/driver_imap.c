@@ -263,24 +263,8 @@ imap_deliver(struct driver *base, const struct driver_msg *m,
 		return -1;
 	SHA256(m->body, m->body_len, sha);
 	for (i = 0; i < n; i++) {
-		if (deliver_one(d, m, &r[i], sha) != DRIVER_UNAVAILABLE)
-			continue;
-		if (i == 0) {
-			for (size_t j = 1; j < n; j++) {
-				r[j].result = CLAIM_TEMPFAIL;
-				memcpy(r[j].reply, r[0].reply,
-				       DRIVER_REPLY_LEN);
-			}
-			return DRIVER_UNAVAILABLE;
-		}
-		/* Some went in already: the rest are ordinary attempts. */
-		for (size_t j = i; j < n; j++) {
-			r[j].result = CLAIM_TEMPFAIL;
-			if (j > i)
-				memcpy(r[j].reply, r[i].reply,
-				       DRIVER_REPLY_LEN);
-		}
-		break;
+		if (deliver_one(d, m, &r[i], sha) == DRIVER_UNAVAILABLE)
+			return driver_down_at(r, i, n);
 	}
 	return 0;
 }

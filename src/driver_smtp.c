@@ -183,19 +183,9 @@ smtp_deliver(struct driver *base, const struct driver_msg *m,
 		buf_reset(&d->copy);
 		buf_printf(&d->copy, "%s: %s\r\n", DRIVER_DELIVERY_HEADER, id);
 		buf_append(&d->copy, m->body, m->body_len);
-		if (send_one(d, m, d->copy.data, d->copy.len, &r[i], 1, sha) !=
+		if (send_one(d, m, d->copy.data, d->copy.len, &r[i], 1, sha) ==
 		    DRIVER_UNAVAILABLE)
-			continue;
-		/* Down: r[i] says why. Nothing handed over yet means
-		 * unavailable; after some went in, an ordinary attempt. */
-		for (size_t j = i + 1; j < n; j++) {
-			r[j].result = CLAIM_TEMPFAIL;
-			memcpy(r[j].reply, r[i].reply, DRIVER_REPLY_LEN);
-		}
-		if (i == 0)
-			return DRIVER_UNAVAILABLE;
-		r[i].result = CLAIM_TEMPFAIL;
-		break;
+			return driver_down_at(r, i, n);
 	}
 	return 0;
 }

@@ -22,6 +22,7 @@
 #include "ccmail_map.h"
 #include "ingress_auth.h"
 #include "ingress_tls.h"
+#include "imap_client.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
@@ -84,6 +85,9 @@ static const char *const in_doubt_names[] = { "hold", "retry", NULL };
 static const char *const tls_names[] = { "none", "may", "encrypt", NULL };
 static const char *const auth_names[] = {
 	"none", "optional", "required", NULL
+};
+static const char *const imap_tls_names[] = {
+	"none", "may", "encrypt", "implicit", NULL
 };
 static const char *const level_names[] = {
 	"error", "warning", "info", "debug", NULL
@@ -197,8 +201,35 @@ static const struct key keys[] = {
 	  "POSTOFFICE" },
 	{ "smtp", "relay", V_HOSTPORT_OPT, F(smtp.relay), 0, 0, NULL, "" },
 	PEER_KEYS("smtp", smtp, "may"),
+	{ "smtp", "probe", V_STR_OPT, F(smtp.probe), 0, 0, NULL, "" },
+	{ "smtp", "probe_password_file", V_PATH_OPT,
+	  F(smtp.probe_password_file), 0, 0, NULL, "" },
 	{ "lmtp", "relay", V_NEXTHOP_OPT, F(lmtp.relay), 0, 0, NULL, "" },
 	PEER_KEYS("lmtp", lmtp, "none"),
+	{ "lmtp", "probe", V_STR_OPT, F(lmtp.probe), 0, 0, NULL, "" },
+	{ "lmtp", "probe_password_file", V_PATH_OPT,
+	  F(lmtp.probe_password_file), 0, 0, NULL, "" },
+	{ "imap", "server", V_HOSTPORT_OPT, F(imap.server), 0, 0, NULL, "" },
+	{ "imap", "tls", V_ENUM, F(imap.tls), 0, 0, imap_tls_names, "may" },
+	{ "imap", "tls_ca_file", V_PATH_OPT, F(imap.tls_ca_file), 0, 0, NULL,
+	  "" },
+	{ "imap", "tls_verify", V_BOOL, F(imap.tls_verify), 0, 0, NULL, "yes" },
+	{ "imap", "user", V_STR_OPT, F(imap.user), 0, 0, NULL, "" },
+	{ "imap", "password_file", V_PATH_OPT, F(imap.password_file), 0, 0,
+	  NULL, "" },
+	{ "imap", "auth_plaintext", V_BOOL, F(imap.auth_plaintext), 0, 0, NULL,
+	  "no" },
+	{ "imap", "mailbox", V_WORD, F(imap.mailbox), 0, 0, NULL, "INBOX" },
+	{ "imap", "create_mailbox", V_BOOL, F(imap.create_mailbox), 0, 0, NULL,
+	  "no" },
+	{ "imap", "connect_timeout", V_SECS, F(imap.connect_timeout), 1, 86400,
+	  NULL, "30s" },
+	{ "imap", "command_timeout", V_SECS, F(imap.command_timeout), 1, 86400,
+	  NULL, "2m" },
+	{ "imap", "append_timeout", V_SECS, F(imap.append_timeout), 1, 86400,
+	  NULL, "10m" },
+	{ "imap", "reconnect_max", V_SECS, F(imap.reconnect_max), 1, 86400,
+	  NULL, "60s" },
 	{ "bounce", "relay", V_HOSTPORT_OPT, F(bounce.relay), 0, 0, NULL,
 	  "" },
 	PEER_KEYS("bounce", bounce, "may"),
@@ -1036,6 +1067,13 @@ check_peer(struct ctx *c, const char *sec, const struct config_peer *p)
 				  "auth_password_file"),
 			 "[%s] auth_user and auth_password_file go together",
 			 sec);
+	if ((p->probe == NULL) != (p->probe_password_file == NULL))
+		ctx_fail(c, later(c, sec, "probe", sec, "probe_password_file"),
+			 "[%s] probe and probe_password_file go together", sec);
+	if (p->probe != NULL && imap_url_parse(p->probe, NULL, NULL) < 0)
+		ctx_fail(c, later(c, sec, "probe", sec, "probe"),
+			 "[%s] probe: not imap[s]://USER@HOST[:PORT]/MAILBOX: "
+			 "%s", sec, p->probe);
 }
 
 static unsigned
@@ -1121,6 +1159,12 @@ check_cross(struct ctx *c)
 	check_peer(c, "smtp", &cfg->smtp);
 	check_peer(c, "lmtp", &cfg->lmtp);
 	check_peer(c, "bounce", &cfg->bounce);
+	if (cfg->foreign_driver == CONFIG_DRIVER_IMAP &&
+	    (cfg->imap.server.host == NULL || cfg->imap.user == NULL ||
+	     cfg->imap.password_file == NULL))
+		ctx_fail(c, later(c, "foreign", "driver", "imap", "server"),
+			 "[foreign] driver = imap needs [imap] server, user "
+			 "and password_file");
 	if (!c->failed)
 		load_tls(c);
 	if (!c->failed)

@@ -55,6 +55,7 @@ enum config_tls {
 	CONFIG_TLS_NONE,		/* never STARTTLS */
 	CONFIG_TLS_MAY,			/* STARTTLS when offered */
 	CONFIG_TLS_ENCRYPT,		/* STARTTLS or no delivery */
+	CONFIG_TLS_IMPLICIT,		/* TLS from the start ([imap] only) */
 };
 
 /* A next hop of the smtp or lmtp driver ([smtp] and [lmtp] have the same
@@ -77,6 +78,30 @@ struct config_peer {
 	unsigned block_timeout;
 	unsigned dot_timeout;
 	unsigned reconnect_max;		/* cap of the reconnect backoff */
+	/* [smtp]/[lmtp] only: an imap:// URL to look for in-doubt
+	 * deliveries (NULL: none), and the file with its password. */
+	char *probe;
+	char *probe_password_file;
+};
+
+/* The imap driver's server ([imap]). server.host NULL: not set. user and
+ * mailbox are templates: %u the recipient, %l its local part, %d its
+ * domain, %% a '%'. Strings are owned by the snapshot, NULL when not
+ * set. Timeouts are seconds. */
+struct config_imap {
+	struct config_hostport server;
+	enum config_tls tls;
+	char *tls_ca_file;
+	bool tls_verify;
+	char *user;
+	char *password_file;
+	bool auth_plaintext;		/* password allowed without TLS */
+	char *mailbox;
+	bool create_mailbox;		/* CREATE on NO [TRYCREATE] */
+	unsigned connect_timeout;
+	unsigned command_timeout;
+	unsigned append_timeout;
+	unsigned reconnect_max;		/* cap of the reconnect wait */
 };
 
 enum config_auth {
@@ -174,6 +199,9 @@ struct config {
 	/* [smtp], [lmtp] */
 	struct config_peer smtp;
 	struct config_peer lmtp;
+
+	/* [imap] */
+	struct config_imap imap;
 
 	/* [bounce]: where DSNs go; relay.host NULL: none are sent */
 	struct config_peer bounce;

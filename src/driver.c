@@ -5,7 +5,10 @@
 #include "driver.h"
 #include "lib/log.h"
 
+#include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void
@@ -20,4 +23,53 @@ driver_io_fail(struct driver_rcpt *r, const char *driver, const char *what,
 	snprintf(r->reply, sizeof(r->reply), "4.3.0 %s %s failed: %s",
 		 driver, what, s);
 	log_warn("%s: %s %s: %s", driver, what, path, s);
+}
+
+void
+driver_delivery_id(const struct driver_msg *m, const struct driver_rcpt *r,
+		   char id[DRIVER_DELIVERY_ID_LEN])
+{
+	snprintf(id, DRIVER_DELIVERY_ID_LEN, "<%016" PRIX64 ".%016" PRIX64
+		 ".%" PRIu32 ">", m->store_id, m->qid, r->idx);
+}
+
+char *
+driver_read_password(const char *key, const char *path, const char **error_r)
+{
+	static _Thread_local char err[512];
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	FILE *fp = fopen(path, "re");
+
+	if (fp == NULL) {
+		snprintf(err, sizeof(err), "%s %s: %s", key, path,
+			 strerror(errno));
+		*error_r = err;
+		return NULL;
+	}
+	len = getline(&line, &cap, fp);
+	fclose(fp);
+	if (len < 0) {
+		free(line);
+		snprintf(err, sizeof(err), "%s %s: empty", key, path);
+		*error_r = err;
+		return NULL;
+	}
+	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+		line[--len] = '\0';
+	return line;
+}
+
+int
+driver_down_at(struct driver_rcpt *r, size_t i, size_t n)
+{
+	for (size_t j = i + 1; j < n; j++) {
+		r[j].result = CLAIM_TEMPFAIL;
+		memcpy(r[j].reply, r[i].reply, DRIVER_REPLY_LEN);
+	}
+	if (i == 0)
+		return DRIVER_UNAVAILABLE;
+	r[i].result = CLAIM_TEMPFAIL;
+	return 0;
 }

@@ -53,6 +53,13 @@ struct driver;
 struct driver_ops {
 	const char *name;
 	bool can_look;
+	/* deliver() itself finds an earlier copy of its own and does not
+	 * hand the message over again (maildir, ccmail), so after a crash
+	 * an entry is simply delivered again. Without it, a driver that
+	 * can look is asked look() for each in-doubt entry first, and
+	 * entries are marked "being sent" before deliver() so that a crash
+	 * leaves them in-doubt. */
+	bool deliver_looks;
 	/* Deliver m to the n recipients in r and fill in each r[i].result,
 	 * reply and sha. Returns 0 (the results are in r), -1 only for
 	 * misuse (NULL arguments; then r is not touched), or
@@ -82,6 +89,33 @@ struct driver {
 void
 driver_io_fail(struct driver_rcpt *r, const char *driver, const char *what,
 	       const char *path, int err);
+
+/* For drivers that hand over one recipient at a time: recipient i of n
+ * found the foreign side down (r[i].reply says why). The rest get that
+ * reply and CLAIM_TEMPFAIL. Returns DRIVER_UNAVAILABLE if nothing was
+ * handed over yet (i == 0); else r[i] is CLAIM_TEMPFAIL too, an ordinary
+ * attempt, and 0 (deliver()'s return values). */
+int
+driver_down_at(struct driver_rcpt *r, size_t i, size_t n);
+
+/* The header that names one delivered copy, and the length of its
+ * value "<STOREID.QID.IDX>" (with the angle brackets, so that a search
+ * for one id never matches a longer one) plus its NUL. */
+#define DRIVER_DELIVERY_HEADER	"X-Postern-Delivery"
+#define DRIVER_DELIVERY_ID_LEN	48
+
+/* The delivery id of (m, r) into id: unique per store, message and
+ * recipient. */
+void
+driver_delivery_id(const struct driver_msg *m, const struct driver_rcpt *r,
+		   char id[DRIVER_DELIVERY_ID_LEN]);
+
+/* The first line of the file at path (CR/LF cut), owned by the caller
+ * (free it after OPENSSL_cleanse). NULL on error, with *error_r in a
+ * thread-local buffer of this module, valid until the next call on the
+ * thread; key names the setting in the message. */
+char *
+driver_read_password(const char *key, const char *path, const char **error_r);
 
 /* Shorthands for d->ops->deliver / look. */
 static inline int

@@ -385,6 +385,7 @@ ccmail_free(struct driver **dp)
 static const struct driver_ops ccmail_ops = {
 	.name = "ccmail",
 	.can_look = true,
+	.deliver_looks = true,
 	.deliver = ccmail_deliver,
 	.look = ccmail_look,
 	.free = ccmail_free,

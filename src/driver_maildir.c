@@ -492,6 +492,7 @@ maildir_free(struct driver **dp)
 static const struct driver_ops maildir_ops = {
 	.name = "maildir",
 	.can_look = true,
+	.deliver_looks = true,
 	.deliver = maildir_deliver,
 	.look = maildir_look,
 	.free = maildir_free,

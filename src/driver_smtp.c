@@ -33,6 +33,8 @@ struct smtp_driver {
 	const char **rcpts;		/* owned array, borrowed strings */
 	struct smtp_reply *replies;	/* owned */
 	size_t cap;
+	struct driver *probe;		/* owned, NULL: none */
+	struct buf copy;		/* a recipient's copy (probe) */
 };
 
 static char *
@@ -118,22 +120,20 @@ map_results(struct smtp_driver *d, struct driver_rcpt *r, size_t n, int rc,
 	}
 }
 
+/* One transaction of body[0..len) to the n recipients r: 0 (results in
+ * r) or DRIVER_UNAVAILABLE. sha is of the queued message. */
 static int
-smtp_deliver(struct driver *base, const struct driver_msg *m,
-	     struct driver_rcpt *r, size_t n)
+send_one(struct smtp_driver *d, const struct driver_msg *m, const void *body,
+	 size_t len, struct driver_rcpt *r, size_t n, const unsigned char *sha)
 {
-	struct smtp_driver *d = (struct smtp_driver *)base;
-	unsigned char sha[32];
+	struct driver *base = &d->base;
 	enum smtp_stage stage;
 	const char *err;
 	int rc, tries;
 
-	if (base == NULL || m == NULL || r == NULL || n == 0)
-		return -1;
 	reserve(d, n);
 	for (size_t i = 0; i < n; i++)
 		d->rcpts[i] = r[i].addr;
-	SHA256(m->body, m->body_len, sha);
 	/* An idle connection the peer has closed shows up as -2: open a new
 	 * one once, nothing was handed over yet. A timeout there means a
 	 * hung peer: one timeout is enough, report it unavailable. */
@@ -145,8 +145,8 @@ smtp_deliver(struct driver *base, const struct driver_msg *m,
 			}
 			metrics_reconnect(base->ops->name);
 		}
-		rc = smtp_client_send(d->c, m->sender, d->rcpts, n, m->body,
-				      m->body_len, d->replies, &stage, &err);
+		rc = smtp_client_send(d->c, m->sender, d->rcpts, n, body, len,
+				      d->replies, &stage, &err);
 		if (rc != -2 || smtp_client_timed_out(d->c))
 			break;
 		log_debug("%s: connection closed while idle (%s); "
@@ -163,6 +163,42 @@ smtp_deliver(struct driver *base, const struct driver_msg *m,
 	return 0;
 }
 
+static int
+smtp_deliver(struct driver *base, const struct driver_msg *m,
+	     struct driver_rcpt *r, size_t n)
+{
+	struct smtp_driver *d = (struct smtp_driver *)base;
+	char id[DRIVER_DELIVERY_ID_LEN];
+	unsigned char sha[32];
+
+	if (base == NULL || m == NULL || r == NULL || n == 0)
+		return -1;
+	SHA256(m->body, m->body_len, sha);
+	if (d->probe == NULL)
+		return send_one(d, m, m->body, m->body_len, r, n, sha);
+	/* With a probe: each recipient's copy names its delivery, so the
+	 * probe can tell later which of them arrived. */
+	for (size_t i = 0; i < n; i++) {
+		driver_delivery_id(m, &r[i], id);
+		buf_reset(&d->copy);
+		buf_printf(&d->copy, "%s: %s\r\n", DRIVER_DELIVERY_HEADER, id);
+		buf_append(&d->copy, m->body, m->body_len);
+		if (send_one(d, m, d->copy.data, d->copy.len, &r[i], 1, sha) ==
+		    DRIVER_UNAVAILABLE)
+			return driver_down_at(r, i, n);
+	}
+	return 0;
+}
+
+static int
+smtp_look(struct driver *base, const struct driver_msg *m,
+	  const struct driver_rcpt *r, const char **error_r)
+{
+	struct smtp_driver *d = (struct smtp_driver *)base;
+
+	return driver_look(d->probe, m, r, error_r);
+}
+
 static void
 smtp_free(struct driver **dp)
 {
@@ -172,6 +208,8 @@ smtp_free(struct driver **dp)
 	if (d == NULL)
 		return;
 	smtp_client_free(&d->c);
+	driver_free(&d->probe);
+	buf_free(&d->copy);
 	free((char *)d->s.host);
 	free((char *)d->s.port);
 	free((char *)d->s.helo);
@@ -202,43 +240,41 @@ static const struct driver_ops lmtp_ops = {
 	.free = smtp_free,
 };
 
-/* The first line of path, owned by the caller; NULL on error. */
-static char *
-read_password(const char *path, const char **error_r)
-{
-	static _Thread_local char err[512];
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t len;
-	FILE *fp = fopen(path, "re");
+/* With a probe: they look when asked, so entries are marked as being
+ * sent and in-doubt ones are looked for first (driver.h). */
+static const struct driver_ops smtp_probe_ops = {
+	.name = "smtp",
+	.can_look = true,
+	.deliver_looks = false,
+	.deliver = smtp_deliver,
+	.look = smtp_look,
+	.free = smtp_free,
+};
 
-	if (fp == NULL) {
-		snprintf(err, sizeof(err), "auth_password_file %s: %s", path,
-			 strerror(errno));
-		*error_r = err;
-		return NULL;
-	}
-	len = getline(&line, &cap, fp);
-	fclose(fp);
-	if (len < 0) {
-		free(line);
-		snprintf(err, sizeof(err), "auth_password_file %s: empty",
-			 path);
-		*error_r = err;
-		return NULL;
-	}
-	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-		line[--len] = '\0';
-	return line;
-}
+static const struct driver_ops lmtp_probe_ops = {
+	.name = "lmtp",
+	.can_look = true,
+	.deliver_looks = false,
+	.deliver = smtp_deliver,
+	.look = smtp_look,
+	.free = smtp_free,
+};
 
 struct driver *
 driver_smtp_new(const struct smtp_client_settings *s,
-		const char *auth_password_file, const char **error_r)
+		const char *auth_password_file, struct driver **probe,
+		const char **error_r)
 {
 	struct smtp_driver *d = xcalloc(1, sizeof(*d));
 
-	d->base.ops = s->lmtp ? &lmtp_ops : &smtp_ops;
+	if (probe != NULL && *probe != NULL) {
+		d->probe = *probe;
+		*probe = NULL;
+		d->base.ops = s->lmtp ? &lmtp_probe_ops : &smtp_probe_ops;
+	} else {
+		d->base.ops = s->lmtp ? &lmtp_ops : &smtp_ops;
+	}
+	buf_init(&d->copy);
 	d->s = *s;
 	d->s.host = dup_opt(s->host);
 	d->s.port = dup_opt(s->port);
@@ -252,7 +288,8 @@ driver_smtp_new(const struct smtp_client_settings *s,
 		snprintf(d->peer, sizeof(d->peer), "%s", s->host);
 	d->c = smtp_client_new(&d->s);
 	if (auth_password_file != NULL) {
-		d->password = read_password(auth_password_file, error_r);
+		d->password = driver_read_password("auth_password_file",
+						   auth_password_file, error_r);
 		if (d->password == NULL) {
 			struct driver *b = &d->base;
 

@@ -122,23 +122,31 @@ mkdir_p(const char *path)
 	return mkdir(buf, 0700) < 0 && errno != EEXIST ? -1 : 0;
 }
 
-/* "maildir ROOT", "smtp HOST:PORT", "lmtp PATH" for the start line. */
+/* "maildir ROOT", "smtp HOST:PORT", "lmtp PATH", "imap HOST:PORT", "ccmail
+ * DIR" for the start line. */
 static const char *
 driver_desc(const struct config *cfg, char *buf, size_t len)
 {
 	const struct config_hostport *hp = NULL;
 
-	if (cfg->foreign_driver == CONFIG_DRIVER_SMTP)
+	const char *name = "lmtp";
+
+	if (cfg->foreign_driver == CONFIG_DRIVER_SMTP) {
 		hp = &cfg->smtp.relay;
-	else if (cfg->foreign_driver == CONFIG_DRIVER_LMTP)
+		name = "smtp";
+	} else if (cfg->foreign_driver == CONFIG_DRIVER_LMTP) {
 		hp = &cfg->lmtp.relay;
-	if (hp == NULL)
+	} else if (cfg->foreign_driver == CONFIG_DRIVER_IMAP) {
+		hp = &cfg->imap.server;
+		name = "imap";
+	}
+	if (cfg->foreign_driver == CONFIG_DRIVER_CCMAIL)
+		snprintf(buf, len, "ccmail %s", cfg->ccmail_drop_dir);
+	else if (hp == NULL)
 		snprintf(buf, len, "maildir %s", cfg->maildir_root);
 	else
-		snprintf(buf, len, "%s %s%s%s",
-			 cfg->foreign_driver == CONFIG_DRIVER_SMTP ? "smtp" :
-			 "lmtp", hp->host, hp->port ? ":" : "",
-			 hp->port ? hp->port : "");
+		snprintf(buf, len, "%s %s%s%s", name, hp->host,
+			 hp->port ? ":" : "", hp->port ? hp->port : "");
 	return buf;
 }
 

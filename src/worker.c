@@ -12,6 +12,7 @@
 #include "claim.h"
 #include "driver.h"
 #include "driver_ccmail.h"
+#include "driver_imap.h"
 #include "driver_maildir.h"
 #include "driver_smtp.h"
 #include "dsn.h"
@@ -22,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -34,6 +36,7 @@
 #define WORKER_IDLE_MAX_US	(30ull * 1000000u)	/* re-check anyway */
 #define WORKER_HOUSEKEEP_US	(60ull * 1000000u)	/* recover, readers */
 #define WORKER_ERROR_PAUSE_US	(1000000u)
+#define WORKER_LOOK_DELAY_US	(1000000u)	/* in-doubt: wait to look */
 
 struct worker {
 	struct worker_pool *pool;
@@ -67,6 +70,10 @@ struct worker_pool {
 	bool stop;			/* under lock */
 	bool started;
 	atomic_bool indoubt_due;	/* look at in-doubt entries soon */
+	/* After a look that could not tell: no in-doubt claims before
+	 * indoubt_after_us; the pause doubles up to reconnect_max. */
+	atomic_uint_fast64_t indoubt_after_us;
+	atomic_uint_fast64_t indoubt_pause_us;
 	atomic_bool peer_down;		/* logged as down: log "up" once */
 	/* Written once at stop; its read end, readable from then on, cuts
 	 * the drivers' network waits short (smtp_client cancel_fd). */
@@ -98,6 +105,93 @@ peer_settings(const struct config *cfg, const struct config_peer *p,
 	s->block_ms = p->block_timeout * 1000u;
 	s->dot_ms = p->dot_timeout * 1000u;
 	s->cancel_fd = cancel_fd;
+}
+
+/* The reconnect backoff's cap of the configured driver, seconds. */
+static unsigned
+reconnect_max(const struct config *cfg)
+{
+	switch (cfg->foreign_driver) {
+	case CONFIG_DRIVER_SMTP:
+		return cfg->smtp.reconnect_max;
+	case CONFIG_DRIVER_LMTP:
+		return cfg->lmtp.reconnect_max;
+	case CONFIG_DRIVER_IMAP:
+		return cfg->imap.reconnect_max;
+	default:
+		return 60;
+	}
+}
+
+static enum imap_tls
+imap_tls_of(enum config_tls t)
+{
+	switch (t) {
+	case CONFIG_TLS_MAY:		return IMAP_TLS_MAY;
+	case CONFIG_TLS_ENCRYPT:	return IMAP_TLS_ENCRYPT;
+	case CONFIG_TLS_IMPLICIT:	return IMAP_TLS_IMPLICIT;
+	default:			return IMAP_TLS_NONE;
+	}
+}
+
+/* The imap driver of [imap]; strings borrowed from cfg. */
+static struct driver *
+imap_from_config(const struct config *cfg, int cancel_fd,
+		 const char **error_r)
+{
+	const struct config_imap *ci = &cfg->imap;
+	struct driver_imap_opts o = {
+		.s = {
+			.host = ci->server.host,
+			.port = ci->server.port,
+			.tls = imap_tls_of(ci->tls),
+			.tls_ca_file = ci->tls_ca_file,
+			.tls_verify = ci->tls_verify,
+			.auth_plaintext = ci->auth_plaintext,
+			.cancel_fd = cancel_fd,
+			.connect_ms = ci->connect_timeout * 1000u,
+			.command_ms = ci->command_timeout * 1000u,
+			.append_ms = ci->append_timeout * 1000u,
+		},
+		.user = ci->user,
+		.mailbox = ci->mailbox,
+		.password_file = ci->password_file,
+		.create_mailbox = ci->create_mailbox,
+	};
+
+	return driver_imap_new(&o, error_r);
+}
+
+/* The probe of an [smtp]/[lmtp] section (NULL: none, or an error in
+ * *error_r): an imap driver used for look() only. imap:// uses STARTTLS
+ * when offered, imaps:// TLS from the start, verified as tls_verify and
+ * tls_ca_file of the section say. */
+static struct driver *
+probe_from_config(const struct config_peer *cp, int cancel_fd,
+		  const char **error_r)
+{
+	struct imap_url u;
+	struct driver *d;
+	struct driver_imap_opts o = { 0 };
+
+	if (imap_url_parse(cp->probe, &u, error_r) < 0)
+		return NULL;
+	o.s.host = u.host;
+	o.s.port = u.port;
+	o.s.tls = u.implicit ? IMAP_TLS_IMPLICIT : IMAP_TLS_MAY;
+	o.s.tls_ca_file = cp->tls_ca_file;
+	o.s.tls_verify = cp->tls_verify;
+	o.s.auth_plaintext = !u.implicit;
+	o.s.cancel_fd = cancel_fd;
+	o.s.connect_ms = cp->connect_timeout * 1000u;
+	o.s.command_ms = cp->mail_timeout * 1000u;
+	o.s.append_ms = cp->dot_timeout * 1000u;
+	o.user = u.user;
+	o.mailbox = u.mailbox;
+	o.password_file = cp->probe_password_file;
+	d = driver_imap_new(&o, error_r);
+	imap_url_free(&u);
+	return d;
 }
 
 /* The [smtp] or [lmtp] section the configured driver uses, or NULL. */
@@ -144,16 +238,21 @@ driver_from_config(const struct config *cfg, int cancel_fd,
 	case CONFIG_DRIVER_LMTP: {
 		const struct config_peer *cp = config_peer_of(cfg);
 		struct smtp_client_settings s;
+		struct driver *probe = NULL;
 
+		if (cp->probe != NULL &&
+		    (probe = probe_from_config(cp, cancel_fd, error_r)) ==
+		    NULL)
+			return NULL;
 		peer_settings(cfg, cp, cfg->foreign_driver ==
 			      CONFIG_DRIVER_LMTP, cancel_fd, &s);
-		return driver_smtp_new(&s, cp->auth_password_file, error_r);
+		return driver_smtp_new(&s, cp->auth_password_file, &probe,
+				       error_r);
 	}
-	default:
-		break;
+	case CONFIG_DRIVER_IMAP:
+		return imap_from_config(cfg, cancel_fd, error_r);
 	}
-	*error_r = "[foreign] driver: only \"maildir\", \"smtp\", \"lmtp\" "
-		   "and \"ccmail\" are available in this release";
+	*error_r = "[foreign] driver: unknown";
 	return NULL;
 }
 
@@ -192,7 +291,7 @@ worker_pool_new(struct store *st, struct config *cfg, const char **error_r)
 			peer_settings(cfg, &cfg->bounce, false,
 				      p->stop_pipe[0], &s);
 			w->bounce = driver_smtp_new(&s,
-				cfg->bounce.auth_password_file, error_r);
+				cfg->bounce.auth_password_file, NULL, error_r);
 			if (w->bounce == NULL) {
 				worker_pool_stop(&p);
 				return NULL;
@@ -276,6 +375,63 @@ keep_headers(struct worker *w, size_t from, size_t n, const void *body,
 		   len);
 }
 
+/* A look could not tell (could == false) or could: pause the claims of
+ * in-doubt entries, from 1 s doubling up to reconnect_max, or end the
+ * pause. */
+static void
+indoubt_looked(struct worker_pool *p, bool could)
+{
+	uint64_t pause, max = reconnect_max(p->cfg) * 1000000ull;
+
+	if (could) {
+		atomic_store(&p->indoubt_pause_us, 0);
+		return;
+	}
+	pause = atomic_load(&p->indoubt_pause_us);
+	pause = pause == 0 ? 1000000u : pause * 2 > max ? max : pause * 2;
+	atomic_store(&p->indoubt_pause_us, pause);
+	atomic_store(&p->indoubt_after_us, store_now_us() + pause);
+}
+
+/* In-doubt entries of a driver that looks only when asked: look first.
+ * Found: delivered, the lost reply's delivery is recorded. Not found:
+ * delivered now. Cannot tell: it stays in-doubt, and in-doubt claims
+ * pause. Returns DRIVER_UNAVAILABLE when a delivery found the foreign
+ * side down (the caller gives the entries back as in-doubt), else 0. */
+static int
+settle_indoubt(struct worker *w, const struct driver_msg *m,
+	       struct driver_rcpt *r, size_t n)
+{
+	const char *err;
+	int rc;
+
+	for (size_t i = 0; i < n; i++) {
+		rc = driver_look(w->driver, m, &r[i], &err);
+		indoubt_looked(w->pool, rc >= 0);
+		if (rc == 0) {
+			if (driver_deliver(w->driver, m, &r[i], 1) ==
+			    DRIVER_UNAVAILABLE) {
+				memcpy(r[0].reply, r[i].reply,
+				       DRIVER_REPLY_LEN);
+				return DRIVER_UNAVAILABLE;
+			}
+			continue;
+		}
+		if (rc == 1) {
+			r[i].result = CLAIM_DELIVERED;
+			snprintf(r[i].reply, DRIVER_REPLY_LEN, "found by look "
+				 "at the foreign side: delivered before, the "
+				 "reply was lost");
+			SHA256(m->body, m->body_len, r[i].sha);
+		} else {
+			r[i].result = CLAIM_UNKNOWN;
+			snprintf(r[i].reply, DRIVER_REPLY_LEN, "4.4.2 cannot "
+				 "look at the foreign side: %s", err);
+		}
+	}
+	return 0;
+}
+
 /* Deliver items [from, to), which all belong to one message. Returns
  * DRIVER_UNAVAILABLE when nothing could be handed over because the
  * foreign side is down (w->out is then not filled in), else 0. */
@@ -303,7 +459,11 @@ deliver_message(struct worker *w, size_t from, size_t to)
 	if (rc == 1) {
 		m.body = body;
 		m.body_len = len;
-		drc = driver_deliver(w->driver, &m, r, n);
+		if (it->was_indoubt && w->driver->ops->can_look &&
+		    !w->driver->ops->deliver_looks)
+			drc = settle_indoubt(w, &m, r, n);
+		else
+			drc = driver_deliver(w->driver, &m, r, n);
 	} else {
 		for (size_t i = 0; i < n; i++) {
 			r[i].result = CLAIM_TEMPFAIL;
@@ -341,13 +501,21 @@ static void
 peer_unavailable(struct worker *w, size_t from, size_t n, const char *reason)
 {
 	struct worker_pool *p = w->pool;
-	const struct config_peer *cp = config_peer_of(p->cfg);
-	uint64_t max = (cp ? cp->reconnect_max : 60u) * 1000000ull;
+	uint64_t max = reconnect_max(p->cfg) * 1000000ull;
 	uint64_t now = store_now_us(), h;
 	const char *err;
+	int rc;
 
-	if (claim_requeue(p->st, w->items + from, n - from, now, &err) !=
-	    STORE_OK)
+	/* In-doubt entries go back in-doubt (they were marked as being
+	 * sent): only a look may settle them. */
+	if (w->items[from].was_indoubt) {
+		indoubt_looked(p, false);
+		rc = claim_release(p->st, w->items + from, n - from, &err);
+	} else {
+		rc = claim_requeue(p->st, w->items + from, n - from, now,
+				   &err);
+	}
+	if (rc != STORE_OK)
 		log_err("worker %u: cannot put %zu entries back: %s; they are "
 			"retried when their lease ends", w->id, n - from, err);
 	w->reconnect_us = w->reconnect_us == 0 ? 1000000u :
@@ -382,10 +550,12 @@ peer_available(struct worker *w)
 
 /* Why an in-doubt reply ended where it did, for the log line. */
 static const char *
-indoubt_note(const struct claim_outcome *o)
+indoubt_note(const struct worker *w, const struct claim_outcome *o)
 {
 	if (o->result != CLAIM_UNKNOWN)
 		return "";
+	if (o->recorded == CLAIM_UNKNOWN && w->driver->ops->can_look)
+		return "; to be looked for at the foreign side";
 	if (o->recorded == CLAIM_UNKNOWN)
 		return "; held for the operator (in_doubt_policy = hold)";
 	if (o->recorded == CLAIM_TEMPFAIL)
@@ -414,7 +584,7 @@ log_outcomes(struct worker *w, size_t n, uint64_t now_us)
 			 w->driver->ops->name, delay / 1000000u,
 			 delay % 1000000u / 10000u, it->attempts + 1,
 			 o->dead ? "held" : status_name(o->recorded), o->reply,
-			 indoubt_note(o), o->dead ? "; dead letter after "
+			 indoubt_note(w, o), o->dead ? "; dead letter after "
 			 "[queue] max_attempts, held for the operator" : "");
 	}
 }
@@ -499,7 +669,7 @@ work_batch(struct worker *w, size_t n)
 	/* A driver that can look finds its own earlier deliveries, so a
 	 * crash can simply deliver again; only the others need the extra
 	 * "being sent" commit that turns a crash into in-doubt. */
-	if (!w->driver->ops->can_look &&
+	if (!w->driver->ops->deliver_looks &&
 	    claim_mark_sending(p->st, w->items, n, &err) != STORE_OK) {
 		log_err("worker %u: cannot mark the batch as being sent: %s",
 			w->id, err);
@@ -528,6 +698,18 @@ work_batch(struct worker *w, size_t n)
 		return;
 	}
 	log_outcomes(w, n, now);
+	/* A driver that can look settles the new in-doubt entries soon:
+	 * after a moment, so that a server still storing the message when
+	 * the connection broke has finished when we look. */
+	for (size_t i = 0; i < n && w->driver->ops->can_look; i++)
+		if (w->out[i].applied && w->out[i].recorded == CLAIM_UNKNOWN) {
+			if (atomic_load(&p->indoubt_after_us) <
+			    now + WORKER_LOOK_DELAY_US)
+				atomic_store(&p->indoubt_after_us,
+					     now + WORKER_LOOK_DELAY_US);
+			atomic_store(&p->indoubt_due, true);
+			break;
+		}
 	if (w->bounce != NULL)
 		send_dsns(w, n, now);
 }
@@ -566,6 +748,7 @@ claim_some(struct worker *w, uint64_t *next_due)
 	 * any driver, which simply sends them again. */
 	if ((w->driver->ops->can_look ||
 	     p->cfg->queue_in_doubt_policy == CONFIG_IN_DOUBT_RETRY) &&
+	    store_now_us() >= atomic_load(&p->indoubt_after_us) &&
 	    atomic_exchange(&p->indoubt_due, false)) {
 		rc = claim_indoubt(p->st, w->id, p->cfg->workers_batch,
 				   p->cfg->workers_lease, store_now_us(),
@@ -582,6 +765,14 @@ claim_some(struct worker *w, uint64_t *next_due)
 		log_err("worker %u: claim failed: %s", w->id, err);
 		*next_due = store_now_us() + WORKER_ERROR_PAUSE_US;
 		return 0;
+	}
+	/* In-doubt claims paused: come back when the pause ends. */
+	if (n == 0 && atomic_load(&p->indoubt_due)) {
+		uint64_t after = atomic_load(&p->indoubt_after_us);
+
+		if (after > store_now_us() &&
+		    (*next_due == 0 || after < *next_due))
+			*next_due = after;
 	}
 	return n;
 }

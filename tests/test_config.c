@@ -351,13 +351,15 @@ test_config_enum_values(void)
 		"maildir", "smtp", "lmtp", "ccmail", "imap"
 	};
 	struct config *cfg;
-	char text[160];
+	char text[256];
 	size_t i;
 
 	for (i = 0; i < 5; i++) {
 		snprintf(text, sizeof(text), "[foreign]\ndriver = %s\n"
 			 "[smtp]\nrelay = relay:25\n"
-			 "[lmtp]\nrelay = /run/lmtp\n", drivers[i]);
+			 "[lmtp]\nrelay = /run/lmtp\n"
+			 "[imap]\nserver = imap:143\nuser = u\n"
+			 "password_file = /etc/pw\n", drivers[i]);
 		cfg = expect_ok(text);
 		CU_ASSERT_EQUAL(cfg->foreign_driver, (enum config_driver)i);
 		config_unref(&cfg);
@@ -591,6 +593,46 @@ test_config_cross_checks(void)
 		     "[foreign] driver = lmtp needs [lmtp] relay");
 	expect_exact("[smtp]\nauth_user = u\n", 2,
 		     "[smtp] auth_user and auth_password_file go together");
+	expect_exact("[foreign]\ndriver = imap\n[imap]\nuser = u\n", 2,
+		     "[foreign] driver = imap needs [imap] server, user and "
+		     "password_file");
+	expect_exact("[lmtp]\nprobe = imap://u@h/INBOX\n", 2,
+		     "[lmtp] probe and probe_password_file go together");
+	expect_exact("[smtp]\nprobe = imap://h/INBOX\n"
+		     "probe_password_file = /p\n", 2,
+		     "[smtp] probe: not imap[s]://USER@HOST[:PORT]/MAILBOX: "
+		     "imap://h/INBOX");
+}
+
+static void
+test_config_imap_section(void)
+{
+	struct config *cfg = expect_ok("[imap]\nserver = [::1]:993\n"
+				       "tls = implicit\nuser = %l*m\n"
+				       "password_file = /etc/pw\n"
+				       "mailbox = Archive/%d\n"
+				       "create_mailbox = yes\n"
+				       "[lmtp]\nprobe = imaps://m@h/INBOX\n"
+				       "probe_password_file = /etc/pw\n");
+
+	CU_ASSERT_STRING_EQUAL(cfg->imap.server.host, "::1");
+	CU_ASSERT_STRING_EQUAL(cfg->imap.server.port, "993");
+	CU_ASSERT_EQUAL(cfg->imap.tls, CONFIG_TLS_IMPLICIT);
+	CU_ASSERT_STRING_EQUAL(cfg->imap.user, "%l*m");
+	CU_ASSERT_STRING_EQUAL(cfg->imap.mailbox, "Archive/%d");
+	CU_ASSERT_TRUE(cfg->imap.create_mailbox);
+	CU_ASSERT_EQUAL(cfg->imap.append_timeout, 600);
+	CU_ASSERT_STRING_EQUAL(cfg->lmtp.probe, "imaps://m@h/INBOX");
+	config_unref(&cfg);
+	cfg = expect_ok("");
+	CU_ASSERT_STRING_EQUAL(cfg->imap.mailbox, "INBOX");
+	CU_ASSERT_EQUAL(cfg->imap.tls, CONFIG_TLS_MAY);
+	CU_ASSERT_PTR_NULL(cfg->imap.server.host);
+	CU_ASSERT_PTR_NULL(cfg->smtp.probe);
+	config_unref(&cfg);
+	/* implicit is for [imap] only */
+	expect_error("[smtp]\ntls = implicit\n",
+		     "\"implicit\" is not one of: none, may, encrypt");
 }
 
 static void
@@ -1019,6 +1061,7 @@ static CU_TestInfo config_tests[] = {
 	{ "long_line_rejected", test_config_long_line_rejected },
 	{ "ingress_tls_and_auth", test_config_ingress_tls_and_auth },
 	{ "cross_checks", test_config_cross_checks },
+	{ "imap_section", test_config_imap_section },
 	{ "peer_defaults_are_rfc5321", test_config_peer_defaults_are_rfc5321 },
 	{ "peer_keys_are_read", test_config_peer_keys_are_read },
 	{ "cidr_matches_ipv4", test_config_cidr_matches_ipv4 },

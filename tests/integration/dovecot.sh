@@ -8,8 +8,11 @@
 #       written "name:quota" gets a storage quota of that many bytes and
 #       deferrals (4xx) when it is full. Listens for LMTP on the Unix
 #       socket $DOVECOT_LMTP_SOCKET and on 127.0.0.1:$DOVECOT_LMTP_PORT,
-#       for IMAP on 127.0.0.1:$DOVECOT_IMAP_PORT. Returns 1 on failure
-#       (the log is printed).
+#       for IMAP on 127.0.0.1:$DOVECOT_IMAP_PORT. A master user
+#       "postern" (password "masterpw") may log in as any user with
+#       "user*postern". DOVECOT_TLS=1 makes a self-signed certificate
+#       for "localhost" (DIR/etc/cert.pem) and offers STARTTLS. Returns 1
+#       on failure (the log is printed).
 #   dovecot_stop                  stop it (also done by the EXIT trap).
 #   dovecot_maildir_count USER    messages in USER's INBOX (new + cur).
 #
@@ -52,6 +55,17 @@ dovecot_start() {
 		mkdir -p "$dir/mail/$name"
 	done
 	chown -R "$uid:$gid" "$dir/mail"
+	echo "postern:{PLAIN}masterpw" >"$dir/etc/masters"
+	local ssl="ssl = no"
+	if [ "${DOVECOT_TLS:-0}" = 1 ]; then
+		openssl req -x509 -newkey rsa:2048 -nodes -days 2 \
+			-subj /CN=localhost -addext subjectAltName=DNS:localhost \
+			-keyout "$dir/etc/key.pem" -out "$dir/etc/cert.pem" \
+			>/dev/null 2>&1 || { echo "openssl req failed"; return 1; }
+		ssl="ssl = yes
+ssl_cert = <$dir/etc/cert.pem
+ssl_key = <$dir/etc/key.pem"
+	fi
 	cat >"$dir/etc/dovecot.conf" <<EOF
 protocols = lmtp imap
 base_dir = $dir/run
@@ -60,7 +74,7 @@ instance_name = postern-test-$$
 log_path = $dir/dovecot.log
 info_log_path = $dir/dovecot.log
 listen = 127.0.0.1
-ssl = no
+$ssl
 disable_plaintext_auth = no
 auth_mechanisms = plain
 auth_username_format = %Ln
@@ -74,6 +88,13 @@ quota_full_tempfail = yes
 lmtp_rcpt_check_quota = yes
 plugin {
   quota = maildir:User quota
+}
+auth_master_user_separator = *
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN $dir/etc/masters
+  master = yes
+  pass = yes
 }
 passdb {
   driver = passwd-file

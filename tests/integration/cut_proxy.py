@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""cut_proxy.py - a TCP proxy that loses a reply: it forwards bytes both
+ways, but the first CUTS times the server's reply that decides a delivery
+arrives, it drops that reply and closes both connections, so the client
+cannot know whether the server has the message.
+
+  cut_proxy.py MODE LISTEN_PORT SERVER_PORT CUTS [nolitplus]
+
+MODE imap: the reply is the tagged OK to an APPEND.
+MODE lmtp: the reply is the first 2xx line after the final dot.
+nolitplus (imap): hide LITERAL+ from the capabilities, so the client
+must send each literal after the server's "+".
+
+Prints "ready" once listening, one line "cut N" per cut and, with
+nolitplus, "continuation" per "+" the server sends, on stdout.
+"""
+import re
+import socket
+import sys
+import threading
+
+MODE, LPORT, SPORT, CUTS = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
+                            int(sys.argv[4]))
+NOLITPLUS = len(sys.argv) > 5 and sys.argv[5] == "nolitplus"
+lock = threading.Lock()
+cuts = 0
+
+
+def take_cut():
+    global cuts
+    with lock:
+        if cuts >= CUTS:
+            return 0
+        cuts += 1
+        return cuts
+
+
+class Session:
+    def __init__(self, client):
+        self.c = client
+        self.s = socket.create_connection(("127.0.0.1", SPORT))
+        self.tags = set()      # imap: tags of APPENDs sent
+        self.after_dot = 0     # lmtp: final replies expected
+        self.tail = b""        # client bytes not yet scanned
+        self.dead = False
+
+    def close(self):
+        self.dead = True
+        for sk in (self.c, self.s):
+            try:
+                sk.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sk.close()
+
+    def upstream(self):
+        try:
+            while True:
+                data = self.c.recv(65536)
+                if not data:
+                    break
+                scan = self.tail + data
+                if MODE == "imap":
+                    for m in re.finditer(rb"(?:^|\n)(\S+) APPEND ", scan):
+                        self.tags.add(m.group(1))
+                    self.tail = scan[-200:]
+                else:
+                    self.after_dot += scan.count(b"\r\n.\r\n")
+                    self.tail = scan[-4:]
+                    if b"\r\n.\r\n" in self.tail:
+                        self.tail = b""
+                self.s.sendall(data)
+        except OSError:
+            pass
+        if not self.dead:
+            try:
+                self.s.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def decides(self, line):
+        if MODE == "imap":
+            parts = line.split(b" ", 2)
+            return (len(parts) >= 2 and parts[0] in self.tags and
+                    parts[1].upper() == b"OK")
+        if self.after_dot > 0 and line[:1] == b"2" and line[3:4] == b" ":
+            self.after_dot -= 1
+            return True
+        return False
+
+    def downstream(self):
+        buf = b""
+        try:
+            while True:
+                data = self.s.recv(65536)
+                if not data:
+                    break
+                buf += data
+                out = b""
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if self.decides(line) and (n := take_cut()):
+                        self.c.sendall(out)
+                        print("cut %d" % n, flush=True)
+                        self.close()
+                        return
+                    if NOLITPLUS:
+                        line = re.sub(rb" LITERAL[+-]", b"", line)
+                        if line.startswith(b"+ "):
+                            print("continuation", flush=True)
+                    out += line + b"\n"
+                if out:
+                    self.c.sendall(out)
+        except OSError:
+            pass
+        if not self.dead:
+            self.close()
+
+
+def main():
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", LPORT))
+    ls.listen(16)
+    print("ready", flush=True)
+    while True:
+        c, _ = ls.accept()
+        try:
+            s = Session(c)
+        except OSError:
+            c.close()
+            continue
+        threading.Thread(target=s.upstream, daemon=True).start()
+        threading.Thread(target=s.downstream, daemon=True).start()
+
+
+main()

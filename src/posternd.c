@@ -126,7 +126,9 @@ driver_desc(const struct config *cfg, char *buf, size_t len)
 		hp = &cfg->smtp.relay;
 	else if (cfg->foreign_driver == CONFIG_DRIVER_LMTP)
 		hp = &cfg->lmtp.relay;
-	if (hp == NULL)
+	if (cfg->foreign_driver == CONFIG_DRIVER_CCMAIL)
+		snprintf(buf, len, "ccmail %s", cfg->ccmail_drop_dir);
+	else if (hp == NULL)
 		snprintf(buf, len, "maildir %s", cfg->maildir_root);
 	else
 		snprintf(buf, len, "%s %s%s%s",

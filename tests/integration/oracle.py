@@ -251,6 +251,12 @@ def scan_sink(root, seen, bad):
             with open(os.path.join(dirpath, name), "rb") as f:
                 data = f.read()
             m = ID_RE.search(data)
+            if m is None and not RCPT_ARGS_RE.search(data):
+                # a session or transaction that ended before any
+                # recipient was accepted (the sink creates the file
+                # early): no delivery
+                n -= 1
+                continue
             if m is None:
                 bad.append(name)
                 continue

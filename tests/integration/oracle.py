@@ -3,6 +3,7 @@
 
   send --port P --msgs N --threads T --states FILE --progress FILE
        [--id-base B] [--rcpts K] [--connect-retry S] [--append]
+       [--pad BYTES] [--replies FILE]
       T threads send N small messages over raw sockets, one transaction
       each (connections are reused). Message i (ids B .. B+N-1) has
       "X-Test-Id: i", "Message-ID: <oracle.i@home.example>" and
@@ -66,7 +67,10 @@ class Broken(Exception):
 
 
 class Client:
-    def __init__(self, port, rcpts=1, connect_retry=CONNECT_RETRY):
+    def __init__(self, port, rcpts=1, connect_retry=CONNECT_RETRY, pad=0):
+        self.pad = b"".join(b"%075d\r\n" % n for n in range(pad // 77))
+        self.last = b""
+        self.stage = b""
         self.port = port
         self.rcpts = rcpts
         self.connect_retry = connect_retry
@@ -94,6 +98,7 @@ class Client:
                 return line
 
     def cmd(self, data, want):
+        self.stage = data.split(b" ")[0].split(b":")[0].strip()
         self.s.sendall(data)
         r = self.reply()
         if not r.startswith(want):
@@ -135,16 +140,19 @@ class Client:
                     b"Subject: kill-restart %d\r\n"
                     b"Message-ID: <oracle.%d@home.example>\r\n"
                     b"X-Test-Id: %d\r\n"
-                    b"\r\n"
+                    b"\r\n" % (i, i, i) + self.pad +
                     b"body line %d\r\n"
-                    b".\r\n" % (i, i, i, i))
+                    b".\r\n" % i)
             # From here on the server may have the whole message.
             dot_sent = True
             self.s.sendall(body)
             r = self.reply()
-        except (OSError, Broken):
+        except (OSError, Broken) as e:
+            self.last = (b"DOT " if dot_sent else self.stage + b" ") + \
+                str(e).encode()[:40]
             self.close()
             return "unknown" if dot_sent else "failed"
+        self.last = b"DOT " + r[:40]
         if r.startswith(b"250"):
             return "ok"
         # 4xx/5xx after the dot: the transaction failed; the session may
@@ -155,12 +163,13 @@ class Client:
 
 def cmd_send(a):
     states = [None] * a.msgs
+    replies = [""] * a.msgs
     lock = threading.Lock()
     nxt = [0]
     done = [0]
 
     def worker():
-        c = Client(a.port, a.rcpts, a.connect_retry)
+        c = Client(a.port, a.rcpts, a.connect_retry, a.pad)
         while True:
             with lock:
                 i = nxt[0]
@@ -169,6 +178,7 @@ def cmd_send(a):
                 break
             st = c.send(a.id_base + i)
             states[i] = st
+            replies[i] = c.last.decode("latin-1").replace("\n", " ")
             with lock:
                 done[0] += 1
         if c.s is not None:
@@ -202,6 +212,10 @@ def cmd_send(a):
     with open(a.states, "a" if a.append else "w") as f:
         for i, st in enumerate(states):
             f.write("%d %s\n" % (a.id_base + i, st))
+    if a.replies:
+        with open(a.replies, "a") as f:
+            for i, r in enumerate(replies):
+                f.write("%d %s\n" % (a.id_base + i, r))
     print("oracle send: %d messages in %.1f s: ok=%d failed=%d unknown=%d" %
           (a.msgs, time.time() - t0, states.count("ok"),
            states.count("failed"), states.count("unknown")))
@@ -236,7 +250,7 @@ def scan_maildir(root, seen, bad):
                 key = (i, rcpt)
                 seen[key] = seen.get(key, 0) + 1
                 if (b"\nSubject: kill-restart %d\n" % i not in data or
-                        not data.endswith(b"\n\nbody line %d\n" % i)):
+                        not data.endswith(b"\nbody line %d\n" % i)):
                     bad.append(name)
     return n
 
@@ -446,6 +460,12 @@ def main():
     s.add_argument("--rcpts", type=int, default=1)
     s.add_argument("--connect-retry", type=float, default=CONNECT_RETRY)
     s.add_argument("--append", action="store_true")
+    s.add_argument("--pad", type=int, default=0,
+                   help="about this many more bytes of body per message")
+    s.add_argument("--replies",
+                   help="append 'ID STAGE REPLY': the last command (MAIL, "
+                   "RCPT, DATA; DOT for the end of data) and its reply, or "
+                   "the error")
     c = sub.add_parser("check")
     c.add_argument("--states", required=True)
     g = c.add_mutually_exclusive_group(required=True)

@@ -11,12 +11,12 @@
 # sanitizer report.
 #
 # Env: SAN_MSGS (default 10000; with POSTERN_QUICK=1, as in the
-# sanitizer runs of .ci/run, 1000), SAN_SESSIONS (50), SAN_WORKERS (8).
+# sanitizer runs of .ci/run, 2000: 10000 took too long there), SAN_SESSIONS (50), SAN_WORKERS (8).
 [ -z "$PYTHON" ] && [ -x /usr/bin/python3 ] && PYTHON=/usr/bin/python3
 . "$(dirname "$0")/common.sh"
 
 if [ -n "$POSTERN_QUICK" ]; then
-	MSGS=${SAN_MSGS:-1000}
+	MSGS=${SAN_MSGS:-2000}
 else
 	MSGS=${SAN_MSGS:-10000}
 fi

@@ -12,4 +12,5 @@ apt-get install -y -q --no-install-recommends \
 	liblmdb-dev lmdb-utils libevent-dev libcunit1-dev libssl-dev \
 	libinih-dev libjansson-dev libcrypt-dev libgmime-3.0-dev libsystemd-dev \
 	postfix swaks python3 strace procps curl \
-	dovecot-core dovecot-lmtpd dovecot-imapd openssl
+	dovecot-core dovecot-lmtpd dovecot-imapd openssl \
+	nftables iproute2 fiu-utils libfiu-dev

@@ -370,6 +370,20 @@ on_commit_done(struct commit_job *jobs, void *arg)
 	event_active(in->done_ev, EV_READ, 0);
 }
 
+/* At MAIL: room in the store for the message (its SIZE=, or 64 KiB when
+ * the client gave none) twice over, as copy-on-write may need, plus
+ * STORAGE_RESERVE; else 452 4.3.1 (RELIABILITY.md, T7). */
+#define STORAGE_RESERVE (1u << 20)
+static int
+storage_ok(void *arg, size_t size)
+{
+	struct isession *s = arg;
+	uint64_t need = (uint64_t)(size > 0 ? size : 65536) * 2 +
+			STORAGE_RESERVE;
+
+	return store_has_room(s->in->st, need) ? 1 : 0;
+}
+
 static int
 rcpt_ok(void *arg, const char *addr)
 {
@@ -444,6 +458,8 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd,
 		.auth_arg = s,
 		.auth_required = s->cfg->ingress_auth == CONFIG_AUTH_REQUIRED,
 		.auth_plaintext = s->cfg->ingress_auth_plaintext,
+		.storage_ok = storage_ok,
+		.storage_arg = s,
 	};
 	s->smtp = smtp_session_new(&s->lim, s->addr, "unknown");
 	buf_init(&s->out);

@@ -128,7 +128,6 @@ static const char *
 driver_desc(const struct config *cfg, char *buf, size_t len)
 {
 	const struct config_hostport *hp = NULL;
-
 	const char *name = "lmtp";
 
 	if (cfg->foreign_driver == CONFIG_DRIVER_SMTP) {

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <signal.h>
@@ -918,6 +919,49 @@ store_map_usage(struct store *st, uint64_t *map_size_r, uint64_t *used_r)
 	pthread_rwlock_unlock(&st->txn_lock);
 	*map_size_r = info.me_mapsize;
 	*used_r = (uint64_t)(info.me_last_pgno + 1) * stat.ms_psize;
+}
+
+bool
+store_has_room(struct store *st, uint64_t need)
+{
+	MDB_dbi dbis[] = { 0 /* FREE_DBI */, 1 /* MAIN_DBI */, st->db_meta,
+			   st->db_messages, st->db_bodies, st->db_rcpts,
+			   st->db_notify, st->db_active, st->db_ledger,
+			   st->db_ledger_idx, st->db_ledger_mid, st->db_history };
+	uint64_t inuse = 2, last, psize = 4096, inside, disk;
+	MDB_envinfo info;
+	MDB_txn *txn = NULL;
+	MDB_stat stat;
+	struct statvfs sv;
+
+	pthread_rwlock_rdlock(&st->txn_lock);
+	if (st->env == NULL ||
+	    mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != MDB_SUCCESS) {
+		pthread_rwlock_unlock(&st->txn_lock);
+		return true;	/* the commit will tell */
+	}
+	mdb_env_info(st->env, &info);
+	for (size_t i = 0; i < sizeof(dbis) / sizeof(dbis[0]); i++)
+		if (mdb_stat(txn, dbis[i], &stat) == MDB_SUCCESS) {
+			inuse += stat.ms_branch_pages + stat.ms_leaf_pages +
+				 stat.ms_overflow_pages;
+			psize = stat.ms_psize;
+		}
+	mdb_txn_abort(txn);
+	pthread_rwlock_unlock(&st->txn_lock);
+	last = (uint64_t)info.me_last_pgno + 1;
+	/* pages inside the file that no database uses: free for reuse
+	 * (some may still be pinned by an old reader; close enough) */
+	inside = last > inuse ? (last - inuse) * psize : 0;
+	if (need <= inside)
+		return true;
+	need -= inside;
+	if (last * psize + need > st->set.map_max)
+		return false;
+	if (statvfs(st->path, &sv) != 0)
+		return true;
+	disk = (uint64_t)sv.f_bavail * sv.f_frsize;
+	return disk >= need;
 }
 
 int

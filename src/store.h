@@ -108,6 +108,12 @@ const struct store_settings *
 store_settings(const struct store *st);
 
 /* Current map size and bytes in use (for metrics and tests). */
+/* At MAIL: whether NEED more bytes fit, in the pages free inside the
+ * file, then in what the filesystem has free and the map may still grow
+ * (up to map_max). Any thread; one short read transaction. */
+bool
+store_has_room(struct store *st, uint64_t need);
+
 void
 store_map_usage(struct store *st, uint64_t *map_size_r, uint64_t *used_r);
 

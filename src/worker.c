@@ -565,11 +565,11 @@ indoubt_note(const struct worker *w, const struct claim_outcome *o)
 }
 
 static void
-log_outcomes(struct worker *w, size_t n, uint64_t now_us)
+log_outcomes(struct worker *w, size_t from, size_t to, uint64_t now_us)
 {
 	char qid[STORE_QID_STRLEN];
 
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = from; i < to; i++) {
 		const struct claim_outcome *o = &w->out[i];
 		const struct claim_item *it = &w->items[i];
 		uint64_t delay = now_us - it->accepted_us;
@@ -639,14 +639,14 @@ send_dsn(struct worker *w, size_t from, size_t to, uint64_t now_us)
 	free(dr);
 }
 
-/* DSNs for the bounces of the batch's first n entries, one per message
- * with a sender; then drop the kept headers. */
+/* DSNs for the bounces of the batch's entries [first, n), one per
+ * message with a sender; then drop the kept headers. */
 static void
-send_dsns(struct worker *w, size_t n, uint64_t now_us)
+send_dsns(struct worker *w, size_t first, size_t n, uint64_t now_us)
 {
-	size_t from = 0;
+	size_t from = first;
 
-	for (size_t i = 1; i <= n; i++)
+	for (size_t i = first + 1; i <= n; i++)
 		if (i == n || w->items[i].qid != w->items[from].qid) {
 			if (w->hdrs[from].data != NULL)
 				send_dsn(w, from, i, now_us);
@@ -655,53 +655,29 @@ send_dsns(struct worker *w, size_t n, uint64_t now_us)
 		}
 }
 
-/* Deliver a claimed batch and record every outcome in one transaction. */
+/* Record the outcomes of the batch's entries [from, to) in one
+ * transaction, log them and send the DSNs. */
 static void
-work_batch(struct worker *w, size_t n)
+record_outcomes(struct worker *w, size_t from, size_t to)
 {
 	struct worker_pool *p = w->pool;
+	uint64_t now = store_now_us();
 	const char *err;
-	size_t from = 0;
-	uint64_t now;
 
-	for (size_t i = 0; i < n; i++)
-		buf_free(&w->hdrs[i]);
-	/* A driver that can look finds its own earlier deliveries, so a
-	 * crash can simply deliver again; only the others need the extra
-	 * "being sent" commit that turns a crash into in-doubt. */
-	if (!w->driver->ops->deliver_looks &&
-	    claim_mark_sending(p->st, w->items, n, &err) != STORE_OK) {
-		log_err("worker %u: cannot mark the batch as being sent: %s",
-			w->id, err);
-		return;	/* the leases run out and recovery retries */
-	}
-	for (size_t i = 1; i <= n; i++)
-		if (i == n || w->items[i].qid != w->items[from].qid) {
-			if (deliver_message(w, from, i) == DRIVER_UNAVAILABLE) {
-				metrics_foreign_seen(CLAIM_TEMPFAIL,
-						     store_now_us());
-				peer_unavailable(w, from, n,
-						 w->rcpts[from].reply);
-				n = from;
-				break;
-			}
-			peer_available(w);
-			from = i;
-		}
-	if (n == 0)
+	if (from == to)
 		return;
-	now = store_now_us();
-	if (claim_outcome(p->st, w->out, n, now, &err) != STORE_OK) {
+	if (claim_outcome(p->st, w->out + from, to - from, now, &err) !=
+	    STORE_OK) {
 		log_err("worker %u: cannot record %zu outcome(s): %s; the "
-			"entries are retried when their lease ends", w->id, n,
-			err);
+			"entries are retried when their lease ends", w->id,
+			to - from, err);
 		return;
 	}
-	log_outcomes(w, n, now);
+	log_outcomes(w, from, to, now);
 	/* A driver that can look settles the new in-doubt entries soon:
 	 * after a moment, so that a server still storing the message when
 	 * the connection broke has finished when we look. */
-	for (size_t i = 0; i < n && w->driver->ops->can_look; i++)
+	for (size_t i = from; i < to && w->driver->ops->can_look; i++)
 		if (w->out[i].applied && w->out[i].recorded == CLAIM_UNKNOWN) {
 			if (atomic_load(&p->indoubt_after_us) <
 			    now + WORKER_LOOK_DELAY_US)
@@ -711,7 +687,55 @@ work_batch(struct worker *w, size_t n)
 			break;
 		}
 	if (w->bounce != NULL)
-		send_dsns(w, n, now);
+		send_dsns(w, from, to, now);
+}
+
+/* Deliver a claimed batch.
+ *
+ * A driver that can look finds its own earlier deliveries, so a crash can
+ * simply deliver again: the whole batch is delivered, then every outcome
+ * is recorded in one transaction. The others (smtp, lmtp) hand each
+ * message over inside its own window: "being sent" is committed for that
+ * message alone just before it goes, and its outcome just after, so that
+ * a crash leaves at most the one message in flight in-doubt, not the
+ * ones of the batch that were already sent or not yet begun. */
+static void
+work_batch(struct worker *w, size_t n)
+{
+	struct worker_pool *p = w->pool;
+	bool each = !w->driver->ops->deliver_looks;
+	const char *err;
+	size_t from = 0;
+
+	for (size_t i = 0; i < n; i++)
+		buf_free(&w->hdrs[i]);
+	/* [from, i) is one message. A driver that does not find its own
+	 * earlier deliveries while it delivers gets each message marked
+	 * "being sent" just before it goes out and its outcome recorded
+	 * just after, so that a crash leaves at most that one message
+	 * in-doubt, not the whole batch. */
+	for (size_t i = 1; i <= n; i++) {
+		if (i < n && w->items[i].qid == w->items[from].qid)
+			continue;
+		if (each && claim_mark_sending(p->st, w->items + from,
+					       i - from, &err) != STORE_OK) {
+			log_err("worker %u: cannot mark a message as being "
+				"sent: %s", w->id, err);
+			return;	/* the leases run out and recovery retries */
+		}
+		if (deliver_message(w, from, i) == DRIVER_UNAVAILABLE) {
+			metrics_foreign_seen(CLAIM_TEMPFAIL, store_now_us());
+			peer_unavailable(w, from, n, w->rcpts[from].reply);
+			n = from;
+			break;
+		}
+		peer_available(w);
+		if (each)
+			record_outcomes(w, from, i);
+		from = i;
+	}
+	if (!each)
+		record_outcomes(w, 0, n);
 }
 
 /* Worker 1 also does the housekeeping that must not run on the event

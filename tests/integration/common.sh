@@ -11,6 +11,7 @@ POSTERND=${POSTERND:-$HERE/../../src/posternd}
 POSTERN=${POSTERN:-$HERE/../../src/postern}
 MKSTORE=${MKSTORE:-$HERE/mkstore}
 PYTHON=${PYTHON:-python3}
+export POSTERND POSTERN
 
 skip() { echo "SKIP: $*"; exit 77; }
 fail() { echo "FAIL: $*"; exit 1; }

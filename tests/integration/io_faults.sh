@@ -1,0 +1,67 @@
+#!/bin/bash
+# io_faults.sh - I/O error injection with libfiu (RELIABILITY.md 4, T9).
+#
+# posternd (maildir) runs under fiu-run with one fault point failing at
+# random, while oracle.py sends FIU_MSGS messages from 10 threads:
+#   posix/io/sync/fdatasync  EIO, 2 %     (the store's commits)
+#   posix/io/rw/pwrite       ENOSPC, 1 %  (the store's pages and meta
+#                                          page: MDB_PANIC, then reopen)
+#   posix/io/sync/fsync      EIO, 2 %     (the Maildir files)
+# Then posternd is stopped (SIGTERM, exit 0: it neither crashed nor
+# hung), restarted without faults to deliver what was deferred, and
+# oracle.py check must find every acknowledged message exactly once,
+# nothing of a refused one, and a ledger that verifies.
+#
+# Env: FIU_MSGS (default 2000; POSTERN_QUICK=1: 500). Needs fiu-run
+# (Debian package fiu-utils) and a build without sanitizers (their
+# runtime must come first, before fiu's preload library).
+[ -z "$PYTHON" ] && [ -x /usr/bin/python3 ] && PYTHON=/usr/bin/python3
+. "$(dirname "$0")/common.sh"
+
+FIU_RUN=$(command -v fiu-run) || skip "fiu-run not found (Debian package fiu-utils)"
+if ldd "$POSTERND" 2>/dev/null | grep -q 'lib[at]san'; then
+	skip "posternd is built with a sanitizer; fiu-run needs a plain build"
+fi
+if [ -n "$POSTERN_QUICK" ]; then
+	MSGS=${FIU_MSGS:-500}
+else
+	MSGS=${FIU_MSGS:-2000}
+fi
+
+for spec in "posix/io/sync/fdatasync,probability=0.02,failinfo=5" \
+	"posix/io/rw/pwrite,probability=0.01,failinfo=28" \
+	"posix/io/sync/fsync,probability=0.02,failinfo=5"; do
+	name=$(echo "$spec" | cut -d, -f1 | tr / _)
+	PORT=$(free_port)
+	D=$WORK/$name
+	write_config "$D.conf" "$D" "$PORT"
+	printf '[queue]\nbackoff_min = 1\nbackoff_max = 2\n' >>"$D.conf"
+	"$FIU_RUN" -x -c "enable_random name=$spec" \
+		"$POSTERND" -f -c "$D.conf" >>"$D.log" 2>&1 &
+	P=$!
+	DAEMON_PIDS="$DAEMON_PIDS $P"
+	for i in $(seq 1 150); do
+		grep -q 'info: started: ' "$D.log" && break
+		kill -0 "$P" 2>/dev/null || fail "$name: posternd exited at start: $(tail -3 "$D.log")"
+		sleep 0.1
+	done
+	"$PYTHON" "$HERE/oracle.py" send --port "$PORT" --msgs "$MSGS" \
+		--threads 10 --states "$D.st" --progress "$D.pr" \
+		--connect-retry 3 || fail "$name: oracle send failed"
+	sleep 3
+	kill -0 "$P" 2>/dev/null || fail "$name: posternd died: $(tail -5 "$D.log")"
+	stop_daemon "$P"
+	[ "$STOP_RC" = 0 ] || fail "$name: exit status $STOP_RC at SIGTERM: $(tail -5 "$D.log")"
+	start_daemon "$D.conf" "$D.log" || fail "$name: restart without faults"
+	for i in $(seq 1 100); do
+		[ "$(maildir_count "$D/maildir")" -ge "$(grep -c ' ok$' "$D.st")" ] && break
+		sleep 0.2
+	done
+	sleep 1
+	stop_daemon "$DAEMON_PID"
+	"$PYTHON" "$HERE/oracle.py" check --name "io_faults_$name" --states "$D.st" \
+		--maildir "$D/maildir" --store "$D/store" --config "$D.conf" ||
+		fail "$name: oracle check"
+	echo "PASS $spec: $(grep -c ' ok$' "$D.st") of $MSGS acknowledged and delivered once, $(grep -c ' failed$' "$D.st") refused, $(grep -c 'reopened after a panic' "$D.log") store reopens after MDB_PANIC, $(grep -c ': err' "$D.log") errors logged"
+done
+exit 0

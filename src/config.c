@@ -869,6 +869,11 @@ ctx_fail(struct ctx *c, unsigned line, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(c->why, sizeof(c->why), fmt, ap);
 	va_end(ap);
+	/* The reason quotes the file's bytes and goes to the log and the
+	 * terminal as one line: no control byte may start another. */
+	for (char *p = c->why; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 }
 
 static int

@@ -204,7 +204,8 @@ part_bytes(GMimePart *part, size_t *len_r)
 	g_mime_data_wrapper_write_to_stream(dw, mem);
 	ba = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem));
 	out = xmalloc(ba->len + 1);
-	memcpy(out, ba->data, ba->len);
+	if (ba->len > 0)	/* an empty GByteArray's data is NULL */
+		memcpy(out, ba->data, ba->len);
 	*len_r = ba->len;
 	g_object_unref(mem);
 	return out;
@@ -221,7 +222,8 @@ object_bytes(GMimeObject *obj, size_t *len_r)
 	g_mime_object_write_to_stream(obj, NULL, mem);
 	ba = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem));
 	out = xmalloc(ba->len + 1);
-	memcpy(out, ba->data, ba->len);
+	if (ba->len > 0)	/* an empty GByteArray's data is NULL */
+		memcpy(out, ba->data, ba->len);
 	*len_r = ba->len;
 	g_object_unref(mem);
 	return out;

@@ -757,13 +757,35 @@ run_command(struct smtp_session *s, struct buf *out)
 	return c->fn(s, c->verb, arg, out);
 }
 
+/* A NUL in MAIL or RCPT is a bad address (RELIABILITY.md catalogue row
+ * 8), answered like any other: 501 5.1.7 / 5.1.3, and the session goes
+ * on. True if it was one of those. */
+static bool
+nul_in_path(const struct smtp_session *s, struct buf *out)
+{
+	const char *line = s->line.data;
+
+	if (s->line.len >= 5 && strncasecmp(line, "MAIL ", 5) == 0) {
+		reply(out, "501 5.1.7 Bad sender address syntax");
+		return true;
+	}
+	if (s->line.len >= 5 && strncasecmp(line, "RCPT ", 5) == 0) {
+		reply(out, "501 5.1.3 Bad recipient address syntax");
+		return true;
+	}
+	return false;
+}
+
 /* A complete line arrived: check it, run it, enforce the error limit. */
 static enum smtp_event
 cmd_line(struct smtp_session *s, struct buf *out)
 {
 	enum smtp_event ev;
 
-	if (s->line_nul) {
+	if (s->line_nul && nul_in_path(s, out)) {
+		count_error(s);
+		ev = SMTP_EV_NONE;
+	} else if (s->line_nul) {
 		reply(out, "500 5.5.2 Error: NUL character in command");
 		ev = SMTP_EV_CLOSE;
 	} else if (s->line_long) {

@@ -787,6 +787,15 @@ test_ingress_smtp_bare_newline_in_command(void)
 		  SMTP_STORE_OK },
 		{ "nul", NULL, IN("NO\0OP\r\nNOOP\r\n"), "500 5.5.2", true, 0,
 		  SMTP_STORE_OK },
+		/* RELIABILITY.md catalogue row 8: a bad address, not a
+		 * broken session. */
+		{ "nul in sender", NULL,
+		  IN(HELLO "MAIL FROM:<a\0b@c.d>\r\nNOOP\r\n"),
+		  "250|501 5.1.7|250 2.0.0", false, 0, SMTP_STORE_OK },
+		{ "nul in recipient", NULL,
+		  IN(HELLO "MAIL FROM:<a@b.c>\r\nRCPT TO:<x\0@y.z>\r\n"
+		     "NOOP\r\n"),
+		  "250|250|501 5.1.3|250 2.0.0", false, 0, SMTP_STORE_OK },
 		{ "after good commands", NULL, IN("NOOP\r\nNOOP\r\nQUIT\n"),
 		  "250|250|550 5.5.2", true, 0, SMTP_STORE_OK },
 	};
@@ -1037,6 +1046,10 @@ static void
 test_ingress_smtp_store_failures(void)
 {
 	static const struct smtp_case cases[] = {
+		/* RELIABILITY.md catalogue rows 22 (commit failure: 451
+		 * 4.3.0), 21 at end of data (452 4.3.1) and 23 (MDB_PANIC:
+		 * 421 4.3.0 and close); row 21 at MAIL is "storage low" in
+		 * test_ingress_smtp_mail_parameters. */
 		{ "tempfail", NULL, IN(ENVELOPE "DATA\r\nx\r\n.\r\n"
 			"RCPT TO:<c@d.e>\r\nMAIL FROM:<a@b.c>\r\n"),
 		  OK4 "|451 4.3.0|503 5.5.1|250 2.1.0", false, 1,

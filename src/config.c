@@ -154,6 +154,8 @@ static const struct key keys[] = {
 	  1, UINT_MAX, NULL, "600s" },
 	{ "ingress", "commit_wait", V_MSECS, F(ingress_commit_wait_ms),
 	  0, 1000, NULL, "2ms" },
+	{ "ingress", "greet_pause", V_MSECS, F(ingress_greet_pause_ms),
+	  0, 60000, NULL, "0" },
 	{ "workers", "count", V_UINT, F(workers_count), 1, 1024, NULL, "4" },
 	{ "workers", "batch", V_UINT, F(workers_batch), 1, 10000, NULL,
 	  "16" },

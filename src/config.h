@@ -124,6 +124,7 @@ struct config {
 	unsigned ingress_idle_timeout;	/* seconds to wait for a command */
 	unsigned ingress_data_timeout;	/* seconds to wait for DATA bytes */
 	unsigned ingress_commit_wait_ms; /* group commit: extra wait, ms */
+	unsigned ingress_greet_pause_ms; /* wait before the 220; 0: none */
 
 	/* [workers] */
 	unsigned workers_count;

@@ -41,6 +41,7 @@ struct isession {
 	struct buf out;
 	bool waiting;			/* a commit for us is in flight */
 	bool closing;			/* close once output is flushed */
+	struct event *greet_ev;		/* owned; the greet_pause timer */
 	char addr[INET6_ADDRSTRLEN];
 	struct isession *prev, *next;
 };
@@ -61,6 +62,7 @@ struct ingress {
 };
 
 static void session_read(struct isession *s);
+static void greet(evutil_socket_t fd, short what, void *arg);
 
 static struct isession *
 session_find(struct ingress *in, uint64_t id)
@@ -89,6 +91,8 @@ session_free(struct isession **sp)
 		s->next->prev = s->prev;
 	in->nsessions--;
 	log_info("disconnect from [%s]", s->addr);
+	if (s->greet_ev != NULL)
+		event_free(s->greet_ev);
 	bufferevent_free(s->bev);
 	smtp_session_free(&s->smtp);
 	buf_free(&s->out);
@@ -350,6 +354,29 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_MAX);
 	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	if (s->cfg->ingress_greet_pause_ms == 0) {
+		greet(-1, 0, s);
+		return;
+	}
+	/* Until the timer fires, anything the client sends is fed to a
+	 * session that has not greeted: 554 5.5.0 and close (an early
+	 * talker, RELIABILITY.md H4). */
+	tv.tv_sec = s->cfg->ingress_greet_pause_ms / 1000;
+	tv.tv_usec = (s->cfg->ingress_greet_pause_ms % 1000) * 1000;
+	s->greet_ev = evtimer_new(in->base, greet, s);
+	evtimer_add(s->greet_ev, &tv);
+}
+
+/* Loop thread: the greet_pause is over (or there is none). */
+static void
+greet(evutil_socket_t fd, short what, void *arg)
+{
+	struct isession *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->closing)
+		return;
 	smtp_session_greeting(s->smtp, &s->out);
 	session_flush(s);
 }

@@ -10,8 +10,9 @@
 # bug is fixed, is committed as fuzz/corpus/NAME/crash-WHAT so that make
 # check replays it with fuzz/replay_NAME.
 #
-# Per push: fuzz/run.sh 48 (5 targets, 2 at a time: about 2 min wall).
-# Long tier: fuzz/run.sh 720 (about 30 min wall, 2 cores).
+# Per push (.ci/run): fuzz/run.sh 40 (5 targets, 2 at a time, 3 rounds:
+# about 2 min wall, 2 cores busy).
+# Long tier, by hand: fuzz/run.sh 600 (about 30 min wall, 2 cores).
 # Exit status: 0 no crash, 1 a target crashed, 2 usage or not built.
 set -u
 secs=${1:-}

@@ -2,7 +2,9 @@
  * fuzz_smtp.c - the SMTP/LMTP session (src/ingress_smtp.c): command parser
  * and DATA state machine, fed in chunks the input decides.
  *
- * Input: byte 0 options, byte 1 chunk size class, bytes 2-3 seed of the
+ * Input: byte 0 options (LMTP, small limits, the store's answer, a
+ * refusing rcpt_ok / storage_ok, a timeout while the message is being
+ * stored), byte 1 chunk size class, bytes 2-3 seed of the
  * chunk sizes, then the client's bytes. Oracles:
  * - chunking changes nothing: the session fed in random chunks gives the
  *   same replies and messages as one fed a byte at a time;
@@ -155,7 +157,8 @@ take(struct buf *out, struct run *r)
 /* Feed p[0..n) until used or closed; true once closed. */
 static bool
 feed(struct smtp_session *s, const char *p, size_t n,
-     enum smtp_store_result res, struct buf *out, struct run *r, int *ev_r)
+     enum smtp_store_result res, struct buf *out, struct run *r, int *ev_r,
+     bool timeout)
 {
 	enum smtp_event ev;
 	size_t used;
@@ -171,6 +174,8 @@ feed(struct smtp_session *s, const char *p, size_t n,
 		if (ev == SMTP_EV_MESSAGE) {
 			*ev_r = 1;
 			check_message(s, r);
+			if (timeout)	/* the client went quiet meanwhile */
+				smtp_session_timeout(s, out);
 			if (smtp_session_stored(s, res, "1A2B", out) ==
 			    SMTP_EV_CLOSE)
 				return true;
@@ -199,7 +204,7 @@ xorshift(uint32_t *x)
 
 static void
 run_chunks(const struct smtp_limits *lim, enum smtp_store_result res,
-	   unsigned cls, uint32_t seed, const char *p, size_t n,
+	   bool timeout, unsigned cls, uint32_t seed, const char *p, size_t n,
 	   struct run *r)
 {
 	static const size_t maxchunk[] = { 1, 8, 64, 1 << 20 };
@@ -217,7 +222,7 @@ run_chunks(const struct smtp_limits *lim, enum smtp_store_result res,
 		len = 1 + xorshift(&seed) % maxchunk[cls & 3];
 		if (len > n - pos)
 			len = n - pos;
-		if (feed(s, p + pos, len, res, &out, r, &ev)) {
+		if (feed(s, p + pos, len, res, &out, r, &ev, timeout)) {
 			take(&out, r);
 			break;
 		}
@@ -231,7 +236,7 @@ run_chunks(const struct smtp_limits *lim, enum smtp_store_result res,
 /* A byte at a time, against the reference scanner. */
 static void
 run_bytes(const struct smtp_limits *lim, enum smtp_store_result res,
-	  const char *p, size_t n, struct run *r)
+	  bool timeout, const char *p, size_t n, struct run *r)
 {
 	struct smtp_session *s = smtp_session_new(lim, "192.0.2.1",
 						  "client.example");
@@ -244,7 +249,7 @@ run_bytes(const struct smtp_limits *lim, enum smtp_store_result res,
 	smtp_session_greeting(s, &out);
 	take(&out, r);
 	for (i = 0; i < n && !closed; i++) {
-		closed = feed(s, p + i, 1, res, &out, r, &ev);
+		closed = feed(s, p + i, 1, res, &out, r, &ev, timeout);
 		if (data_end != (size_t)-1 && i < data_end) {
 			FUZZ_CHECK(out.len == 0 && !closed && ev == 0);
 			continue;
@@ -294,9 +299,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	buf_init(&a.messages);
 	buf_init(&b.transcript);
 	buf_init(&b.messages);
-	run_chunks(&lim, res, data[1], (uint32_t)data[2] << 8 | data[3], p, n,
-		   &a);
-	run_bytes(&lim, res, p, n, &b);
+	run_chunks(&lim, res, data[0] & 64, data[1],
+		   (uint32_t)data[2] << 8 | data[3], p, n, &a);
+	run_bytes(&lim, res, data[0] & 64, p, n, &b);
 	FUZZ_CHECK(a.nmsg == b.nmsg);
 	if (getenv("FUZZ_VERBOSE") != NULL)
 		fprintf(stderr, "%u messages, %zu reply bytes\n", a.nmsg,

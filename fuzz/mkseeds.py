@@ -68,9 +68,10 @@ SESSIONS = {
 }
 for i, (name, s) in enumerate(sorted(SESSIONS.items())):
     # Options: LMTP for the lmtp seed; small limits, a refusing store,
-    # rcpt_ok and storage_ok in turn over the seeds.
+    # rcpt_ok and a timeout while storing in turn over the seeds.
     opt = (1 if name == "lmtp" else 0) | ((i % 4) << 2) | \
-        (2 if i % 3 == 0 else 0) | (16 if "no-valid" in name else 0)
+        (2 if i % 3 == 0 else 0) | (16 if "no-valid" in name else 0) | \
+        (64 if i % 5 == 4 else 0)
     put("smtp", name, bytes([opt, i % 4, i, 7 * i & 255]) + s)
 
 # --- outbound: sender NUL rcpts NUL NUL body.

@@ -35,9 +35,13 @@ export G_SLICE ASAN_OPTIONS
 
 run_one() {
 	n=$1
+	# The smtp target runs the session twice (in chunks and byte by
+	# byte): 4 KB inputs run nearly three times as fast as 16 KB ones
+	# and still hold several transactions.
+	case $n in smtp) max_len=4096 ;; *) max_len=16384 ;; esac
 	mkdir -p "fuzz/work/$n" "fuzz/crashes/$n"
 	"fuzz/fuzz_$n" -max_total_time="$secs" -print_final_stats=1 \
-		-timeout=20 -rss_limit_mb=1536 -max_len=16384 \
+		-timeout=20 -rss_limit_mb=1536 -max_len="$max_len" \
 		-artifact_prefix="fuzz/crashes/$n/" \
 		"fuzz/work/$n" "$src/fuzz/corpus/$n" \
 		>"fuzz/work/$n.log" 2>&1

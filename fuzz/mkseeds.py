@@ -71,7 +71,7 @@ for i, (name, s) in enumerate(sorted(SESSIONS.items())):
     # rcpt_ok and a timeout while storing in turn over the seeds.
     opt = (1 if name == "lmtp" else 0) | ((i % 4) << 2) | \
         (2 if i % 3 == 0 else 0) | (16 if "no-valid" in name else 0) | \
-        (64 if i % 5 == 4 else 0)
+        (64 if i % 5 == 4 else 0) | (128 if i % 7 == 3 else 0)
     put("smtp", name, bytes([opt, i % 4, i, 7 * i & 255]) + s)
 
 # --- outbound: sender NUL rcpts NUL NUL body.

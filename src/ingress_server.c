@@ -338,6 +338,7 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd,
 		.max_recipients = s->cfg->ingress_max_recipients,
 		.rcpt_ok = rcpt_ok,
 		.rcpt_arg = s,
+		.forbid_unauth_pipelining = true,
 	};
 	s->smtp = smtp_session_new(&s->lim, s->addr, "unknown");
 	buf_init(&s->out);

@@ -77,6 +77,7 @@ struct smtp_session {
 	bool greeted;		/* the 220 went out */
 	bool closed;		/* nothing more is read */
 	unsigned errors;
+	bool more;		/* input follows the byte being fed */
 
 	struct buf line;	/* command line without CRLF */
 	bool line_cr;
@@ -716,6 +717,21 @@ find_command(const struct smtp_session *s, const char *verb, size_t n)
 	return NULL;
 }
 
+/* See forbid_unauth_pipelining in ingress_smtp.h. c is NULL for an
+ * unknown verb. */
+static bool
+unauth_pipelining(const struct smtp_session *s, const struct command *c)
+{
+	bool ends_group, allowed;
+
+	if (!s->lim->forbid_unauth_pipelining || !s->more)
+		return false;
+	ends_group = c != NULL && (c->fn == cmd_helo || c->fn == cmd_data ||
+				   c->fn == cmd_noop || c->fn == cmd_vrfy);
+	allowed = s->helo != NULL && strcmp(s->proto, "SMTP") != 0;
+	return ends_group || !allowed;
+}
+
 /* Run one complete command line (s->line, without CRLF). */
 static enum smtp_event
 run_command(struct smtp_session *s, struct buf *out)
@@ -743,6 +759,10 @@ run_command(struct smtp_session *s, struct buf *out)
 		return SMTP_EV_CLOSE;
 	}
 	c = find_command(s, line, vlen);
+	if (unauth_pipelining(s, c)) {
+		reply(out, "554 5.5.0 Error: SMTP protocol synchronization");
+		return SMTP_EV_CLOSE;
+	}
 	if (c == NULL) {
 		reply(out, "500 5.5.2 Error: command not recognized");
 		count_error(s);
@@ -1190,6 +1210,7 @@ smtp_session_feed(struct smtp_session *s, const char *data, size_t len,
 			if (data_byte(s, data[i++]))
 				ev = data_end(s, out);
 		} else {
+			s->more = i + 1 < len;
 			ev = cmd_byte(s, data[i++], out);
 		}
 	}

@@ -1257,6 +1257,80 @@ test_ingress_smtp_pauses_while_storing(void)
 	buf_free(&out);
 }
 
+/* Feed each part in one call (what one read brought) to a session with
+ * forbid_unauth_pipelining; the replies after the 220, whether it closed. */
+static bool
+sync_feed(const char *const *parts, struct buf *out)
+{
+	static const struct smtp_limits lim = {
+		.hostname = "mx.example", .forbid_unauth_pipelining = true,
+		.now = fixed_now,
+	};
+	struct smtp_session *s = smtp_session_new(&lim, "192.0.2.1", NULL);
+	enum smtp_event ev = SMTP_EV_NONE;
+	size_t used, len, off;
+
+	smtp_session_greeting(s, out);
+	buf_reset(out);
+	for (; *parts != NULL && ev != SMTP_EV_CLOSE; parts++) {
+		len = strlen(*parts);
+		for (off = 0; off < len && ev != SMTP_EV_CLOSE; off += used) {
+			ev = smtp_session_feed(s, *parts + off, len - off,
+					       &used, out);
+			if (ev == SMTP_EV_MESSAGE)
+				ev = smtp_session_stored(s, SMTP_STORE_OK,
+							 "Q", out);
+		}
+	}
+	smtp_session_free(&s);
+	return ev == SMTP_EV_CLOSE;
+}
+
+/* RELIABILITY.md catalogue row 4 and H4: what must be answered first is
+ * answered first; a client that does not wait is cut off. */
+static void
+test_ingress_smtp_unauth_pipelining(void)
+{
+	static const char *const ok[] = {
+		"EHLO c\r\n", "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n"
+		"RCPT TO:<g@e.f>\r\nDATA\r\n", "x\r\n.\r\nMAIL FROM:<a@b.c>"
+		"\r\nRSET\r\nNOOP\r\n", NULL };
+	static const char *const across_data[] = {
+		"EHLO c\r\n", "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n"
+		"DATA\r\nSubject: x\r\n\r\nRSET\r\n.\r\n", NULL };
+	static const char *const after_ehlo[] = {
+		"EHLO c\r\nMAIL FROM:<a@b.c>\r\n", NULL };
+	static const char *const helo_only[] = {
+		"HELO c\r\n", "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n",
+		NULL };
+	static const char *const noop[] = {
+		"EHLO c\r\n", "NOOP\r\nNOOP\r\n", NULL };
+	struct buf out;
+
+	buf_init(&out);
+	CU_ASSERT_FALSE(sync_feed(ok, &out));
+	CU_ASSERT(strstr(out.data, "5.5.0") == NULL);
+	CU_ASSERT(strstr(out.data, "354 ") != NULL);
+	CU_ASSERT(strstr(out.data, "250 2.0.0 Ok: queued as Q\r\n") != NULL);
+	buf_reset(&out);
+	CU_ASSERT_TRUE(sync_feed(across_data, &out));
+	CU_ASSERT(strstr(out.data, "354 ") == NULL);	/* DATA not run */
+	CU_ASSERT(strstr(out.data, "queued") == NULL);
+	CU_ASSERT(strstr(out.data, "250 2.1.5 Ok\r\n554 5.5.0 Error: SMTP "
+			 "protocol synchronization\r\n") != NULL);
+	buf_reset(&out);
+	CU_ASSERT_TRUE(sync_feed(after_ehlo, &out));
+	CU_ASSERT_STRING_EQUAL(out.data, "554 5.5.0 Error: SMTP protocol "
+			       "synchronization\r\n");
+	buf_reset(&out);
+	CU_ASSERT_TRUE(sync_feed(helo_only, &out));
+	CU_ASSERT(strstr(out.data, "250 mx.example\r\n554 5.5.0") != NULL);
+	buf_reset(&out);
+	CU_ASSERT_TRUE(sync_feed(noop, &out));
+	CU_ASSERT(strstr(out.data, "554 5.5.0") != NULL);
+	buf_free(&out);
+}
+
 static void
 test_ingress_smtp_early_talker(void)
 {
@@ -1376,6 +1450,7 @@ static CU_TestInfo ingress_smtp_tests[] = {
 	{ "received_header_is_clean",
 	  test_ingress_smtp_received_header_is_clean },
 	{ "pauses_while_storing", test_ingress_smtp_pauses_while_storing },
+	{ "unauth_pipelining", test_ingress_smtp_unauth_pipelining },
 	{ "early_talker", test_ingress_smtp_early_talker },
 	{ "timeout", test_ingress_smtp_timeout },
 	{ "chunking_is_invisible", test_ingress_smtp_chunking_is_invisible },

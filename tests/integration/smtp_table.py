@@ -713,29 +713,31 @@ def rows_limits():
     row("row 04: client talks before the greeting (greet_pause = 500ms)",
         "554 5.5.0 and close, no 220", early_talker)
 
-    def pipelining_across_data():
-        # RFC 2920: DATA ends a command group. postern takes message
-        # bytes sent right behind DATA as the message (it cannot tell
-        # one write from two); the contract checked here is that the
-        # message is stored once and nothing in it runs as a command.
-        body = b"Subject: across\r\n\r\nRSET\r\n.\r\n"
-        c = session()
-        try:
-            c.send(b"MAIL FROM:<a@home.example>\r\n"
-                   b"RCPT TO:<across@foreign.example>\r\nDATA\r\n" + body)
-            got = [c.reply()[:9] for _ in range(4)]
-            n = c.cmd(b"NOOP\r\n")[:9]
-            ok = (got[:3] == ["250 2.1.0", "250 2.1.5", "354 End d"] and
-                  got[3] == "250 2.0.0" and n == "250 2.0.0")
-            if ok:
-                f = wait_delivered("across@foreign.example")
-                ok = len(f) == 1
-                got.append("files %d" % len(f))
-            return ok, " | ".join(got + [n])
-        finally:
-            c.close()
-    row("row 04: pipelining across DATA (one message, RSET not run)",
-        "250 250 354 250, NOOP 250, files 1", pipelining_across_data)
+    def pipelined(name, first, data):
+        def fn():
+            c = Conn(ARGS.limits)
+            try:
+                if first:
+                    c.cmd(first)
+                c.send(data)
+                rest, cl = c.replies_until_close()
+                ok = cl and rest and code_is(rest[-1], "554 5.5.0") and \
+                    not any(x.startswith("354") for x in rest)
+                return ok, "%s, closed=%s" % ([x[:9] for x in rest], cl)
+            finally:
+                c.close()
+        row("row 04: " + name, "554 5.5.0 and close, no 354", fn)
+    pipelined("message sent behind DATA without waiting for the 354",
+              b"EHLO client.example\r\n",
+              b"MAIL FROM:<a@home.example>\r\n"
+              b"RCPT TO:<across@foreign.example>\r\nDATA\r\n"
+              b"Subject: across\r\n\r\nx\r\n.\r\n")
+    pipelined("pipelining after HELO (no PIPELINING advertised)",
+              b"HELO client.example\r\n",
+              b"MAIL FROM:<a@home.example>\r\n"
+              b"RCPT TO:<across@foreign.example>\r\n")
+    pipelined("a command behind EHLO in the same write", None,
+              b"EHLO client.example\r\nMAIL FROM:<a@home.example>\r\n")
 
 
 def main():

@@ -2,6 +2,8 @@
 # Install what postern needs to build and to run its whole test suite on
 # Debian 12, as root. Postfix is installed only for its smtp-source and
 # smtp-sink test peers and Dovecot for its LMTP and IMAP servers; "No configuration" keeps it from running as an MTA.
+# clang (with libclang-rt-14-dev's libFuzzer) builds the fuzz targets and
+# cppcheck is half of make analyze; .ci/run uses both.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 echo "postfix postfix/main_mailer_type select No configuration" |
@@ -13,4 +15,5 @@ apt-get install -y -q --no-install-recommends \
 	libinih-dev libjansson-dev libcrypt-dev libgmime-3.0-dev libsystemd-dev \
 	postfix swaks python3 strace procps curl \
 	dovecot-core dovecot-lmtpd dovecot-imapd openssl \
-	nftables iproute2 fiu-utils libfiu-dev
+	nftables iproute2 fiu-utils libfiu-dev \
+	clang libclang-rt-14-dev cppcheck

@@ -178,6 +178,8 @@ static const struct key keys[] = {
 	{ "ingress", "auth_plaintext", V_BOOL, F(ingress_auth_plaintext), 0,
 	  0, NULL, "no" },
 	{ "daemon", "user", V_STR_OPT, F(daemon_user), 0, 0, NULL, "" },
+	{ "ingress", "greet_pause", V_MSECS, F(ingress_greet_pause_ms),
+	  0, 60000, NULL, "0" },
 	{ "workers", "count", V_UINT, F(workers_count), 1, 1024, NULL, "4" },
 	{ "workers", "batch", V_UINT, F(workers_batch), 1, 10000, NULL,
 	  "16" },
@@ -920,6 +922,11 @@ ctx_fail(struct ctx *c, unsigned line, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(c->why, sizeof(c->why), fmt, ap);
 	va_end(ap);
+	/* The reason quotes the file's bytes and goes to the log and the
+	 * terminal as one line: no control byte may start another. */
+	for (char *p = c->why; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 }
 
 static int

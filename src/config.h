@@ -175,6 +175,7 @@ struct config {
 
 	/* [daemon] */
 	char *daemon_user;	/* run as this user when started as root */
+	unsigned ingress_greet_pause_ms; /* wait before the 220; 0: none */
 
 	/* [workers] */
 	unsigned workers_count;

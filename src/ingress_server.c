@@ -50,6 +50,7 @@ struct isession {
 	bool closing;			/* close once output is flushed */
 	bool tls_pending;		/* handshake once the 220 is out */
 	bool handshaking;		/* TLS handshake in progress */
+	struct event *greet_ev;		/* owned; the greet_pause timer */
 	char addr[INET6_ADDRSTRLEN];
 	struct isession *prev, *next;
 };
@@ -73,6 +74,7 @@ static void session_read(struct isession *s);
 static void on_read(struct bufferevent *bev, void *arg);
 static void on_write(struct bufferevent *bev, void *arg);
 static void on_event(struct bufferevent *bev, short what, void *arg);
+static void greet(evutil_socket_t fd, short what, void *arg);
 
 static struct isession *
 session_find(struct ingress *in, uint64_t id)
@@ -101,6 +103,8 @@ session_free(struct isession **sp)
 		s->next->prev = s->prev;
 	in->nsessions--;
 	log_info("disconnect from [%s]", s->addr);
+	if (s->greet_ev != NULL)
+		event_free(s->greet_ev);
 	bufferevent_free(s->bev);
 	smtp_session_free(&s->smtp);
 	buf_free(&s->out);
@@ -460,6 +464,7 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd,
 		.auth_plaintext = s->cfg->ingress_auth_plaintext,
 		.storage_ok = storage_ok,
 		.storage_arg = s,
+		.forbid_unauth_pipelining = true,
 	};
 	s->smtp = smtp_session_new(&s->lim, s->addr, "unknown");
 	buf_init(&s->out);
@@ -476,6 +481,29 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_MAX);
 	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	if (s->cfg->ingress_greet_pause_ms == 0) {
+		greet(-1, 0, s);
+		return;
+	}
+	/* Until the timer fires, anything the client sends is fed to a
+	 * session that has not greeted: 554 5.5.0 and close (an early
+	 * talker, RELIABILITY.md H4). */
+	tv.tv_sec = s->cfg->ingress_greet_pause_ms / 1000;
+	tv.tv_usec = (s->cfg->ingress_greet_pause_ms % 1000) * 1000;
+	s->greet_ev = evtimer_new(in->base, greet, s);
+	evtimer_add(s->greet_ev, &tv);
+}
+
+/* Loop thread: the greet_pause is over (or there is none). */
+static void
+greet(evutil_socket_t fd, short what, void *arg)
+{
+	struct isession *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->closing)
+		return;
 	smtp_session_greeting(s->smtp, &s->out);
 	session_flush(s);
 }

@@ -86,6 +86,7 @@ struct smtp_session {
 	bool greeted;		/* the 220 went out */
 	bool closed;		/* nothing more is read */
 	unsigned errors;
+	bool more;		/* input follows the byte being fed */
 
 	struct buf line;	/* command line without CRLF */
 	bool line_cr;
@@ -992,6 +993,21 @@ find_command(const struct smtp_session *s, const char *verb, size_t n)
 	return NULL;
 }
 
+/* See forbid_unauth_pipelining in ingress_smtp.h. c is NULL for an
+ * unknown verb. */
+static bool
+unauth_pipelining(const struct smtp_session *s, const struct command *c)
+{
+	bool ends_group, allowed;
+
+	if (!s->lim->forbid_unauth_pipelining || !s->more)
+		return false;
+	ends_group = c != NULL && (c->fn == cmd_helo || c->fn == cmd_data ||
+				   c->fn == cmd_noop || c->fn == cmd_vrfy);
+	allowed = s->helo != NULL && strcmp(s->proto, "SMTP") != 0;
+	return ends_group || !allowed;
+}
+
 /* Run one complete command line (s->line, without CRLF). */
 static enum smtp_event
 run_command(struct smtp_session *s, struct buf *out)
@@ -1019,6 +1035,10 @@ run_command(struct smtp_session *s, struct buf *out)
 		return SMTP_EV_CLOSE;
 	}
 	c = find_command(s, line, vlen);
+	if (unauth_pipelining(s, c)) {
+		reply(out, "554 5.5.0 Error: SMTP protocol synchronization");
+		return SMTP_EV_CLOSE;
+	}
 	if (c == NULL) {
 		reply(out, "500 5.5.2 Error: command not recognized");
 		count_error(s);
@@ -1031,6 +1051,25 @@ run_command(struct smtp_session *s, struct buf *out)
 		return SMTP_EV_NONE;
 	}
 	return c->fn(s, c->verb, arg, out);
+}
+
+/* A NUL in MAIL or RCPT is a bad address (RELIABILITY.md catalogue row
+ * 8), answered like any other: 501 5.1.7 / 5.1.3, and the session goes
+ * on. True if it was one of those. */
+static bool
+nul_in_path(const struct smtp_session *s, struct buf *out)
+{
+	const char *line = s->line.data;
+
+	if (s->line.len >= 5 && strncasecmp(line, "MAIL ", 5) == 0) {
+		reply(out, "501 5.1.7 Bad sender address syntax");
+		return true;
+	}
+	if (s->line.len >= 5 && strncasecmp(line, "RCPT ", 5) == 0) {
+		reply(out, "501 5.1.3 Bad recipient address syntax");
+		return true;
+	}
+	return false;
 }
 
 /* A complete line arrived: check it, run it, enforce the error limit. */
@@ -1054,6 +1093,9 @@ cmd_line(struct smtp_session *s, struct buf *out)
 		/* the line may hold a password */
 		if (s->line.data != NULL)
 			explicit_bzero(s->line.data, s->line.len);
+		ev = SMTP_EV_NONE;
+	} else if (s->line_nul && nul_in_path(s, out)) {
+		count_error(s);
 		ev = SMTP_EV_NONE;
 	} else if (s->line_nul) {
 		reply(out, "500 5.5.2 Error: NUL character in command");
@@ -1476,6 +1518,7 @@ smtp_session_feed(struct smtp_session *s, const char *data, size_t len,
 			if (data_byte(s, data[i++]))
 				ev = data_end(s, out);
 		} else {
+			s->more = i + 1 < len;
 			ev = cmd_byte(s, data[i++], out);
 		}
 	}

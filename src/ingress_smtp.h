@@ -39,6 +39,15 @@ struct smtp_limits {
 	 * storage. size is the SIZE= value or 0. NULL: always room. */
 	int (*storage_ok)(void *arg, size_t size);
 	void *storage_arg;
+	/* RFC 2920 / Postfix smtpd_forbid_unauth_pipelining: a command
+	 * that must be answered before the client goes on (EHLO, HELO,
+	 * LHLO, DATA, NOOP, VRFY), or any command before EHLO/LHLO
+	 * advertised PIPELINING, that arrives with more input behind it in
+	 * the same smtp_session_feed() call gets 554 5.5.0 and the session
+	 * closes (RELIABILITY.md H4). Input split differently is judged
+	 * differently here, by design: the daemon feeds what one read
+	 * brought. false: off (the unit tests' default). */
+	bool forbid_unauth_pipelining;
 	/* Clock for the Received date; NULL means time(). For tests. */
 	time_t (*now)(void);
 	/* RFC 3207: offer STARTTLS (the glue can do the handshake). */

@@ -19,9 +19,6 @@
 
 #define HEAD_KEY "ledger_head"
 #define HEAD_LEN (1 + 8 + 32)
-#define LEDGER_FIXED (1 + 1 + 8 + 4 + 8 + 8 + 32 + 32)
-#define LEDGER_REC_MAX (LEDGER_FIXED + 2 + STORE_ADDR_MAX + 2 + \
-			STORE_MSGID_MAX + 2 + STORE_REPLY_MAX)
 
 char *
 ledger_hex(const unsigned char hash[32], char *buf)
@@ -45,8 +42,8 @@ sha256(const void *data, size_t len, unsigned char out[32])
 		panic("SHA-256 failed");
 }
 
-static size_t
-rec_encode(const struct ledger_rec *r, unsigned char *buf)
+size_t
+ledger_rec_encode(const struct ledger_rec *r, unsigned char *buf)
 {
 	unsigned char *p = buf;
 
@@ -64,8 +61,8 @@ rec_encode(const struct ledger_rec *r, unsigned char *buf)
 	return (size_t)(p - buf);
 }
 
-static int
-rec_decode(const MDB_val *v, struct ledger_rec *r)
+int
+ledger_rec_decode(const MDB_val *v, struct ledger_rec *r)
 {
 	const unsigned char *p = v->mv_data, *end = p + v->mv_size;
 
@@ -165,7 +162,7 @@ ledger_append_txn(struct store_wtx *w, struct ledger_rec *rec)
 	}
 	if (rc != 0)
 		return rc;
-	len = rec_encode(rec, buf);
+	len = ledger_rec_encode(rec, buf);
 	be64_put(key, rec->seq);
 	k.mv_size = 8;
 	k.mv_data = key;
@@ -212,7 +209,7 @@ get_txn(MDB_txn *txn, struct store *st, uint64_t seq, struct ledger_rec *rec)
 	be64_put(key, seq);
 	if ((rc = mdb_get(txn, st->db_ledger, &k, &v)) != 0)
 		return rc;
-	if (rec_decode(&v, rec) < 0)
+	if (ledger_rec_decode(&v, rec) < 0)
 		return MDB_CORRUPTED;
 	rec->seq = seq;
 	return 0;
@@ -293,7 +290,7 @@ ledger_foreach(struct store *st, uint64_t from,
 	rc = mdb_cursor_open(txn, st->db_ledger, &cur);
 	while (rc == 0 && (rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
 		op = MDB_NEXT;
-		if (k.mv_size != 8 || rec_decode(&v, &rec) < 0) {
+		if (k.mv_size != 8 || ledger_rec_decode(&v, &rec) < 0) {
 			rc = MDB_CORRUPTED;
 			break;
 		}
@@ -371,7 +368,7 @@ verify_chain(struct vctx *x, uint64_t *terminal_r)
 		if (seq != last + 1)
 			problem(x, "ledger record %" PRIu64 ": sequence gap "
 				"after record %" PRIu64, seq, last);
-		if (rec_decode(&v, &rec) < 0) {
+		if (ledger_rec_decode(&v, &rec) < 0) {
 			problem(x, "ledger record %" PRIu64 ": malformed "
 				"(cannot be decoded)", seq);
 			sha256(v.mv_data, v.mv_size, prev);

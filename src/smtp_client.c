@@ -65,22 +65,74 @@ smtp_reply_line(struct smtp_reply *r, const char *line, size_t len)
 	return len == 3 || line[3] == ' ' ? 1 : 0;
 }
 
+/* Postfix's cleanup_replace_stray_cr_lf: a CR or LF that is not part of
+ * a CRLF pair becomes a space, so the peer can never see a line end we
+ * did not mean (outbound SMTP smuggling, RELIABILITY.md H7). */
 void
 smtp_dot_stuff(struct buf *out, const void *body, size_t len)
 {
-	const char *p = body, *end = p + len, *nl;
+	const char *p = body;
+	size_t i = 0, run;
+	bool bol = true;
 
-	while (p < end) {
-		if (*p == '.')
+	while (i < len) {
+		if (p[i] == '\r' && i + 1 < len && p[i + 1] == '\n') {
+			buf_append(out, "\r\n", 2);
+			i += 2;
+			bol = true;
+			continue;
+		}
+		if (p[i] == '\r' || p[i] == '\n') {
+			buf_append(out, " ", 1);
+			i++;
+			bol = false;
+			continue;
+		}
+		if (bol && p[i] == '.')
 			buf_append(out, ".", 1);
-		nl = memchr(p, '\n', (size_t)(end - p));
-		nl = nl == NULL ? end : nl + 1;
-		buf_append(out, p, (size_t)(nl - p));
-		p = nl;
+		for (run = i; run < len && p[run] != '\r' && p[run] != '\n';)
+			run++;
+		buf_append(out, p + i, run - i);
+		i = run;
+		bol = false;
 	}
-	if (len > 0 && (len < 2 || memcmp(end - 2, "\r\n", 2) != 0))
+	if (!bol)
 		buf_append(out, "\r\n", 2);
 	buf_append(out, ".\r\n", 3);
+}
+
+int
+smtp_path_ok(const char *addr)
+{
+	size_t n = 0;
+
+	for (; addr[n] != '\0'; n++)
+		if ((unsigned char)addr[n] < 0x20 ||
+		    (unsigned char)addr[n] > 0x7e ||
+		    addr[n] == '<' || addr[n] == '>')
+			return -1;
+	return n <= SMTP_PATH_MAX - 2 ? 0 : -1;
+}
+
+int
+smtp_mail_line(struct buf *out, const char *sender, size_t size)
+{
+	if (smtp_path_ok(sender) < 0)
+		return -1;
+	buf_printf(out, "MAIL FROM:<%s>", sender);
+	if (size > 0)
+		buf_printf(out, " SIZE=%zu", size);
+	buf_append_str(out, "\r\n");
+	return 0;
+}
+
+int
+smtp_rcpt_line(struct buf *out, const char *rcpt)
+{
+	if (smtp_path_ok(rcpt) < 0)
+		return -1;
+	buf_printf(out, "RCPT TO:<%s>\r\n", rcpt);
+	return 0;
 }
 
 /* --- replies ----------------------------------------------------------- */
@@ -412,13 +464,10 @@ envelope(struct smtp_client *c, const char *sender, const char *const *rcpts,
 			 r.code / 100 != 2)
 			return -2;
 	}
-	buf_printf(&cmd, "MAIL FROM:<%s>", sender);
-	if (c->size_max > 0)
-		buf_printf(&cmd, " SIZE=%zu", len);
-	buf_append_str(&cmd, "\r\n");
+	smtp_mail_line(&cmd, sender, c->size_max > 0 ? len : 0);
 	if (c->pipelining) {
 		for (size_t i = 0; i < n; i++)
-			buf_printf(&cmd, "RCPT TO:<%s>\r\n", rcpts[i]);
+			smtp_rcpt_line(&cmd, rcpts[i]);
 		buf_append_str(&cmd, "DATA\r\n");
 	}
 	if (conn_write(&c->conn, cmd.data, cmd.len, s->mail_ms, "MAIL FROM") < 0) {
@@ -440,11 +489,13 @@ envelope(struct smtp_client *c, const char *sender, const char *const *rcpts,
 	for (size_t i = 0; i < n; i++) {
 		struct smtp_reply rr;
 
+		if (smtp_path_ok(rcpts[i]) < 0)
+			continue;	/* never sent: 553 already */
 		if (!c->pipelining) {
 			if (r.code / 100 != 2)
 				break;
 			buf_reset(&cmd);
-			buf_printf(&cmd, "RCPT TO:<%s>\r\n", rcpts[i]);
+			smtp_rcpt_line(&cmd, rcpts[i]);
 			if (conn_write(&c->conn, cmd.data, cmd.len, s->rcpt_ms,
 				     "RCPT TO") < 0)
 				goto out;
@@ -504,6 +555,32 @@ out:
 	return rc;
 }
 
+/* Values that cannot go into a command line (H8) never reach the peer:
+ * the recipient gets a local 553, or every one of them if the sender is
+ * the bad value. True when nothing is left to send. */
+static bool
+refuse_paths(const char *sender, const char *const *rcpts, size_t n,
+	     struct smtp_reply *replies)
+{
+	struct smtp_reply r = { .code = 553 };
+	size_t i, bad = 0;
+
+	if (smtp_path_ok(sender) < 0) {
+		snprintf(r.text, sizeof(r.text), "5.1.7 postern: the sender "
+			 "address cannot be sent in an SMTP command");
+		reply_rest(replies, n, &r);
+		return true;
+	}
+	snprintf(r.text, sizeof(r.text), "5.1.3 postern: the recipient "
+		 "address cannot be sent in an SMTP command");
+	for (i = 0; i < n; i++)
+		if (smtp_path_ok(rcpts[i]) < 0) {
+			replies[i] = r;
+			bad++;
+		}
+	return bad == n;
+}
+
 /* A 421 means the peer is closing the session (RFC 5321 3.8): close our
  * side too, so the next message starts on a fresh connection. */
 static int
@@ -545,6 +622,8 @@ smtp_client_send(struct smtp_client *c, const char *sender,
 		reply_rest(replies, n, &r);
 		return 0;
 	}
+	if (refuse_paths(sender, rcpts, n, replies))
+		return 0;
 	*stage_r = SMTP_STAGE_ENVELOPE;
 	acc = envelope(c, sender, rcpts, n, len, replies, &data_ok);
 	if (acc < 0)

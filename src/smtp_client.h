@@ -105,7 +105,9 @@ smtp_client_close(struct smtp_client *c);
  * with CRLF line ends (dot-stuffed here). RSET is sent first when the
  * connection carried an earlier transaction. replies[i] gets recipient i's
  * deciding reply: its RCPT reply if that was not 2xx, else the reply to
- * the final dot (LMTP: its own). Everything is borrowed for the call.
+ * the final dot (LMTP: its own). A sender or recipient that fails
+ * smtp_path_ok() is never sent: that recipient (every one, for the
+ * sender) gets a local 553 5.1.3 (5.1.7). Everything is borrowed.
  * Returns
  *   0   every replies[i].code is set;
  *  -1   the connection broke or timed out: *stage_r says how far it got,
@@ -127,8 +129,28 @@ int
 smtp_reply_line(struct smtp_reply *r, const char *line, size_t len);
 
 /* Append body to out as DATA content: a '.' that starts a line doubled, a
- * CRLF added if body does not end in one, then ".\r\n". Pure. */
+ * CR or LF that is not part of a CRLF replaced by a space, a CRLF added
+ * if body does not end in one, then ".\r\n". Pure. */
 void
 smtp_dot_stuff(struct buf *out, const void *body, size_t len);
+
+/* RFC 5321 4.5.3.1.3: a path is at most 256 octets with its brackets. */
+#define SMTP_PATH_MAX 256
+
+/* 0 if addr can go between the angle brackets of MAIL FROM or RCPT TO:
+ * printable ASCII or space, no '<' or '>', at most SMTP_PATH_MAX - 2
+ * octets; else -1 (RELIABILITY.md H8: no CR, LF or NUL ever reaches a
+ * command line). Pure. */
+int
+smtp_path_ok(const char *addr);
+
+/* Append "MAIL FROM:<sender>[ SIZE=size]\r\n" (no SIZE when size is 0),
+ * or return -1 and append nothing if smtp_path_ok(sender) fails. Pure. */
+int
+smtp_mail_line(struct buf *out, const char *sender, size_t size);
+
+/* Append "RCPT TO:<rcpt>\r\n", or return -1 and append nothing. Pure. */
+int
+smtp_rcpt_line(struct buf *out, const char *rcpt);
 
 #endif

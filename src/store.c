@@ -652,6 +652,22 @@ store_history_put_txn(struct store_wtx *w, uint64_t qid, uint32_t idx,
 }
 
 int
+store_history_decode(const MDB_val *v, uint8_t *from_r, uint8_t *to_r,
+		     char *note)
+{
+	const unsigned char *p = v->mv_data, *end = p + v->mv_size;
+
+	if (v->mv_size < 5 || p[0] != STORE_REC_VERSION)
+		return -1;
+	*from_r = p[1];
+	*to_r = p[2];
+	p += 3;
+	if (store_str_get(&p, end, note, STORE_REPLY_MAX) < 0 || p != end)
+		return -1;
+	return 0;
+}
+
+int
 store_history_drop_txn(struct store_wtx *w, uint64_t qid)
 {
 	unsigned char key[8];

@@ -204,6 +204,23 @@ int
 store_history_drop_txn(struct store_wtx *w, uint64_t qid);
 #define STORE_KEY_HISTORY_LEN (8 + 4 + 8)
 
+/* --- ledger records (lmdb-schema/ledger.md), ledger.c ---------------- */
+#define LEDGER_FIXED (1 + 1 + 8 + 4 + 8 + 8 + 32 + 32)
+#define LEDGER_REC_MAX (LEDGER_FIXED + 2 + STORE_ADDR_MAX + 2 + \
+			STORE_MSGID_MAX + 2 + STORE_REPLY_MAX)
+/* Encode r into buf (LEDGER_REC_MAX bytes); returns the length. */
+size_t
+ledger_rec_encode(const struct ledger_rec *r, unsigned char *buf);
+/* Decode all but seq; 0, or -1 if the bytes are malformed. */
+int
+ledger_rec_decode(const MDB_val *v, struct ledger_rec *r);
+
+/* A history value: the from and to states and the note (room for
+ * STORE_REPLY_MAX + 1). 0, or -1 if the bytes are malformed. */
+int
+store_history_decode(const MDB_val *v, uint8_t *from_r, uint8_t *to_r,
+		     char *note);
+
 /* --- claim.c's state moves, for the operator's changes (queue.c) ------- */
 
 /* Move a queued entry to state `to`, keeping indexes, counters and history

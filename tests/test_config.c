@@ -471,6 +471,16 @@ test_config_unknown_section(void)
 		     "unknown section [ store ]");
 }
 
+/* The reason is one log line: a control byte quoted from the file (inih
+ * keeps a lone CR) never starts another. */
+static void
+test_config_error_quotes_no_control_bytes(void)
+{
+	expect_exact("[store]\n[fo\ro\x1b]\n", 2, "unknown section [fo?o?]");
+	expect_exact("[store]\nk\rx = 1\n", 2,
+		     "unknown key \"k?x\" in section [store]");
+}
+
 static void
 test_config_key_outside_section(void)
 {
@@ -1053,6 +1063,8 @@ static CU_TestInfo config_tests[] = {
 	  test_config_error_names_file_line_and_key },
 	{ "unknown_key", test_config_unknown_key },
 	{ "unknown_section", test_config_unknown_section },
+	{ "error_quotes_no_control_bytes",
+	  test_config_error_quotes_no_control_bytes },
 	{ "key_outside_section", test_config_key_outside_section },
 	{ "missing_file", test_config_missing_file },
 	{ "syntax_error", test_config_syntax_error },

@@ -787,6 +787,15 @@ test_ingress_smtp_bare_newline_in_command(void)
 		  SMTP_STORE_OK },
 		{ "nul", NULL, IN("NO\0OP\r\nNOOP\r\n"), "500 5.5.2", true, 0,
 		  SMTP_STORE_OK },
+		/* RELIABILITY.md catalogue row 8: a bad address, not a
+		 * broken session. */
+		{ "nul in sender", NULL,
+		  IN(HELLO "MAIL FROM:<a\0b@c.d>\r\nNOOP\r\n"),
+		  "250|501 5.1.7|250 2.0.0", false, 0, SMTP_STORE_OK },
+		{ "nul in recipient", NULL,
+		  IN(HELLO "MAIL FROM:<a@b.c>\r\nRCPT TO:<x\0@y.z>\r\n"
+		     "NOOP\r\n"),
+		  "250|250|501 5.1.3|250 2.0.0", false, 0, SMTP_STORE_OK },
 		{ "after good commands", NULL, IN("NOOP\r\nNOOP\r\nQUIT\n"),
 		  "250|250|550 5.5.2", true, 0, SMTP_STORE_OK },
 	};
@@ -1037,6 +1046,10 @@ static void
 test_ingress_smtp_store_failures(void)
 {
 	static const struct smtp_case cases[] = {
+		/* RELIABILITY.md catalogue rows 22 (commit failure: 451
+		 * 4.3.0), 21 at end of data (452 4.3.1) and 23 (MDB_PANIC:
+		 * 421 4.3.0 and close); row 21 at MAIL is "storage low" in
+		 * test_ingress_smtp_mail_parameters. */
 		{ "tempfail", NULL, IN(ENVELOPE "DATA\r\nx\r\n.\r\n"
 			"RCPT TO:<c@d.e>\r\nMAIL FROM:<a@b.c>\r\n"),
 		  OK4 "|451 4.3.0|503 5.5.1|250 2.1.0", false, 1,
@@ -1547,6 +1560,80 @@ test_ingress_smtp_pauses_while_storing(void)
 	buf_free(&out);
 }
 
+/* Feed each part in one call (what one read brought) to a session with
+ * forbid_unauth_pipelining; the replies after the 220, whether it closed. */
+static bool
+sync_feed(const char *const *parts, struct buf *out)
+{
+	static const struct smtp_limits lim = {
+		.hostname = "mx.example", .forbid_unauth_pipelining = true,
+		.now = fixed_now,
+	};
+	struct smtp_session *s = smtp_session_new(&lim, "192.0.2.1", NULL);
+	enum smtp_event ev = SMTP_EV_NONE;
+	size_t used, len, off;
+
+	smtp_session_greeting(s, out);
+	buf_reset(out);
+	for (; *parts != NULL && ev != SMTP_EV_CLOSE; parts++) {
+		len = strlen(*parts);
+		for (off = 0; off < len && ev != SMTP_EV_CLOSE; off += used) {
+			ev = smtp_session_feed(s, *parts + off, len - off,
+					       &used, out);
+			if (ev == SMTP_EV_MESSAGE)
+				ev = smtp_session_stored(s, SMTP_STORE_OK,
+							 "Q", out);
+		}
+	}
+	smtp_session_free(&s);
+	return ev == SMTP_EV_CLOSE;
+}
+
+/* RELIABILITY.md catalogue row 4 and H4: what must be answered first is
+ * answered first; a client that does not wait is cut off. */
+static void
+test_ingress_smtp_unauth_pipelining(void)
+{
+	static const char *const ok[] = {
+		"EHLO c\r\n", "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n"
+		"RCPT TO:<g@e.f>\r\nDATA\r\n", "x\r\n.\r\nMAIL FROM:<a@b.c>"
+		"\r\nRSET\r\nNOOP\r\n", NULL };
+	static const char *const across_data[] = {
+		"EHLO c\r\n", "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n"
+		"DATA\r\nSubject: x\r\n\r\nRSET\r\n.\r\n", NULL };
+	static const char *const after_ehlo[] = {
+		"EHLO c\r\nMAIL FROM:<a@b.c>\r\n", NULL };
+	static const char *const helo_only[] = {
+		"HELO c\r\n", "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n",
+		NULL };
+	static const char *const noop[] = {
+		"EHLO c\r\n", "NOOP\r\nNOOP\r\n", NULL };
+	struct buf out;
+
+	buf_init(&out);
+	CU_ASSERT_FALSE(sync_feed(ok, &out));
+	CU_ASSERT(strstr(out.data, "5.5.0") == NULL);
+	CU_ASSERT(strstr(out.data, "354 ") != NULL);
+	CU_ASSERT(strstr(out.data, "250 2.0.0 Ok: queued as Q\r\n") != NULL);
+	buf_reset(&out);
+	CU_ASSERT_TRUE(sync_feed(across_data, &out));
+	CU_ASSERT(strstr(out.data, "354 ") == NULL);	/* DATA not run */
+	CU_ASSERT(strstr(out.data, "queued") == NULL);
+	CU_ASSERT(strstr(out.data, "250 2.1.5 Ok\r\n554 5.5.0 Error: SMTP "
+			 "protocol synchronization\r\n") != NULL);
+	buf_reset(&out);
+	CU_ASSERT_TRUE(sync_feed(after_ehlo, &out));
+	CU_ASSERT_STRING_EQUAL(out.data, "554 5.5.0 Error: SMTP protocol "
+			       "synchronization\r\n");
+	buf_reset(&out);
+	CU_ASSERT_TRUE(sync_feed(helo_only, &out));
+	CU_ASSERT(strstr(out.data, "250 mx.example\r\n554 5.5.0") != NULL);
+	buf_reset(&out);
+	CU_ASSERT_TRUE(sync_feed(noop, &out));
+	CU_ASSERT(strstr(out.data, "554 5.5.0") != NULL);
+	buf_free(&out);
+}
+
 static void
 test_ingress_smtp_early_talker(void)
 {
@@ -1676,6 +1763,7 @@ static CU_TestInfo ingress_smtp_tests[] = {
 	{ "auth_without_tls", test_ingress_smtp_auth_without_tls },
 	{ "auth_failures_count", test_ingress_smtp_auth_failures_count },
 	{ "pauses_while_storing", test_ingress_smtp_pauses_while_storing },
+	{ "unauth_pipelining", test_ingress_smtp_unauth_pipelining },
 	{ "early_talker", test_ingress_smtp_early_talker },
 	{ "timeout", test_ingress_smtp_timeout },
 	{ "chunking_is_invisible", test_ingress_smtp_chunking_is_invisible },

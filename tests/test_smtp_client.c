@@ -92,12 +92,51 @@ test_smtp_client_dot_stuffing(void)
 	stuffed("x.y\r\n", 5, "x.y\r\n.\r\n");		/* mid-line dot */
 }
 
+/* Outbound smuggling (RELIABILITY.md H7): no CR or LF leaves unpaired. */
+static void
+test_smtp_client_dot_stuffing_replaces_stray_cr_lf(void)
+{
+	stuffed("a\n.\nb\r\n", 7, "a . b\r\n.\r\n");
+	stuffed("a\r\n.\r.\r\n", 8, "a\r\n.. .\r\n.\r\n");
+	stuffed("x\r", 2, "x \r\n.\r\n");
+	stuffed("\n", 1, " \r\n.\r\n");
+	stuffed("\r\r\n", 3, " \r\n.\r\n");
+}
+
+/* H8: a value that could end the command line is never sent. */
+static void
+test_smtp_client_command_refuses_bad_path(void)
+{
+	char long_addr[300];
+	struct buf b;
+
+	buf_init(&b);
+	CU_ASSERT_EQUAL(smtp_mail_line(&b, "a@b\r\nRCPT TO:<x@y>", 0), -1);
+	CU_ASSERT_EQUAL(smtp_rcpt_line(&b, "a@b\nDATA"), -1);
+	CU_ASSERT_EQUAL(smtp_rcpt_line(&b, "a>@b"), -1);
+	CU_ASSERT_EQUAL(smtp_rcpt_line(&b, "a@b\x80"), -1);
+	CU_ASSERT_EQUAL(b.len, 0);
+	memset(long_addr, 'a', sizeof(long_addr) - 1);
+	long_addr[sizeof(long_addr) - 1] = '\0';
+	CU_ASSERT_EQUAL(smtp_path_ok(long_addr), -1);
+	long_addr[SMTP_PATH_MAX - 2] = '\0';
+	CU_ASSERT_EQUAL(smtp_path_ok(long_addr), 0);
+	CU_ASSERT_EQUAL(smtp_mail_line(&b, "", 12), 0);
+	CU_ASSERT_EQUAL(smtp_rcpt_line(&b, "\"a b\"@c"), 0);
+	CU_ASSERT(b.len == 41 && memcmp(b.data, "MAIL FROM:<> SIZE=12\r\n"
+					"RCPT TO:<\"a b\"@c>\r\n", 41) == 0);
+	buf_free(&b);
+}
+
 static CU_TestInfo smtp_client_tests[] = {
 	{ "reply_single_line", test_smtp_client_reply_single_line },
 	{ "reply_multi_line_joined", test_smtp_client_reply_multi_line_joined },
 	{ "reply_rejects_malformed", test_smtp_client_reply_rejects_malformed },
 	{ "reply_long_text_is_cut", test_smtp_client_reply_long_text_is_cut },
 	{ "dot_stuffing", test_smtp_client_dot_stuffing },
+	{ "dot_stuffing_replaces_stray_cr_lf",
+	  test_smtp_client_dot_stuffing_replaces_stray_cr_lf },
+	{ "command_refuses_bad_path", test_smtp_client_command_refuses_bad_path },
 	CU_TEST_INFO_NULL,
 };
 

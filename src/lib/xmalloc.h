@@ -7,6 +7,7 @@
 #ifndef POSTERN_XMALLOC_H
 #define POSTERN_XMALLOC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* malloc(size); the caller owns the result and frees it with free(). */
@@ -32,5 +33,16 @@ xstrndup(const char *s, size_t len);
 /* A copy of len bytes; the caller owns the result. */
 void *
 xmemdup(const void *p, size_t len);
+
+/* Test hook, inert unless a test arms it: from now on, count the calls
+ * of xmalloc, xcalloc and xrealloc (the others go through xmalloc), and
+ * make call n fail (once, or n and every later one if always), which
+ * aborts as a real failure would. n = 0 disarms. Any thread. */
+void
+xmalloc_fail_at(unsigned long n, bool always);
+
+/* Calls counted since the hook was last armed. */
+unsigned long
+xmalloc_calls(void);
 
 #endif

@@ -10,7 +10,8 @@ daemons:
   --lmtp PORT     LMTP listener of the main daemon
   --maildir DIR   maildir root of the main daemon
   --deny PORT     daemon with allow_networks = 10.0.0.0/8
-  --limits PORT   daemon with max_sessions = 2, idle_timeout = 2s
+  --limits PORT   daemon with max_sessions = 2, idle_timeout = 2s,
+                  greet_pause = 500ms
   --max-size N    max_message_size of the main daemon, in bytes
 
 Prints one line per row: PASS|FAIL name: expected ... got ...
@@ -113,7 +114,19 @@ def check(name, expected, got, ok):
 
 
 def code_is(reply, prefix):
-    return reply is not None and reply.startswith(prefix)
+    """reply starts with prefix, and a prefix that ends in a code or an
+    enhanced status is followed by a space or the end (so "500 5.5.2"
+    matches "500 5.5.2 Error..." but not "500 5.5.20")."""
+    if reply is None or not reply.startswith(prefix):
+        return False
+    rest = reply[len(prefix):]
+    return rest == "" or not prefix[-1].isdigit() or rest[0] in " -"
+
+
+# Recipients of transactions that were refused, or cut off before the
+# reply to the dot: none of them may ever get a file (catalogue: "nothing
+# stored unless the reply was 250"). Checked once, after a sentinel.
+NOT_STORED = []
 
 
 def row(name, expected, fn):
@@ -207,59 +220,66 @@ def send_message(rcpts, body, port=None, sender=b"a@home.example"):
 # --- rows -----------------------------------------------------------------
 
 def rows_commands():
-    simple("unknown command", [b"FOO bar\r\n"], "500 5.5.2")
-    simple("8-bit command", [b"NOOP caf\xc3\xa9 \xff\r\n"], "500")
-    simple("EHLO without argument", [b"EHLO\r\n"], "501", ehlo=False)
-    simple("MAIL FROM:foo (no brackets)", [b"MAIL FROM:foo\r\n"],
+    simple("row 02: unknown verb FOO", [b"FOO bar\r\n"], "500 5.5.2")
+    simple("row 26: 8-bit command without SMTPUTF8",
+           [b"NOOP caf\xc3\xa9 \xff\r\n"], "500 5.5.2")
+    simple("row 26: 8-bit address without SMTPUTF8",
+           [b"MAIL FROM:<caf\xc3\xa9@home.example>\r\n"], "501 5.1.7")
+    simple("row 25: EHLO without argument", [b"EHLO\r\n"], "501 ",
+           ehlo=False)
+    simple("row 25: HELO without argument", [b"HELO\r\n"], "501 ",
+           ehlo=False)
+    simple("row 06: MAIL FROM:foo (no brackets)", [b"MAIL FROM:foo\r\n"],
            "501 5.5.4")
-    simple("MAIL FROM junk", [b"MAIL junk\r\n"], "501 5.5.4")
-    simple("bad sender <a b@c>", [b"MAIL FROM:<a b@home.example>\r\n"],
+    simple("row 06: MAIL junk", [b"MAIL junk\r\n"], "501 5.5.4")
+    simple("row 07: bad sender <a b@c>", [b"MAIL FROM:<a b@home.example>\r\n"],
            "501 5.1.7")
-    simple("bad sender <@x:a@b> (source route)",
+    simple("row 07: bad sender <@x:a@b> (source route)",
            [b"MAIL FROM:<@relay.example:a@home.example>\r\n"], "501 5.1.7")
-    simple("bad sender <a@b..c>", [b"MAIL FROM:<a@home..example>\r\n"],
+    simple("row 07: bad sender <a@b..c>", [b"MAIL FROM:<a@home..example>\r\n"],
            "501 5.1.7")
-    simple("sender local-part 65 octets",
+    simple("row 07: sender local-part 65 octets",
            [b"MAIL FROM:<" + b"x" * 65 + b"@home.example>\r\n"], "501 5.1.7")
-    simple("sender local-part 64 octets (ok)",
+    simple("row 07: sender local-part 64 octets (ok)",
            [b"MAIL FROM:<" + b"x" * 64 + b"@home.example>\r\n"], "250")
-    simple("bad recipient <b@>",
+    simple("row 07: bad recipient <b@>",
            [b"MAIL FROM:<a@home.example>\r\n", b"RCPT TO:<b@>\r\n"],
            "501 5.1.3")
-    simple("bad recipient, domain 256 octets",
+    simple("row 07: bad recipient, domain 256 octets",
            [b"MAIL FROM:<a@home.example>\r\n",
             b"RCPT TO:<b@" + (b"d" * 63 + b".") * 4 + b"ab>\r\n"],
            "501 5.1.3")
-    simple("bad recipient <\"unterminated@x>",
+    simple("row 08: bad recipient <\"unterminated@x>",
            [b"MAIL FROM:<a@home.example>\r\n",
             b"RCPT TO:<\"b@foreign.example>\r\n"], "501 5.1.3")
-    simple("RCPT TO:foo (no brackets)",
+    simple("row 06: RCPT TO:foo (no brackets)",
            [b"MAIL FROM:<a@home.example>\r\n", b"RCPT TO:foo\r\n"],
            "501 5.5.4")
-    simple("MAIL SIZE=abc", [b"MAIL FROM:<a@home.example> SIZE=abc\r\n"],
+    simple("row 11: MAIL SIZE=abc", [b"MAIL FROM:<a@home.example> SIZE=abc\r\n"],
            "501 5.5.4")
-    simple("RCPT before MAIL", [b"RCPT TO:<b@foreign.example>\r\n"],
+    simple("row 05: RCPT before MAIL", [b"RCPT TO:<b@foreign.example>\r\n"],
            "503 5.5.1")
-    simple("DATA before MAIL", [b"DATA\r\n"], "503 5.5.1")
-    simple("DATA before RCPT",
+    simple("row 05: DATA before MAIL", [b"DATA\r\n"], "503 5.5.1")
+    simple("row 05: DATA before RCPT",
            [b"MAIL FROM:<a@home.example>\r\n", b"DATA\r\n"], "503 5.5.1")
-    simple("nested MAIL",
+    simple("row 05: nested MAIL",
            [b"MAIL FROM:<a@home.example>\r\n",
             b"MAIL FROM:<a@home.example>\r\n"], "503 5.5.1")
-    simple("MAIL before EHLO", [b"MAIL FROM:<a@home.example>\r\n"],
+    simple("row 05: MAIL before EHLO", [b"MAIL FROM:<a@home.example>\r\n"],
            "503 5.5.1", ehlo=False)
-    simple("command line 512 octets incl. CRLF (ok)",
+    simple("row 01: command line 512 octets incl. CRLF (ok)",
            [b"NOOP " + b"x" * 505 + b"\r\n"], "250")
-    simple("command line 513 octets", [b"NOOP " + b"x" * 506 + b"\r\n"],
-           "500 5.5.")
-    simple("command line 2000 octets", [b"A" * 2000 + b"\r\n"], "500 5.5.")
-    simple("SIZE= above the limit",
+    simple("row 01: command line 513 octets",
+           [b"NOOP " + b"x" * 506 + b"\r\n"], "500 5.5.2")
+    simple("row 01: command line 2000 octets", [b"A" * 2000 + b"\r\n"],
+           "500 5.5.2")
+    simple("row 11: SIZE= above the limit",
            [b"MAIL FROM:<a@home.example> SIZE=%d\r\n" % (ARGS.max_size + 1)],
            "552 5.3.4")
-    simple("SIZE= at the limit (ok)",
+    simple("row 11: SIZE= at the limit (ok)",
            [b"MAIL FROM:<a@home.example> SIZE=%d\r\n" % ARGS.max_size],
            "250")
-    simple("SIZE= huge number",
+    simple("row 11: SIZE= huge number",
            [b"MAIL FROM:<a@home.example> SIZE=99999999999999999999999\r\n"],
            "552 5.3.4")
     simple("recipient outside accept_domains",
@@ -271,17 +291,18 @@ def rows_commands():
     simple("bare postmaster accepted",
            [b"MAIL FROM:<a@home.example>\r\n", b"RCPT TO:<postmaster>\r\n"],
            "250")
-    simple("DATA when every recipient was rejected",
+    simple("row 10: DATA when every recipient was rejected",
            [b"MAIL FROM:<a@home.example>\r\n",
-            b"RCPT TO:<b@elsewhere.example>\r\n", b"DATA\r\n"], "554")
+            b"RCPT TO:<b@elsewhere.example>\r\n", b"DATA\r\n"], "554 5.5.1")
     simple("VRFY", [b"VRFY b@foreign.example\r\n"], "252")
     simple("HELP", [b"HELP\r\n"], "214")
-    simple("NOOP", [b"NOOP\r\n"], "250")
-    simple("RSET", [b"MAIL FROM:<a@home.example>\r\n", b"RSET\r\n"], "250")
-    simple("MAIL after RSET (transaction cleared)",
+    simple("row 25: NOOP", [b"NOOP\r\n"], "250 2.0.0")
+    simple("row 25: RSET", [b"MAIL FROM:<a@home.example>\r\n", b"RSET\r\n"],
+           "250 2.0.0")
+    simple("row 25: MAIL after RSET (transaction cleared)",
            [b"MAIL FROM:<a@home.example>\r\n", b"RSET\r\n",
             b"MAIL FROM:<a@home.example>\r\n"], "250")
-    simple("QUIT", [b"QUIT\r\n"], "221", still_open=False)
+    simple("row 24: QUIT", [b"QUIT\r\n"], "221 2.0.0", still_open=False)
 
     def quit_closes():
         c = session()
@@ -295,9 +316,11 @@ def rows_commands():
         c = session()
         try:
             c.cmd(b"MAIL FROM:<a@home.example>\r\n")
-            got = [c.cmd(b"RCPT TO:<r%d@foreign.example>\r\n" % i)[:3]
+            got = [c.cmd(b"RCPT TO:<r%d@foreign.example>\r\n" % i)
                    for i in range(1, 5)]
-            ok = got == ["250", "250", "250", "452"]
+            ok = ([x[:3] for x in got[:3]] == ["250"] * 3 and
+                  code_is(got[3], "452 4.5.3"))
+            got = [x[:9] for x in got]
             r = c.cmd(b"DATA\r\n")
             ok = ok and r.startswith("354")
             got.append(r[:3])
@@ -307,14 +330,14 @@ def rows_commands():
             return ok, " ".join(got)
         finally:
             c.close()
-    row("too many recipients (max_recipients = 3)",
-        "250 250 250 452 354 250", too_many_rcpts)
+    row("row 09: too many recipients (max_recipients = 3)",
+        "250 250 250 452 4.5.3 354 250", too_many_rcpts)
 
     def rcpts_delivered():
         f = [len(wait_delivered("r%d@foreign.example" % i, 1, 10 if i < 4
                                 else 1)) for i in range(1, 5)]
         return f == [1, 1, 1, 0], "files per rcpt %s" % f
-    row("too many recipients: only the 3 accepted get a copy",
+    row("row 09: too many recipients: only the 3 accepted get a copy",
         "[1, 1, 1, 0]", rcpts_delivered)
 
     def errors_limit():
@@ -322,10 +345,11 @@ def rows_commands():
         try:
             got = []
             for i in range(20):
-                got.append(c.cmd(b"FOO%d\r\n" % i)[:3])
+                got.append(c.cmd(b"FOO%d\r\n" % i)[:9])
             rest, cl = c.replies_until_close()
-            got += [x[:3] for x in rest]
-            ok = got[:19] == ["500"] * 19 and "421" in got[19:] and cl
+            got += [x[:9] for x in rest]
+            ok = (got[:19] == ["500 5.5.2"] * 19 and
+                  got[19:] == ["500 5.5.2", "421 4.7.0"] and cl)
             return ok, "%s, closed=%s" % (" ".join(sorted(set(got[:19])))
                                           + " x19 then " +
                                           " ".join(got[19:]), cl)
@@ -333,17 +357,78 @@ def rows_commands():
             return False, "closed before the 20th reply"
         finally:
             c.close()
-    row("20 unknown commands", "500 x19, then 421 and close", errors_limit)
+    row("row 02: 20 unknown commands",
+        "500 5.5.2 x19, then 500 5.5.2 421 4.7.0 and close", errors_limit)
 
-    def http():
-        c = Conn(ARGS.smtp)
+    def http(req):
+        def fn():
+            c = Conn(ARGS.smtp)
+            try:
+                c.send(req)
+                rest, cl = c.replies_until_close()
+                ok = cl and len(rest) == 1 and code_is(rest[0], "221 2.7.0")
+                return ok, "%s, closed=%s" % (rest, cl)
+            finally:
+                c.close()
+        return fn
+    for req in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"POST /x HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
+                b"CONNECT mx.example:25 HTTP/1.1\r\n\r\n"):
+        row("row 03: HTTP %s" % req.split(b" ")[0].decode(),
+            "221 2.7.0 and close", http(req))
+
+    def early_talker():
+        c = Conn(ARGS.limits, greet=False)
         try:
-            c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            c.send(b"EHLO client.example\r\n")
             rest, cl = c.replies_until_close()
-            return cl and len(rest) <= 1, "%s, closed=%s" % (rest, cl)
+            ok = (cl and len(rest) >= 1 and code_is(rest[-1], "554 5.5.0")
+                  and not any(x.startswith("250") for x in rest))
+            return ok, "%s, closed=%s" % (rest, cl)
         finally:
             c.close()
-    row("HTTP GET / HTTP/1.1", "close (at most one reply)", http)
+
+    simple("row 07: recipient path over 256 octets",
+           [b"MAIL FROM:<a@home.example>\r\n",
+            b"RCPT TO:<" + b"l" * 64 + b"@" + b"d" * 63 + b"." + b"e" * 63 +
+            b"." + b"f" * 63 + b".example>\r\n"], "501 5.1.3")
+    simple("row 08: NUL in the sender",
+           [b"MAIL FROM:<a\x00b@home.example>\r\n"], "501 5.1.7")
+    simple("row 08: NUL in a recipient",
+           [b"MAIL FROM:<a@home.example>\r\n",
+            b"RCPT TO:<nul\x00x@foreign.example>\r\n"], "501 5.1.3")
+    simple("row 08: quoted CRLF in a recipient: the CRLF ends the line "
+           "(501 5.1.3), the rest is no command",
+           [b"MAIL FROM:<a@home.example>\r\n",
+            b"RCPT TO:<\"a\r\n", b"b\"@foreign.example>\r\n"], "500 5.5.2")
+
+    def starttls():
+        # No STARTTLS in the listener: refused, and the plaintext after
+        # it in the same packet runs as plaintext, never "after TLS".
+        c = session()
+        try:
+            c.send(b"STARTTLS\r\nRSET\r\n")
+            r1, r2 = c.reply(), c.reply()
+            ok = code_is(r1, "502 5.5.1") or code_is(r1, "500 5.5.2")
+            ok = ok and code_is(r2, "250 2.0.0")
+            return ok, "%s | %s" % (r1, r2)
+        finally:
+            c.close()
+    row("row 18: STARTTLS with a command in the same packet",
+        "502 5.5.1 (or 500 5.5.2), then 250 2.0.0 in plaintext", starttls)
+
+    def quit_mid():
+        c = session()
+        try:
+            c.cmd(b"MAIL FROM:<a@home.example>\r\n")
+            c.cmd(b"RCPT TO:<quitmid@foreign.example>\r\n")
+            r = c.cmd(b"QUIT\r\n")
+            cl = c.closed()
+            return code_is(r, "221 2.0.0") and cl, "%s, closed=%s" % (r, cl)
+        finally:
+            c.close()
+    NOT_STORED.append("quitmid")
+    row("row 24: QUIT mid-transaction", "221 2.0.0 and close", quit_mid)
 
     def bare_lf_cmd(data, name):
         def fn():
@@ -352,25 +437,32 @@ def rows_commands():
                 c.cmd(b"EHLO client.example\r\n")
                 c.send(data)
                 rest, cl = c.replies_until_close()
-                ok = cl and len(rest) == 1 and rest[0].startswith("5")
+                ok = (cl and len(rest) == 1 and
+                      code_is(rest[0], "550 5.5.2"))
                 return ok, "%s, closed=%s" % (rest, cl)
             finally:
                 c.close()
-        row(name, "one 5xx and close", fn)
-    bare_lf_cmd(b"NOOP\n", "bare LF in a command (NOOP\\n)")
+        row(name, "550 5.5.2 and close", fn)
+    bare_lf_cmd(b"NOOP\n", "row 14: bare LF in a command (NOOP\\n)")
     bare_lf_cmd(b"MAIL FROM:<a@home.example>\nRCPT TO:<x@foreign.example>"
-                b"\r\n", "bare LF in a command (MAIL ...\\n RCPT ...)")
-    bare_lf_cmd(b"NOOP\rNOOP\r\n", "bare CR in a command")
+                b"\r\n", "row 14: bare LF in a command (MAIL ...\\n RCPT ...)")
+    bare_lf_cmd(b"NOOP\rNOOP\r\n", "row 14: bare CR in a command")
+    bare_lf_cmd(b"RCPT TO:<\"a\rb\"@x>\r\n",
+                "row 08: bare CR in a quoted recipient (as row 14)")
 
 
 def rows_data():
     big = ARGS.max_size
 
-    def data_row(name, body, expect, rcpt, close=False, files=0):
+    def data_row(name, body, expect, rcpt, close=False,
+                 mail=b"MAIL FROM:<a@home.example>\r\n"):
+        if not expect.startswith("250"):
+            NOT_STORED.append(rcpt.decode().split("@")[0])
+
         def fn():
             c = session()
             try:
-                c.cmd(b"MAIL FROM:<a@home.example>\r\n")
+                c.cmd(mail)
                 r = c.cmd(b"RCPT TO:<" + rcpt + b">\r\n")
                 if not r.startswith("250"):
                     return False, "RCPT " + r
@@ -401,18 +493,23 @@ def rows_data():
     data_row("data line over 1000 octets",
              b"Subject: l\r\n\r\n" + b"y" * 999 + b"\r\n.\r\n", "500 5.5.6",
              b"line1001@foreign.example")
-    data_row("body above max_message_size",
+    data_row("row 12: body above max_message_size",
              b"Subject: big\r\n\r\n" +
              (b"z" * 78 + b"\r\n") * (big // 80 + 10) + b".\r\n",
              "552 5.3.4", b"big@foreign.example")
-    data_row("NUL in message data",
-             b"Subject: nul\r\n\r\na\x00b\r\n.\r\n", "5",
+    data_row("row 12: body above the limit after a false SIZE=10",
+             b"Subject: big\r\n\r\n" +
+             (b"z" * 78 + b"\r\n") * (big // 80 + 10) + b".\r\n",
+             "552 5.3.4", b"falsesize@foreign.example",
+             mail=b"MAIL FROM:<a@home.example> SIZE=10\r\n")
+    data_row("row 16: NUL in message data",
+             b"Subject: nul\r\n\r\na\x00b\r\n.\r\n", "550 5.6.0",
              b"nul@foreign.example")
-    data_row("bare LF inside DATA",
-             b"Subject: lf\r\n\r\nline1\nline2\r\n.\r\n", "5",
+    data_row("row 15: bare LF inside DATA",
+             b"Subject: lf\r\n\r\nline1\nline2\r\n.\r\n", "550 5.5.2",
              b"barelf@foreign.example", close=True)
-    data_row("bare CR inside DATA",
-             b"Subject: cr\r\n\r\nline1\rline2\r\n.\r\n", "5",
+    data_row("row 16: bare CR inside DATA",
+             b"Subject: cr\r\n\r\nline1\rline2\r\n.\r\n", "550 5.5.2",
              b"barecr@foreign.example", close=True)
     smuggle = [("\\n.\\n", b"\n.\n"), ("\\n.\\r\\n", b"\n.\r\n"),
                ("\\r\\n.\\n", b"\r\n.\n"), ("\\r.\\r\\n", b"\r.\r\n")]
@@ -422,12 +519,17 @@ def rows_data():
                 b"RCPT TO:<inject%d@foreign.example>\r\n"
                 b"DATA\r\n"
                 b"Subject: injected\r\n\r\nspoofed\r\n.\r\n" % i)
-        data_row("smuggling %s then MAIL FROM" % name, body, "5",
+        data_row("row 15: smuggling %s then MAIL FROM" % name, body,
+                 "550 5.5.2",
                  b"smuggle%d@foreign.example" % i, close=True)
 
     many_hdr = b"".join(b"X-H%d: v\r\n" % i for i in range(1001))
-    data_row("header section over 1000 lines", many_hdr + b"\r\nx\r\n.\r\n",
+    data_row("row 13: header section over 1000 lines", many_hdr + b"\r\nx\r\n.\r\n",
              "552 5.3.4", b"hdr@foreign.example")
+    data_row("row 13: header section over 100 KB",
+             b"X-Big: " + b"v" * 900 + b"\r\n" +
+             b"".join(b"\tv" * 300 + b"\r\n" for _ in range(200)) +
+             b"\r\nx\r\n.\r\n", "552 5.3.4", b"hdrbytes@foreign.example")
 
     def pipelined():
         c = session()
@@ -463,7 +565,7 @@ def rows_data():
         c.send(b"Subject: cut\r\n\r\nhalf a message\r\n")
         c.close()
         return r.startswith("354"), "DATA %s, then closed by us" % r[:3]
-    row("client disconnects in the middle of DATA", "354 (file count "
+    row("row 24: client disconnects in the middle of DATA", "354 (file count "
         "checked below)", mid_data_disconnect)
 
     def dots():
@@ -480,7 +582,7 @@ def rows_data():
         tail = data.split(b"\n\n", 1)[1]
         want = b"first\n.foo\n.bar.\nbaz\na.b\n..\n"
         return tail == want, repr(tail)
-    row("dot-unstuffing (..foo ..bar. .baz a.b ...)",
+    row("row 17: dot-unstuffing (..foo ..bar. .baz a.b ...)",
         repr(b"first\n.foo\n.bar.\nbaz\na.b\n..\n"), dots)
 
     def refused_not_delivered():
@@ -493,9 +595,7 @@ def rows_data():
             return False, "sentinel not delivered (%s)" % r
         time.sleep(1.0)
         bad = {}
-        for n in ["line1001", "big", "nul", "barelf", "barecr", "hdr",
-                  "middata"] + \
-                ["smuggle%d" % i for i in range(1, 5)] + \
+        for n in NOT_STORED + ["middata"] + \
                 ["inject%d" % i for i in range(1, 5)]:
             k = len(delivered(n + "@foreign.example"))
             if k:
@@ -504,7 +604,7 @@ def rows_data():
         return not bad and good == 1, \
             "refused with files: %s; line1000 files %d" % (bad or "none",
                                                            good)
-    row("maildir: no file for any refused/smuggled message",
+    row("rows 08-16, 24: maildir: no file for any refused/smuggled message",
         "none; line1000 files 1", refused_not_delivered)
 
 
@@ -555,17 +655,17 @@ def rows_deny():
 
 def rows_limits():
     def idle():
+        t0 = time.time()    # the timeout runs from the connect
         c = Conn(ARGS.limits)
         try:
-            t0 = time.time()
             rest, cl = c.replies_until_close(10.0)
             dt = time.time() - t0
-            ok = (cl and len(rest) == 1 and rest[0].startswith("421 4.4.2")
+            ok = (cl and len(rest) == 1 and code_is(rest[0], "421 4.4.2")
                   and 1.5 <= dt <= 6)
             return ok, "%s after %.1fs, closed=%s" % (rest, dt, cl)
         finally:
             c.close()
-    row("idle timeout (idle_timeout = 2s)", "421 4.4.2 after ~2s and close",
+    row("row 19: idle timeout (idle_timeout = 2s)", "421 4.4.2 after ~2s and close",
         idle)
 
     def sessions():
@@ -580,15 +680,15 @@ def rows_limits():
             # the first two still work
             ra = a.cmd(b"NOOP\r\n")
             rb = b.cmd(b"NOOP\r\n")
-            ok = (cl and len(rest) == 1 and rest[0].startswith("421") and
+            ok = (cl and len(rest) == 1 and code_is(rest[0], "421 4.7.0") and
                   ra.startswith("250") and rb.startswith("250"))
             return ok, "third: %s, closed=%s; first two NOOP: %s %s" % (
                 rest, cl, ra[:3], rb[:3])
         finally:
             a.close()
             b.close()
-    row("too many sessions (max_sessions = 2, open 3)",
-        "third 421 and close; first two 250", sessions)
+    row("row 20: too many sessions (max_sessions = 2, open 3)",
+        "third 421 4.7.0 and close; first two 250", sessions)
 
     def slot_freed():
         # After the clients above closed, a new session gets a 220.
@@ -600,6 +700,44 @@ def rows_limits():
         finally:
             c.close()
     row("session slots freed after close", "220", slot_freed)
+
+    def early_talker():
+        c = Conn(ARGS.limits, greet=False)
+        try:
+            c.send(b"EHLO client.example\r\n")
+            rest, cl = c.replies_until_close()
+            ok = (cl and len(rest) == 1 and code_is(rest[0], "554 5.5.0"))
+            return ok, "%s, closed=%s" % (rest, cl)
+        finally:
+            c.close()
+    row("row 04: client talks before the greeting (greet_pause = 500ms)",
+        "554 5.5.0 and close, no 220", early_talker)
+
+    def pipelined(name, first, data):
+        def fn():
+            c = Conn(ARGS.limits)
+            try:
+                if first:
+                    c.cmd(first)
+                c.send(data)
+                rest, cl = c.replies_until_close()
+                ok = cl and rest and code_is(rest[-1], "554 5.5.0") and \
+                    not any(x.startswith("354") for x in rest)
+                return ok, "%s, closed=%s" % ([x[:9] for x in rest], cl)
+            finally:
+                c.close()
+        row("row 04: " + name, "554 5.5.0 and close, no 354", fn)
+    pipelined("message sent behind DATA without waiting for the 354",
+              b"EHLO client.example\r\n",
+              b"MAIL FROM:<a@home.example>\r\n"
+              b"RCPT TO:<across@foreign.example>\r\nDATA\r\n"
+              b"Subject: across\r\n\r\nx\r\n.\r\n")
+    pipelined("pipelining after HELO (no PIPELINING advertised)",
+              b"HELO client.example\r\n",
+              b"MAIL FROM:<a@home.example>\r\n"
+              b"RCPT TO:<across@foreign.example>\r\n")
+    pipelined("a command behind EHLO in the same write", None,
+              b"EHLO client.example\r\nMAIL FROM:<a@home.example>\r\n")
 
 
 def main():

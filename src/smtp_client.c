@@ -26,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -392,6 +394,12 @@ open_socket(struct smtp_client *c)
 			strerror(err));
 		return -1;
 	}
+	/* Without this, Nagle holds the final dot (its own small write)
+	 * until the peer ACKs the body, and a peer that is waiting for
+	 * the dot delays that ACK: 40 ms per message on Linux. */
+	if (setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 },
+		       sizeof(int)) < 0)
+		log_debug("smtp client: TCP_NODELAY: %s", strerror(errno));
 	return 0;
 }
 

@@ -302,6 +302,16 @@ store_counters_load_txn(MDB_txn *txn, struct store *st, struct store_counters *c
 	return 0;
 }
 
+static bool
+counters_equal(const struct store_counters *a, const struct store_counters *b)
+{
+	unsigned char ea[COUNTERS_LEN], eb[COUNTERS_LEN];
+
+	counters_encode(a, ea);
+	counters_encode(b, eb);
+	return memcmp(ea, eb, sizeof(ea)) == 0;
+}
+
 static int
 counters_save(MDB_txn *txn, struct store *st, const struct store_counters *c)
 {
@@ -436,6 +446,7 @@ write_once(struct store *st, store_txn_fn *fn, void *arg,
 	   const char **fail_r, uint64_t *mapsize_r)
 {
 	struct store_wtx w = { .st = st };
+	struct store_counters before;
 	int rc;
 
 	*fail_r = NULL;
@@ -444,9 +455,13 @@ write_once(struct store *st, store_txn_fn *fn, void *arg,
 		return rc;
 	*mapsize_r = map_size_now(st);
 	rc = store_counters_load_txn(w.txn, st, &w.c);
+	before = w.c;
 	if (rc == 0)
 		rc = fn(&w, arg);
-	if (rc == 0)
+	/* Unchanged counters are not written again: a transaction that
+	 * wrote nothing (a claim that found no work) then commits without
+	 * a page write or an fdatasync. */
+	if (rc == 0 && !counters_equal(&before, &w.c))
 		rc = counters_save(w.txn, st, &w.c);
 	if (rc == 0) {
 		rc = mdb_txn_commit(w.txn);

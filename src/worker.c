@@ -54,6 +54,13 @@ struct worker {
 	 * current interval (0: peer up) and when to try again. */
 	uint64_t reconnect_us;
 	uint64_t reconnect_at_us;
+	bool marked;	/* the batch was claimed as being sent already */
+	/* The next batch, claimed in the commit of this one's outcomes
+	 * (owned, batch entries; swapped with items): ready entries of it,
+	 * and whether they were claimed as being sent. */
+	struct claim_item *next;
+	size_t ready;
+	bool ready_marked;
 };
 
 struct worker_pool {
@@ -178,6 +185,7 @@ worker_pool_new(struct store *st, struct config *cfg, const char **error_r)
 		w->pool = p;
 		w->id = (uint32_t)i + 1;
 		w->items = xcalloc(batch, sizeof(*w->items));
+		w->next = xcalloc(batch, sizeof(*w->next));
 		w->out = xcalloc(batch, sizeof(*w->out));
 		w->rcpts = xcalloc(batch, sizeof(*w->rcpts));
 		w->hdrs = xcalloc(batch, sizeof(*w->hdrs));
@@ -485,6 +493,41 @@ send_dsns(struct worker *w, size_t n, uint64_t now_us)
 		}
 }
 
+/* Record the batch's n outcomes. In the same commit, claim the next batch
+ * into w->next (w->ready entries), unless stopping, the peer is down, or
+ * in-doubt entries wait for claim_some(). Returns 0, or -1 when nothing
+ * was recorded. */
+static int
+record_outcomes(struct worker *w, size_t n, uint64_t now)
+{
+	struct worker_pool *p = w->pool;
+	bool sending = !w->driver->ops->can_look;
+	uint64_t due;
+	const char *err;
+
+	w->ready = 0;
+	if (!pool_stopping(p) && w->reconnect_us == 0 &&
+	    !atomic_load(&p->indoubt_due)) {
+		if (claim_outcome_next(p->st, w->out, n, now, w->id,
+				       p->cfg->workers_batch,
+				       p->cfg->workers_lease, sending, w->next,
+				       &w->ready, &due, &err) == STORE_OK) {
+			w->ready_marked = sending;
+			return 0;
+		}
+		w->ready = 0;
+		log_debug("worker %u: outcomes with the next claim: %s; "
+			  "recording them alone", w->id, err);
+	}
+	if (claim_outcome(p->st, w->out, n, now, &err) != STORE_OK) {
+		log_err("worker %u: cannot record %zu outcome(s): %s; the "
+			"entries are retried when their lease ends", w->id, n,
+			err);
+		return -1;
+	}
+	return 0;
+}
+
 /* Deliver a claimed batch and record every outcome in one transaction. */
 static void
 work_batch(struct worker *w, size_t n)
@@ -497,9 +540,10 @@ work_batch(struct worker *w, size_t n)
 	for (size_t i = 0; i < n; i++)
 		buf_free(&w->hdrs[i]);
 	/* A driver that can look finds its own earlier deliveries, so a
-	 * crash can simply deliver again; only the others need the extra
-	 * "being sent" commit that turns a crash into in-doubt. */
-	if (!w->driver->ops->can_look &&
+	 * crash can simply deliver again; only the others need the "being
+	 * sent" mark that turns a crash into in-doubt: made by the claim
+	 * itself (claim_batch_sending), or by an extra commit here. */
+	if (!w->driver->ops->can_look && !w->marked &&
 	    claim_mark_sending(p->st, w->items, n, &err) != STORE_OK) {
 		log_err("worker %u: cannot mark the batch as being sent: %s",
 			w->id, err);
@@ -521,15 +565,17 @@ work_batch(struct worker *w, size_t n)
 	if (n == 0)
 		return;
 	now = store_now_us();
-	if (claim_outcome(p->st, w->out, n, now, &err) != STORE_OK) {
-		log_err("worker %u: cannot record %zu outcome(s): %s; the "
-			"entries are retried when their lease ends", w->id, n,
-			err);
+	if (record_outcomes(w, n, now) < 0)
 		return;
-	}
 	log_outcomes(w, n, now);
 	if (w->bounce != NULL)
 		send_dsns(w, n, now);
+	if (w->ready > 0) {
+		struct claim_item *t = w->items;
+
+		w->items = w->next;
+		w->next = t;
+	}
 }
 
 /* Worker 1 also does the housekeeping that must not run on the event
@@ -561,6 +607,7 @@ claim_some(struct worker *w, uint64_t *next_due)
 	int rc;
 
 	*next_due = 0;
+	w->marked = false;
 	/* In-doubt entries (left by a crash while being sent) are claimed
 	 * by a driver that can look, or, under in_doubt_policy = retry, by
 	 * any driver, which simply sends them again. */
@@ -575,9 +622,10 @@ claim_some(struct worker *w, uint64_t *next_due)
 			return n;
 		}
 	}
-	rc = claim_batch(p->st, w->id, p->cfg->workers_batch,
-			 p->cfg->workers_lease, store_now_us(), w->items, &n,
-			 next_due, &err);
+	w->marked = !w->driver->ops->can_look;
+	rc = (w->marked ? claim_batch_sending : claim_batch)(p->st, w->id,
+		p->cfg->workers_batch, p->cfg->workers_lease, store_now_us(),
+		w->items, &n, next_due, &err);
 	if (rc != STORE_OK) {
 		log_err("worker %u: claim failed: %s", w->id, err);
 		*next_due = store_now_us() + WORKER_ERROR_PAUSE_US;
@@ -603,7 +651,14 @@ worker_main(void *arg)
 				break;
 			continue;
 		}
-		n = claim_some(w, &next_due);
+		if (w->ready > 0) {
+			n = w->ready;
+			w->ready = 0;
+			w->marked = w->ready_marked;
+			next_due = 0;
+		} else {
+			n = claim_some(w, &next_due);
+		}
 		if (n > 0) {
 			atomic_store(&w->busy_since_us, store_now_us());
 			work_batch(w, n);
@@ -615,6 +670,17 @@ worker_main(void *arg)
 			until = next_due;
 		if (!pool_wait(p, &seen, until))
 			break;
+	}
+	if (w->ready > 0) {
+		/* claimed with the last outcomes, never handed over */
+		const char *err;
+
+		if (claim_requeue(p->st, w->items, w->ready, store_now_us(),
+				  &err) != STORE_OK)
+			log_err("worker %u: cannot put %zu entries back: %s; "
+				"they are retried when their lease ends", w->id,
+				w->ready, err);
+		w->ready = 0;
 	}
 	atomic_store(&w->running, false);
 	return NULL;
@@ -677,6 +743,7 @@ worker_pool_stop(struct worker_pool **pp)
 			buf_free(&p->w[i].hdrs[j]);
 		free(p->w[i].hdrs);
 		free(p->w[i].items);
+		free(p->w[i].next);
 		free(p->w[i].out);
 		free(p->w[i].rcpts);
 	}

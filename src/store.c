@@ -13,10 +13,12 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <signal.h>
 #include <stddef.h>
@@ -933,6 +935,31 @@ store_map_usage(struct store *st, uint64_t *map_size_r, uint64_t *used_r)
 	pthread_rwlock_unlock(&st->txn_lock);
 	*map_size_r = info.me_mapsize;
 	*used_r = (uint64_t)(info.me_last_pgno + 1) * stat.ms_psize;
+}
+
+void
+store_map_trim(struct store *st)
+{
+	char path[PATH_MAX], line[512];
+	unsigned long a, b, off, ino;
+	struct stat sb;
+	FILE *fp;
+
+	/* LMDB does not tell where its map is (me_mapaddr is only set with
+	 * MDB_FIXEDMAP): find the mappings of data.mdb in /proc/self/maps.
+	 * Under txn_lock, so that no resize moves the map meanwhile. */
+	snprintf(path, sizeof(path), "%s/data.mdb", st->path);
+	if (stat(path, &sb) < 0 || (fp = fopen("/proc/self/maps", "re")) ==
+	    NULL)
+		return;
+	pthread_rwlock_rdlock(&st->txn_lock);
+	while (fgets(line, sizeof(line), fp) != NULL)
+		if (sscanf(line, "%lx-%lx %*s %lx %*s %lu", &a, &b, &off,
+			   &ino) == 4 && ino == (unsigned long)sb.st_ino &&
+		    madvise((void *)a, b - a, MADV_DONTNEED) < 0)
+			log_debug("store: madvise: %s", strerror(errno));
+	pthread_rwlock_unlock(&st->txn_lock);
+	fclose(fp);
 }
 
 int

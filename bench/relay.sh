@@ -25,7 +25,9 @@
 # fsyncs per message come from a separate pass under strace -f -c
 # (fsync, fdatasync, msync, sync_file_range), which slows the relay;
 # the latency pass offers half of posternd's best 4 KiB rate in 0.1 s
-# slices. Every figure is with durability as shipped: Postfix fsyncs its
+# slices. posternd's fsyncs are also counted during each run by perf
+# (tracepoints syscalls:sys_enter_fsync/fdatasync), which does not slow
+# it down. Every figure is with durability as shipped: Postfix fsyncs its
 # queue file before 250; posternd commits (fdatasync) before 250 and
 # before a delivery counts.
 set -u
@@ -55,6 +57,10 @@ SINK=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
 SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
 [ -x "$SINK" ] && [ -x "$SOURCE" ] || skip "smtp-sink/smtp-source not found"
 command -v strace >/dev/null || skip "strace not found"
+# perf counts posternd's fsyncs at full load, without slowing it down
+PERF=$(command -v perf)
+[ -n "$PERF" ] && ! "$PERF" stat -e syscalls:sys_enter_fdatasync true \
+	>/dev/null 2>&1 && PERF=""
 CGROOT=/sys/fs/cgroup/cpuacct
 [ -d /sys/fs/cgroup/cpu,cpuacct ] && CGROOT=/sys/fs/cgroup/cpu,cpuacct
 [ -w "$CGROOT" ] || skip "no writable cpuacct cgroup at $CGROOT"
@@ -74,7 +80,10 @@ cleanup() {
 		for p in $(cat "$cg/cgroup.procs" 2>/dev/null); do
 			echo "$p" >"$CGROOT/cgroup.procs" 2>/dev/null
 		done
-		rmdir "$cg" 2>/dev/null
+		for p in 1 2 3 4 5; do
+			rmdir "$cg" 2>/dev/null && break
+			sleep 1
+		done
 	done
 	[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
@@ -102,11 +111,11 @@ wait_port() {
 now() { date +%s.%N; }
 
 # --- cgroups: one per relay, for CPU and the set of its processes --------------
+# cg_new NAME: make it; CG is its path (not in $(...): CGS must stay set)
 cg_new() {
-	local cg=$CGROOT/postern-bench-$$-$1
-	mkdir "$cg" || fail "mkdir $cg"
-	CGS="$CGS $cg"
-	echo "$cg"
+	CG=$CGROOT/postern-bench-$$-$1
+	mkdir "$CG" || fail "mkdir $CG"
+	CGS="$CGS $CG"
 }
 # cg_cpu CG: user+sys nanoseconds so far
 cg_cpu() { cat "$1/cpuacct.usage"; }
@@ -161,7 +170,8 @@ wait_sink() {
 
 # --- Postfix ---------------------------------------------------------------------
 PFDIR=$WORK/postfix
-PF_CG=$(cg_new postfix)
+cg_new postfix
+PF_CG=$CG
 SPORT=$(free_port)
 PFPORT=$(free_port)
 start_postfix() {
@@ -176,7 +186,8 @@ start_postfix() {
 start_postfix
 
 # --- posternd ----------------------------------------------------------------
-PN_CG=$(cg_new postern)
+cg_new postern
+PN_CG=$CG
 PN_PID=""
 # start_postern NAME DRIVER: a fresh store under $WORK/NAME
 start_postern() {
@@ -253,7 +264,7 @@ RESULTS=$WORK/results
 
 # measure KIND SIZE: one run; appends "KIND SIZE rate cpu rss p50 p99"
 measure() {
-	local kind=$1 size=$2 cg t0 t1 c0 c1 rss_pid n dl lat
+	local kind=$1 size=$2 cg t0 t1 c0 c1 rss_pid n dl lat fs perf_pid
 	: >"$WORK/rss"
 	case $kind in
 	postfix)
@@ -271,6 +282,15 @@ measure() {
 		start_postern "run" maildir
 		port=$PNPORT ;;
 	esac
+	perf_pid=""
+	if [ "$kind" != postfix ] && [ -n "$PERF" ]; then
+		"$PERF" stat -x, -o "$WORK/perf.stat" -p "$PN_PID" -e \
+			syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync \
+			2>/dev/null &
+		perf_pid=$!
+		PIDS="$PIDS $perf_pid"
+		sleep 0.3
+	fi
 	rss_sampler "$cg" "$WORK/rss" &
 	rss_pid=$!
 	PIDS="$PIDS $rss_pid"
@@ -301,6 +321,13 @@ measure() {
 	c1=$(cg_cpu "$cg")
 	kill "$rss_pid"
 	wait "$rss_pid" 2>/dev/null
+	fs=-
+	if [ -n "$perf_pid" ]; then
+		kill -INT "$perf_pid"
+		wait "$perf_pid" 2>/dev/null
+		fs=$(awk -F, -v m="$MSGS" '/sys_enter_f/ { s += $1 }
+			END { printf "%.3f", s / m }' "$WORK/perf.stat")
+	fi
 	dl=$WORK/delays
 	if [ "$kind" = postfix ]; then
 		grep 'status=sent' "$PFDIR/maillog" |
@@ -314,11 +341,11 @@ measure() {
 	lat=$(percentiles "$dl")
 	awk -v k="$kind" -v s="$size" -v n="$MSGS" -v t0="$t0" -v t1="$t1" \
 		-v c0="$c0" -v c1="$c1" -v rss="$(cat "$WORK/rss")" \
-		-v lat="$lat" 'BEGIN {
+		-v lat="$lat" -v fs="$fs" 'BEGIN {
 		split(lat, l, " ")
-		printf "%s %s %.0f %.3f %.1f %s %s\n", k, s, n / (t1 - t0),
-			(c1 - c0) / 1e9 / n * 1000, rss / 1024, l[1], l[2] }' |
-		tee -a "$RESULTS" | awk '{ printf "  run %-8s %6d B: %6d msg/s, %.3f CPU s/1000, peak RSS %.1f MiB, latency p50 %s ms p99 %s ms\n", $1, $2, $3, $4, $5, $6, $7 }'
+		printf "%s %s %.0f %.3f %.1f %s %s %s\n", k, s, n / (t1 - t0),
+			(c1 - c0) / 1e9 / n * 1000, rss / 1024, l[1], l[2], fs }' |
+		tee -a "$RESULTS" | awk '{ printf "  run %-8s %6d B: %6d msg/s, %.3f CPU s/1000, peak Pss %.1f MiB, latency p50 %s ms p99 %s ms, fsyncs/msg %s\n", $1, $2, $3, $4, $5, $6, $7, $8 }'
 }
 
 # --- fsyncs per message: a short pass under strace ----------------------------
@@ -409,22 +436,23 @@ echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # medians per (kind, size), then the ratios
 echo
-printf '%-8s %6s %9s %11s %9s %8s %8s %9s\n' relay size msg/s "CPU s/1k" "RSS MiB" "p50 ms" "p99 ms" fsync/msg
+printf '%-8s %6s %7s %9s %8s %7s %7s %10s %9s\n' relay size msg/s "CPU s/1k" "Pss MiB" "p50 ms" "p99 ms" fsync/msg "(strace)"
 for size in $SIZES; do
 	for kind in postfix postern maildir; do
 		grep -q "^$kind $size " "$RESULTS" || continue
 		fs=-
 		[ "$size" = 4096 ] && [ "$kind" = postfix ] && fs=$FS_PF
 		[ "$size" = 4096 ] && [ "$kind" = postern ] && fs=$FS_PN
-		for col in 3 4 5 6 7; do
+		for col in 3 4 5 6 7 8; do
 			awk -v k="$kind" -v s="$size" -v c="$col" \
 				'$1 == k && $2 == s { print $c }' "$RESULTS" |
 				sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 		done | tr '\n' ' ' | awk -v k="$kind" -v s="$size" -v f="$fs" \
-			'{ printf "%-8s %6s %9s %11s %9s %8s %8s %9s\n", k, s, $1, $2, $3, $4, $5, f }'
+			'{ printf "%-8s %6s %7s %9s %8s %7s %7s %10s %9s\n", k, s, $1, $2, $3, $4, $5, $6, f }'
 	done
 done | tee "$WORK/medians"
-echo "(medians over the runs; fsync/msg from the strace pass at 4096 B)"
+echo "(medians over the runs; fsync/msg: perf count during each run (posternd);"
+echo " (strace): the separate ${FSYNC_MSGS}-message pass under strace -f -c, 4096 B)"
 echo
 for size in $SIZES; do
 	awk -v s="$size" '$2 == s && $1 == "postfix" { r = $3; c = $4 }

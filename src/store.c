@@ -942,8 +942,13 @@ store_map_trim(struct store *st)
 {
 	char path[PATH_MAX], line[512];
 	unsigned long a, b, off, ino;
+	uint64_t now = store_now_us(), due = atomic_load(&st->trim_at_us);
 	struct stat sb;
 	FILE *fp;
+
+	if (now < due || !atomic_compare_exchange_strong(&st->trim_at_us,
+			&due, now + STORE_TRIM_US))
+		return;	/* done recently, or another thread does it */
 
 	/* LMDB does not tell where its map is (me_mapaddr is only set with
 	 * MDB_FIXEDMAP): find the mappings of data.mdb in /proc/self/maps.

@@ -34,7 +34,6 @@
 #define WORKER_IDLE_MAX_US	(30ull * 1000000u)	/* re-check anyway */
 #define WORKER_HOUSEKEEP_US	(60ull * 1000000u)	/* recover, readers */
 #define WORKER_ERROR_PAUSE_US	(1000000u)
-#define WORKER_TRIM_US		(100000u)	/* store_map_trim */
 
 struct worker {
 	struct worker_pool *pool;
@@ -76,7 +75,6 @@ struct worker_pool {
 	bool started;
 	atomic_bool indoubt_due;	/* look at in-doubt entries soon */
 	atomic_bool peer_down;		/* logged as down: log "up" once */
-	atomic_uint_fast64_t trim_at_us;	/* next map_trim() */
 	/* Written once at stop; its read end, readable from then on, cuts
 	 * the drivers' network waits short (smtp_client cancel_fd). */
 	int stop_pipe[2];
@@ -583,19 +581,6 @@ work_batch(struct worker *w, size_t n)
 	}
 }
 
-/* After a batch, at most every 0.1 s in the whole pool: keep the
- * bodies read from the map out of the RSS (store_map_trim). */
-static void
-map_trim(struct worker_pool *p)
-{
-	uint64_t now = store_now_us();
-	uint64_t due = atomic_load(&p->trim_at_us);
-
-	if (now >= due && atomic_compare_exchange_strong(&p->trim_at_us, &due,
-							 now + WORKER_TRIM_US))
-		store_map_trim(p->st);
-}
-
 /* Worker 1 also does the housekeeping that must not run on the event
  * loop: recovery of expired leases and stale reader slots. */
 static void
@@ -684,7 +669,7 @@ worker_main(void *arg)
 			atomic_store(&w->busy_since_us, store_now_us());
 			work_batch(w, n);
 			atomic_store(&w->busy_since_us, 0);
-			map_trim(p);
+			store_map_trim(p->st);	/* bodies read */
 			continue;
 		}
 		until = store_now_us() + WORKER_IDLE_MAX_US;

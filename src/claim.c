@@ -226,6 +226,7 @@ struct claim_args {
 	size_t n;
 	uint64_t next_due;
 	bool indoubt;
+	bool sending;		/* mark as being sent (RCPT_FLAG_SENDING) */
 };
 
 /* Lease one queued entry to the worker and copy it out into it. */
@@ -250,7 +251,7 @@ lease_txn(struct store_wtx *w, struct claim_args *a, uint64_t qid,
 	rr.owner_instance = w->st->instance;
 	rr.owner_worker = a->worker;
 	rr.lease_until_us = a->now_us + (uint64_t)a->lease_secs * 1000000u;
-	rr.flags = 0;
+	rr.flags = a->sending ? RCPT_FLAG_SENDING : 0;
 	if ((rc = move_txn(w, qid, idx, &rr, ST_ACTIVE, 0)) != 0)
 		return rc;
 	memset(it, 0, sizeof(*it));
@@ -309,18 +310,38 @@ claim_txn(struct store_wtx *w, void *arg)
 	return store_meta_u64_put(w->txn, w->st, NEXT_TOKEN, token);
 }
 
+static int
+claim_run(struct store *st, struct claim_args *a, size_t *n_r,
+	  uint64_t *next_due_r, const char **error_r)
+{
+	int rc = store_write(st, claim_txn, a, error_r);
+
+	*n_r = rc == STORE_OK ? a->n : 0;
+	*next_due_r = a->next_due;
+	return rc;
+}
+
 int
 claim_batch(struct store *st, uint32_t worker, size_t max,
 	    unsigned lease_secs, uint64_t now_us, struct claim_item *items,
 	    size_t *n_r, uint64_t *next_due_r, const char **error_r)
 {
 	struct claim_args a = { worker, max, lease_secs, now_us, items, 0, 0,
-				false };
-	int rc = store_write(st, claim_txn, &a, error_r);
+				false, false };
 
-	*n_r = rc == STORE_OK ? a.n : 0;
-	*next_due_r = a.next_due;
-	return rc;
+	return claim_run(st, &a, n_r, next_due_r, error_r);
+}
+
+int
+claim_batch_sending(struct store *st, uint32_t worker, size_t max,
+		    unsigned lease_secs, uint64_t now_us,
+		    struct claim_item *items, size_t *n_r,
+		    uint64_t *next_due_r, const char **error_r)
+{
+	struct claim_args a = { worker, max, lease_secs, now_us, items, 0, 0,
+				false, true };
+
+	return claim_run(st, &a, n_r, next_due_r, error_r);
 }
 
 static int
@@ -364,7 +385,7 @@ claim_indoubt(struct store *st, uint32_t worker, size_t max,
 	      size_t *n_r, const char **error_r)
 {
 	struct claim_args a = { worker, max, lease_secs, now_us, items, 0, 0,
-				true };
+				true, false };
 	int rc = store_write(st, claim_indoubt_txn, &a, error_r);
 
 	*n_r = rc == STORE_OK ? a.n : 0;
@@ -602,6 +623,63 @@ claim_outcome(struct store *st, struct claim_outcome *o, size_t n,
 	struct outcome_args a = { o, n, now_us };
 
 	return store_write(st, outcome_txn, &a, error_r);
+}
+
+struct outcome_mark_args {
+	struct outcome_args o;
+	struct items_args m;
+};
+
+static int
+outcome_mark_txn(struct store_wtx *w, void *arg)
+{
+	struct outcome_mark_args *a = arg;
+	int rc = outcome_txn(w, &a->o);
+
+	return rc != 0 ? rc : mark_sending_txn(w, &a->m);
+}
+
+int
+claim_outcome_mark(struct store *st, struct claim_outcome *o, size_t n,
+		   uint64_t now_us, const struct claim_item *items,
+		   size_t nitems, const char **error_r)
+{
+	struct outcome_mark_args a = { { o, n, now_us }, { items, nitems } };
+
+	return store_write(st, outcome_mark_txn, &a, error_r);
+}
+
+struct outcome_next_args {
+	struct outcome_args o;
+	struct claim_args c;
+};
+
+static int
+outcome_next_txn(struct store_wtx *w, void *arg)
+{
+	struct outcome_next_args *a = arg;
+	int rc = outcome_txn(w, &a->o);
+
+	return rc != 0 ? rc : claim_txn(w, &a->c);
+}
+
+int
+claim_outcome_next(struct store *st, struct claim_outcome *o, size_t n,
+		   uint64_t now_us, uint32_t worker, size_t max,
+		   unsigned lease_secs, bool sending,
+		   struct claim_item *items, size_t *n_r,
+		   uint64_t *next_due_r, const char **error_r)
+{
+	struct outcome_next_args a = {
+		{ o, n, now_us },
+		{ worker, max, lease_secs, now_us, items, 0, 0, false,
+		  sending },
+	};
+	int rc = store_write(st, outcome_next_txn, &a, error_r);
+
+	*n_r = rc == STORE_OK ? a.c.n : 0;
+	*next_due_r = a.c.next_due;
+	return rc;
 }
 
 /* --- recover -------------------------------------------------------------- */

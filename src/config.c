@@ -82,6 +82,7 @@ static const char *const layout_names[] = {
 	"address", "domain/localpart", NULL
 };
 static const char *const in_doubt_names[] = { "hold", "retry", NULL };
+static const char *const window_names[] = { "message", "batch", NULL };
 static const char *const tls_names[] = { "none", "may", "encrypt", NULL };
 static const char *const auth_names[] = {
 	"none", "optional", "required", NULL
@@ -185,6 +186,8 @@ static const struct key keys[] = {
 	  "16" },
 	{ "workers", "lease", V_SECS, F(workers_lease), 1, UINT_MAX, NULL,
 	  "600s" },
+	{ "workers", "in_doubt_window", V_ENUM, F(workers_in_doubt_window),
+	  0, 0, window_names, "message" },
 	{ "foreign", "driver", V_ENUM, F(foreign_driver), 0, 0,
 	  driver_names, "maildir" },
 	{ "maildir", "root", V_PATH, F(maildir_root), 0, 0, NULL,

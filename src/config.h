@@ -43,6 +43,13 @@ enum config_in_doubt {
 	CONFIG_IN_DOUBT_RETRY,		/* deliver again (may duplicate) */
 };
 
+/* [workers] in_doubt_window: what a crash can leave in-doubt with a
+ * driver that cannot find its earlier deliveries while it delivers. */
+enum config_window {
+	CONFIG_WINDOW_MESSAGE,		/* the one message in flight */
+	CONFIG_WINDOW_BATCH,		/* the worker's whole batch */
+};
+
 /* A listen address or next hop. Both strings are owned by the snapshot;
  * both are NULL when the key was left empty (only where that is allowed).
  * host has no brackets ("::1"); port is decimal, 1-65535. */
@@ -181,6 +188,7 @@ struct config {
 	unsigned workers_count;
 	unsigned workers_batch;		/* entries claimed per txn */
 	unsigned workers_lease;		/* claim lease, seconds */
+	enum config_window workers_in_doubt_window;
 
 	/* [foreign] */
 	enum config_driver foreign_driver;

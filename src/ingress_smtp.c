@@ -1276,6 +1276,33 @@ data_byte(struct smtp_session *s, char c)
 	return false;
 }
 
+/* The bytes data_byte() would only count and keep: a run of plain line
+ * bytes (no CR, LF or NUL, not a dot at the start of a line), within the
+ * line and size limits, appended in one go. Returns how many of p[0..n)
+ * it took; 0 leaves the next byte to data_byte(). */
+static size_t
+data_run(struct smtp_session *s, const char *p, size_t n)
+{
+	size_t k = 0, lim;
+
+	if (!storing(s) || (s->ds != DS_LINE &&
+			    (s->ds != DS_BOL || p[0] == '.')))
+		return 0;
+	lim = TEXT_LINE_MAX - s->line_len;
+	if (s->max_size - s->body.len < lim)
+		lim = s->max_size - s->body.len;
+	if (n < lim)
+		lim = n;
+	while (k < lim && p[k] != '\r' && p[k] != '\n' && p[k] != '\0')
+		k++;
+	if (k == 0)
+		return 0;
+	buf_append(&s->body, p, k);
+	s->line_len += k;
+	s->ds = DS_LINE;
+	return k;
+}
+
 /* End of a header line starting at i in h[0..n). */
 static size_t
 line_end(const char *h, size_t n, size_t i)
@@ -1515,7 +1542,8 @@ smtp_session_feed(struct smtp_session *s, const char *data, size_t len,
 	}
 	while (i < len && ev == SMTP_EV_NONE) {
 		if (s->phase == PH_DATA) {
-			if (data_byte(s, data[i++]))
+			i += data_run(s, data + i, len - i);
+			if (i < len && data_byte(s, data[i++]))
 				ev = data_end(s, out);
 		} else {
 			s->more = i + 1 < len;

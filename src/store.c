@@ -13,11 +13,13 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
 #include <sys/random.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <signal.h>
 #include <stddef.h>
@@ -303,6 +305,16 @@ store_counters_load_txn(MDB_txn *txn, struct store *st, struct store_counters *c
 	return 0;
 }
 
+static bool
+counters_equal(const struct store_counters *a, const struct store_counters *b)
+{
+	unsigned char ea[COUNTERS_LEN], eb[COUNTERS_LEN];
+
+	counters_encode(a, ea);
+	counters_encode(b, eb);
+	return memcmp(ea, eb, sizeof(ea)) == 0;
+}
+
 static int
 counters_save(MDB_txn *txn, struct store *st, const struct store_counters *c)
 {
@@ -437,6 +449,7 @@ write_once(struct store *st, store_txn_fn *fn, void *arg,
 	   const char **fail_r, uint64_t *mapsize_r)
 {
 	struct store_wtx w = { .st = st };
+	struct store_counters before;
 	int rc;
 
 	*fail_r = NULL;
@@ -445,9 +458,13 @@ write_once(struct store *st, store_txn_fn *fn, void *arg,
 		return rc;
 	*mapsize_r = map_size_now(st);
 	rc = store_counters_load_txn(w.txn, st, &w.c);
+	before = w.c;
 	if (rc == 0)
 		rc = fn(&w, arg);
-	if (rc == 0)
+	/* Unchanged counters are not written again: a transaction that
+	 * wrote nothing (a claim that found no work) then commits without
+	 * a page write or an fdatasync. */
+	if (rc == 0 && !counters_equal(&before, &w.c))
 		rc = counters_save(w.txn, st, &w.c);
 	if (rc == 0) {
 		rc = mdb_txn_commit(w.txn);
@@ -978,6 +995,36 @@ store_has_room(struct store *st, uint64_t need)
 		return true;
 	disk = (uint64_t)sv.f_bavail * sv.f_frsize;
 	return disk >= need;
+}
+
+void
+store_map_trim(struct store *st)
+{
+	char path[PATH_MAX], line[512];
+	unsigned long a, b, off, ino;
+	uint64_t now = store_now_us(), due = atomic_load(&st->trim_at_us);
+	struct stat sb;
+	FILE *fp;
+
+	if (now < due || !atomic_compare_exchange_strong(&st->trim_at_us,
+			&due, now + STORE_TRIM_US))
+		return;	/* done recently, or another thread does it */
+
+	/* LMDB does not tell where its map is (me_mapaddr is only set with
+	 * MDB_FIXEDMAP): find the mappings of data.mdb in /proc/self/maps.
+	 * Under txn_lock, so that no resize moves the map meanwhile. */
+	snprintf(path, sizeof(path), "%s/data.mdb", st->path);
+	if (stat(path, &sb) < 0 || (fp = fopen("/proc/self/maps", "re")) ==
+	    NULL)
+		return;
+	pthread_rwlock_rdlock(&st->txn_lock);
+	while (fgets(line, sizeof(line), fp) != NULL)
+		if (sscanf(line, "%lx-%lx %*s %lx %*s %lu", &a, &b, &off,
+			   &ino) == 4 && ino == (unsigned long)sb.st_ino &&
+		    madvise((void *)a, b - a, MADV_DONTNEED) < 0)
+			log_debug("store: madvise: %s", strerror(errno));
+	pthread_rwlock_unlock(&st->txn_lock);
+	fclose(fp);
 }
 
 int

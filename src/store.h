@@ -117,6 +117,16 @@ store_has_room(struct store *st, uint64_t need);
 void
 store_map_usage(struct store *st, uint64_t *map_size_r, uint64_t *used_r);
 
+/* Drop the pages of the memory map from this process's page tables, at
+ * most every STORE_TRIM_US (other calls return at once). The map is
+ * read-only and shared with the file, so the pages stay in the page
+ * cache and a later access maps them again; but reading bodies and
+ * indexes (and the kernel's fault-around) no longer keeps every page of
+ * the queue in our RSS. Any thread; readers may run meanwhile. */
+#define STORE_TRIM_US 100000u
+void
+store_map_trim(struct store *st);
+
 /* Clear reader slots left by dead processes; returns how many, or -1. */
 int
 store_reader_check(struct store *st);

@@ -175,6 +175,7 @@ committer_main(void *arg)
 		pthread_mutex_unlock(&c->lock);
 		commit_batch(c, jobs, n);
 		c->done(jobs, c->arg);
+		store_map_trim(c->st);	/* index pages read */
 		pthread_mutex_lock(&c->lock);
 	}
 	pthread_mutex_unlock(&c->lock);

@@ -34,6 +34,7 @@ struct store {
 	uint64_t instance;
 	uint64_t store_id;
 	atomic_bool panicked;
+	atomic_uint_fast64_t trim_at_us;	/* next store_map_trim() */
 	/* Every transaction holds this for reading; map resize and reopen
 	 * hold it for writing, so that mdb_env_set_mapsize() and
 	 * mdb_env_close() run with no transaction active in this process. */

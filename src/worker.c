@@ -57,6 +57,13 @@ struct worker {
 	 * current interval (0: peer up) and when to try again. */
 	uint64_t reconnect_us;
 	uint64_t reconnect_at_us;
+	bool marked;	/* the batch was claimed as being sent already */
+	/* The next batch, claimed in the commit of this one's outcomes
+	 * (owned, batch entries; swapped with items): ready entries of it,
+	 * and whether they were claimed as being sent. */
+	struct claim_item *next;
+	size_t ready;
+	bool ready_marked;
 };
 
 struct worker_pool {
@@ -277,6 +284,7 @@ worker_pool_new(struct store *st, struct config *cfg, const char **error_r)
 		w->pool = p;
 		w->id = (uint32_t)i + 1;
 		w->items = xcalloc(batch, sizeof(*w->items));
+		w->next = xcalloc(batch, sizeof(*w->next));
 		w->out = xcalloc(batch, sizeof(*w->out));
 		w->rcpts = xcalloc(batch, sizeof(*w->rcpts));
 		w->hdrs = xcalloc(batch, sizeof(*w->hdrs));
@@ -543,9 +551,12 @@ peer_available(struct worker *w)
 {
 	w->reconnect_us = 0;
 	w->reconnect_at_us = 0;
-	if (atomic_exchange(&w->pool->peer_down, false))
+	if (atomic_exchange(&w->pool->peer_down, false)) {
 		log_info("%s: next hop is back, delivering",
 			 w->driver->ops->name);
+		/* the others are waiting out their own backoff: end it */
+		worker_pool_wake(w->pool);
+	}
 }
 
 /* Why an in-doubt reply ended where it did, for the log line. */
@@ -655,23 +666,76 @@ send_dsns(struct worker *w, size_t first, size_t n, uint64_t now_us)
 		}
 }
 
-/* Record the outcomes of the batch's entries [from, to) in one
- * transaction, log them and send the DSNs. */
-static void
-record_outcomes(struct worker *w, size_t from, size_t to)
+/* Does this worker hand over message by message, each in its own
+ * "being sent" window ([workers] in_doubt_window = message)? Only for a
+ * driver that does not find its earlier deliveries while it delivers. */
+static bool
+per_message(const struct worker *w)
+{
+	return !w->driver->ops->deliver_looks &&
+	       w->pool->cfg->workers_in_doubt_window == CONFIG_WINDOW_MESSAGE;
+}
+
+/* The end of the message that starts at entry from of the batch: the
+ * entries of one message are next to each other. */
+static size_t
+message_end(const struct worker *w, size_t from, size_t n)
+{
+	size_t i = from + 1;
+
+	while (i < n && w->items[i].qid == w->items[from].qid)
+		i++;
+	return i;
+}
+
+/* Record the outcomes of the batch's entries [from, to) in ONE commit,
+ * together with either
+ * - the "being sent" mark of the entries [to, mark_to) (the next message,
+ *   when mark_to > to), or
+ * - when last and the worker goes on normally (not stopping, the peer up,
+ *   no in-doubt entries waiting): the claim of the next batch into
+ *   w->next (w->ready entries; marked as being sent as a whole under
+ *   in_doubt_window = batch).
+ * Then log them, have new in-doubt entries looked for (a driver that can
+ * look) and send the DSNs. Returns 0, or -1 when nothing was recorded
+ * (the leases run out and recovery retries). */
+static int
+record_outcomes(struct worker *w, size_t from, size_t to, size_t mark_to,
+		bool last)
 {
 	struct worker_pool *p = w->pool;
-	uint64_t now = store_now_us();
+	bool sending = !w->driver->ops->deliver_looks && !per_message(w);
+	uint64_t now = store_now_us(), due;
 	const char *err;
+	int rc;
 
-	if (from == to)
-		return;
-	if (claim_outcome(p->st, w->out + from, to - from, now, &err) !=
-	    STORE_OK) {
+	w->ready = 0;
+	if (mark_to > to) {
+		rc = claim_outcome_mark(p->st, w->out + from, to - from, now,
+					w->items + to, mark_to - to, &err);
+	} else if (last && !pool_stopping(p) && w->reconnect_us == 0 &&
+		   !atomic_load(&p->indoubt_due)) {
+		rc = claim_outcome_next(p->st, w->out + from, to - from, now,
+					w->id, p->cfg->workers_batch,
+					p->cfg->workers_lease, sending,
+					w->next, &w->ready, &due, &err);
+		w->ready_marked = sending;
+		if (rc != STORE_OK) {
+			w->ready = 0;
+			log_debug("worker %u: outcomes with the next claim: "
+				  "%s; recording them alone", w->id, err);
+			rc = claim_outcome(p->st, w->out + from, to - from,
+					   now, &err);
+		}
+	} else {
+		rc = claim_outcome(p->st, w->out + from, to - from, now,
+				   &err);
+	}
+	if (rc != STORE_OK) {
 		log_err("worker %u: cannot record %zu outcome(s): %s; the "
 			"entries are retried when their lease ends", w->id,
 			to - from, err);
-		return;
+		return -1;
 	}
 	log_outcomes(w, from, to, now);
 	/* A driver that can look settles the new in-doubt entries soon:
@@ -688,54 +752,66 @@ record_outcomes(struct worker *w, size_t from, size_t to)
 		}
 	if (w->bounce != NULL)
 		send_dsns(w, from, to, now);
+	return 0;
 }
 
 /* Deliver a claimed batch.
  *
- * A driver that can look finds its own earlier deliveries, so a crash can
- * simply deliver again: the whole batch is delivered, then every outcome
- * is recorded in one transaction. The others (smtp, lmtp) hand each
- * message over inside its own window: "being sent" is committed for that
- * message alone just before it goes, and its outcome just after, so that
- * a crash leaves at most the one message in flight in-doubt, not the
- * ones of the batch that were already sent or not yet begun. */
+ * A driver that finds its own earlier deliveries while it delivers
+ * (maildir, ccmail) needs no "being sent" mark: the whole batch is
+ * delivered, then every outcome is recorded in one commit, with the claim
+ * of the next batch. The others (smtp, lmtp, imap) need the mark that
+ * turns a crash into in-doubt. Under in_doubt_window = message (the
+ * default) each message is handed over inside its own window: its mark
+ * is committed just before it goes out, in the same commit as the
+ * previous message's outcome, so a crash leaves at most the one message
+ * in flight in-doubt, at about one commit a message. Under batch, the
+ * claim marked the whole batch and one commit records it all: fewer
+ * syncs, but a crash leaves the whole batch in-doubt. */
 static void
 work_batch(struct worker *w, size_t n)
 {
 	struct worker_pool *p = w->pool;
-	bool each = !w->driver->ops->deliver_looks;
+	bool each = per_message(w);
 	const char *err;
-	size_t from = 0;
+	size_t from = 0, end;
+	int rc;
 
 	for (size_t i = 0; i < n; i++)
 		buf_free(&w->hdrs[i]);
-	/* [from, i) is one message. A driver that does not find its own
-	 * earlier deliveries while it delivers gets each message marked
-	 * "being sent" just before it goes out and its outcome recorded
-	 * just after, so that a crash leaves at most that one message
-	 * in-doubt, not the whole batch. */
-	for (size_t i = 1; i <= n; i++) {
-		if (i < n && w->items[i].qid == w->items[from].qid)
-			continue;
-		if (each && claim_mark_sending(p->st, w->items + from,
-					       i - from, &err) != STORE_OK) {
-			log_err("worker %u: cannot mark a message as being "
+	if (!w->driver->ops->deliver_looks && !w->marked && n > 0) {
+		/* the whole batch, or the first message */
+		end = each ? message_end(w, 0, n) : n;
+		rc = claim_mark_sending(p->st, w->items, end, &err);
+		if (rc != STORE_OK) {
+			log_err("worker %u: cannot mark entries as being "
 				"sent: %s", w->id, err);
 			return;	/* the leases run out and recovery retries */
 		}
-		if (deliver_message(w, from, i) == DRIVER_UNAVAILABLE) {
+	}
+	while (from < n) {
+		end = message_end(w, from, n);
+		if (deliver_message(w, from, end) == DRIVER_UNAVAILABLE) {
 			metrics_foreign_seen(CLAIM_TEMPFAIL, store_now_us());
 			peer_unavailable(w, from, n, w->rcpts[from].reply);
 			n = from;
 			break;
 		}
 		peer_available(w);
-		if (each)
-			record_outcomes(w, from, i);
-		from = i;
+		if (each && record_outcomes(w, from, end, end < n ?
+					    message_end(w, end, n) : end,
+					    end == n) < 0)
+			return;
+		from = end;
 	}
-	if (!each)
-		record_outcomes(w, 0, n);
+	if (!each && n > 0 && record_outcomes(w, 0, n, 0, true) < 0)
+		return;
+	if (w->ready > 0) {
+		struct claim_item *t = w->items;
+
+		w->items = w->next;
+		w->next = t;
+	}
 }
 
 /* Worker 1 also does the housekeeping that must not run on the event
@@ -767,6 +843,7 @@ claim_some(struct worker *w, uint64_t *next_due)
 	int rc;
 
 	*next_due = 0;
+	w->marked = false;
 	/* In-doubt entries (left by a crash while being sent) are claimed
 	 * by a driver that can look, or, under in_doubt_policy = retry, by
 	 * any driver, which simply sends them again. */
@@ -782,9 +859,10 @@ claim_some(struct worker *w, uint64_t *next_due)
 			return n;
 		}
 	}
-	rc = claim_batch(p->st, w->id, p->cfg->workers_batch,
-			 p->cfg->workers_lease, store_now_us(), w->items, &n,
-			 next_due, &err);
+	w->marked = !w->driver->ops->deliver_looks && !per_message(w);
+	rc = (w->marked ? claim_batch_sending : claim_batch)(p->st, w->id,
+		p->cfg->workers_batch, p->cfg->workers_lease, store_now_us(),
+		w->items, &n, next_due, &err);
 	if (rc != STORE_OK) {
 		log_err("worker %u: claim failed: %s", w->id, err);
 		*next_due = store_now_us() + WORKER_ERROR_PAUSE_US;
@@ -812,17 +890,28 @@ worker_main(void *arg)
 	atomic_store(&w->running, true);
 	while (!pool_stopping(p)) {
 		housekeep(w, &last_hk);
+		if (w->reconnect_at_us > store_now_us() &&
+		    !atomic_load(&p->peer_down))
+			w->reconnect_at_us = 0;	/* another worker got through */
 		if (w->reconnect_at_us > store_now_us()) {
 			/* Peer down: claim nothing until the next try. */
 			if (!pool_wait(p, &seen, w->reconnect_at_us))
 				break;
 			continue;
 		}
-		n = claim_some(w, &next_due);
+		if (w->ready > 0) {
+			n = w->ready;
+			w->ready = 0;
+			w->marked = w->ready_marked;
+			next_due = 0;
+		} else {
+			n = claim_some(w, &next_due);
+		}
 		if (n > 0) {
 			atomic_store(&w->busy_since_us, store_now_us());
 			work_batch(w, n);
 			atomic_store(&w->busy_since_us, 0);
+			store_map_trim(p->st);	/* bodies read */
 			continue;
 		}
 		until = store_now_us() + WORKER_IDLE_MAX_US;
@@ -830,6 +919,17 @@ worker_main(void *arg)
 			until = next_due;
 		if (!pool_wait(p, &seen, until))
 			break;
+	}
+	if (w->ready > 0) {
+		/* claimed with the last outcomes, never handed over */
+		const char *err;
+
+		if (claim_requeue(p->st, w->items, w->ready, store_now_us(),
+				  &err) != STORE_OK)
+			log_err("worker %u: cannot put %zu entries back: %s; "
+				"they are retried when their lease ends", w->id,
+				w->ready, err);
+		w->ready = 0;
 	}
 	atomic_store(&w->running, false);
 	return NULL;
@@ -892,6 +992,7 @@ worker_pool_stop(struct worker_pool **pp)
 			buf_free(&p->w[i].hdrs[j]);
 		free(p->w[i].hdrs);
 		free(p->w[i].items);
+		free(p->w[i].next);
 		free(p->w[i].out);
 		free(p->w[i].rcpts);
 	}

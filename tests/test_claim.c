@@ -297,6 +297,144 @@ test_claim_recover_expired_and_sending(void)
 	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
 }
 
+/* claim_batch_sending: the claim itself makes the mark, so a lease that
+ * runs out is in-doubt, while claim_requeue (nothing handed over) still
+ * puts the entry back as pending. */
+static void
+test_claim_batch_sending_marks_in_the_claim(void)
+{
+	struct claim_item it[2];
+	struct claim_recover_stats rs;
+	size_t n;
+	uint64_t next;
+	const char *err;
+
+	fresh("sending");
+	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 2, 1, 2, SEC), 0);
+	CU_ASSERT_EQUAL(claim_batch_sending(st, 1, 1, 10, SEC, it, &n, &next,
+					   &err), STORE_OK);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	CU_ASSERT_EQUAL(claim_batch_sending(st, 2, 1, 10, SEC, it + 1, &n,
+					   &next, &err), STORE_OK);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	CU_ASSERT_EQUAL(claim_requeue(st, it + 1, 1, SEC, &err), STORE_OK);
+	CU_ASSERT_EQUAL(claim_recover(st, 20 * SEC, &rs, &err), STORE_OK);
+	CU_ASSERT_EQUAL(rs.to_indoubt, 1);
+	CU_ASSERT_EQUAL(rs.to_pending, 0);
+	CU_ASSERT_EQUAL(counters().indoubt, 1);
+	CU_ASSERT_EQUAL(counters().pending, 1);
+	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+}
+
+/* A claim that finds nothing due writes nothing: no new LMDB transaction
+ * id, so no page write and no fdatasync. */
+static void
+test_claim_empty_claim_commits_nothing(void)
+{
+	struct claim_item it[1];
+	MDB_envinfo before, after;
+	size_t n;
+	uint64_t next;
+	const char *err;
+
+	fresh("empty");
+	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 1, 1, 1, 100 * SEC), 0);
+	mdb_env_info(st->env, &before);
+	CU_ASSERT_EQUAL(claim_batch(st, 1, 1, 10, SEC, it, &n, &next, &err),
+			STORE_OK);
+	CU_ASSERT_EQUAL(n, 0);
+	CU_ASSERT(next != 0);
+	mdb_env_info(st->env, &after);
+	CU_ASSERT_EQUAL(after.me_last_txnid, before.me_last_txnid);
+	/* and one that claims does commit */
+	CU_ASSERT_EQUAL(claim_batch(st, 1, 1, 10, next, it, &n, &next, &err),
+			STORE_OK);
+	CU_ASSERT_EQUAL(n, 1);
+	mdb_env_info(st->env, &after);
+	CU_ASSERT_EQUAL(after.me_last_txnid, before.me_last_txnid + 1);
+}
+
+/* claim_outcome_next: the batch's outcomes and the next claim are one
+ * commit; the next entries are leased (as being sent when asked). */
+static void
+test_claim_outcome_next_is_one_commit(void)
+{
+	struct claim_item it[2], nx[2];
+	struct claim_outcome o;
+	struct claim_recover_stats rs;
+	MDB_envinfo before, after;
+	size_t n;
+	uint64_t next;
+	const char *err;
+
+	fresh("next");
+	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 3, 1, 3, SEC), 0);
+	CU_ASSERT_EQUAL(claim_batch_sending(st, 1, 1, 10, SEC, it, &n, &next,
+					   &err), STORE_OK);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	memset(&o, 0, sizeof(o));
+	o.qid = it[0].qid;
+	o.idx = it[0].idx;
+	o.token = it[0].token;
+	o.result = CLAIM_DELIVERED;
+	o.reply = "250 ok";
+	mdb_env_info(st->env, &before);
+	CU_ASSERT_EQUAL(claim_outcome_next(st, &o, 1, 2 * SEC, 1, 2, 10, true,
+					   nx, &n, &next, &err), STORE_OK);
+	mdb_env_info(st->env, &after);
+	CU_ASSERT_EQUAL(after.me_last_txnid, before.me_last_txnid + 1);
+	CU_ASSERT_EQUAL(o.applied, 1);
+	CU_ASSERT_EQUAL_FATAL(n, 2);
+	CU_ASSERT(nx[0].qid != it[0].qid && nx[1].qid != it[0].qid);
+	CU_ASSERT_EQUAL(counters().delivered, 1);
+	CU_ASSERT_EQUAL(counters().active, 2);
+	/* claimed as being sent: a lost lease is in-doubt */
+	CU_ASSERT_EQUAL(claim_recover(st, 30 * SEC, &rs, &err), STORE_OK);
+	CU_ASSERT_EQUAL(rs.to_indoubt, 2);
+	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+}
+
+/* claim_outcome_mark: one message's outcome and the next message's "being
+ * sent" mark are one commit; only the marked entry is in-doubt after a
+ * lost lease, the one not yet marked goes back to pending. */
+static void
+test_claim_outcome_mark_is_one_commit(void)
+{
+	struct claim_item it[3];
+	struct claim_outcome o;
+	struct claim_recover_stats rs;
+	MDB_envinfo before, after;
+	size_t n;
+	uint64_t next;
+	const char *err;
+
+	fresh("mark");
+	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 3, 1, 3, SEC), 0);
+	CU_ASSERT_EQUAL(claim_batch(st, 1, 3, 10, SEC, it, &n, &next, &err),
+			STORE_OK);
+	CU_ASSERT_EQUAL_FATAL(n, 3);
+	CU_ASSERT_EQUAL(claim_mark_sending(st, it, 1, &err), STORE_OK);
+	memset(&o, 0, sizeof(o));
+	o.qid = it[0].qid;
+	o.idx = it[0].idx;
+	o.token = it[0].token;
+	o.result = CLAIM_DELIVERED;
+	o.reply = "250 ok";
+	mdb_env_info(st->env, &before);
+	CU_ASSERT_EQUAL(claim_outcome_mark(st, &o, 1, 2 * SEC, it + 1, 1,
+					   &err), STORE_OK);
+	mdb_env_info(st->env, &after);
+	CU_ASSERT_EQUAL(after.me_last_txnid, before.me_last_txnid + 1);
+	CU_ASSERT_EQUAL(o.applied, 1);
+	CU_ASSERT_EQUAL(counters().delivered, 1);
+	CU_ASSERT_EQUAL(counters().active, 2);
+	/* the crash: it[1] was marked (in-doubt), it[2] never was */
+	CU_ASSERT_EQUAL(claim_recover(st, 30 * SEC, &rs, &err), STORE_OK);
+	CU_ASSERT_EQUAL(rs.to_indoubt, 1);
+	CU_ASSERT_EQUAL(rs.to_pending, 1);
+	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+}
+
 static void
 test_claim_recover_dead_instance_before_lease_ends(void)
 {
@@ -509,6 +647,14 @@ static CU_TestInfo claim_tests[] = {
 	  test_claim_stale_owner_result_is_ignored },
 	{ "recover expired and sending",
 	  test_claim_recover_expired_and_sending },
+	{ "batch sending marks in the claim",
+	  test_claim_batch_sending_marks_in_the_claim },
+	{ "empty claim commits nothing",
+	  test_claim_empty_claim_commits_nothing },
+	{ "outcome next is one commit",
+	  test_claim_outcome_next_is_one_commit },
+	{ "outcome and the next mark are one commit",
+	  test_claim_outcome_mark_is_one_commit },
 	{ "recover dead instance before lease ends",
 	  test_claim_recover_dead_instance_before_lease_ends },
 	{ "requeue is not an attempt", test_claim_requeue_is_not_an_attempt },

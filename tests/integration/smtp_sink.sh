@@ -63,7 +63,9 @@ stop_sink() {
 	wait "$1" 2>/dev/null
 }
 
-dumps() { find "$WORK/$1.dump" -type f | wc -l; }
+# dumps NAME: messages at the sink. A sink killed with SIGKILL leaves the
+# empty dump files of the transactions it had open: not messages.
+dumps() { find "$WORK/$1.dump" -type f -size +0 | wc -l; }
 # sessions NAME: the sink's last "sess=N" counter.
 sessions() {
 	tr '\r' '\n' <"$WORK/$1.sink" | grep -o 'sess=[0-9]*' | tail -1 |

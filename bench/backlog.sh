@@ -6,7 +6,7 @@
 # messages (default 100,000, 4 KiB) are queued through smtp-source (20
 # sessions); then smtp-sink starts on that port and the queue drains.
 # Run from the build tree after `make`:  bash bench/backlog.sh
-# Knobs: N=100000 SIZE=4096 SESSIONS=20 WORKERS=4 BATCH=16
+# Knobs: N=100000 SIZE=4096 SESSIONS=20 WORKERS=4 BATCH=16 WINDOW=message
 #        RECONNECT_MAX=60 ([smtp] reconnect_max, seconds)
 # Prints the fill rate, posternd's VmHWM / VmRSS (anonymous and file
 # parts) with the queue full and after the drain, how long after the sink
@@ -22,6 +22,7 @@ SIZE=${SIZE:-4096}
 SESSIONS=${SESSIONS:-20}
 WORKERS=${WORKERS:-4}
 BATCH=${BATCH:-16}
+WINDOW=${WINDOW:-message}
 RECONNECT_MAX=${RECONNECT_MAX:-60}
 
 skip() { echo "SKIP: $*"; exit 77; }
@@ -76,6 +77,7 @@ max_sessions = 100
 [workers]
 count = $WORKERS
 batch = $BATCH
+in_doubt_window = $WINDOW
 [foreign]
 driver = smtp
 [smtp]
@@ -91,7 +93,7 @@ for i in $(seq 1 100); do
 	sleep 0.1
 done
 
-echo "backlog.sh: $N x $SIZE B, $SESSIONS sessions, workers $WORKERS batch $BATCH, foreign side down"
+echo "backlog.sh: $N x $SIZE B, $SESSIONS sessions, workers $WORKERS batch $BATCH in_doubt_window $WINDOW, foreign side down"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 t0=$(now)
 "$SOURCE" -s "$SESSIONS" -m "$N" -l "$SIZE" -f a@home.example \

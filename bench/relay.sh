@@ -12,6 +12,7 @@
 #   PAIRS=3           A B pairs per size, run alternately (A B A B ...)
 #   SESSIONS=20       smtp-source sessions; PER_CONN=1 messages a session
 #   WORKERS=4 BATCH=16 COMMIT_WAIT=2ms   posternd [workers] / [ingress]
+#   WINDOW=message    [workers] in_doubt_window (message or batch)
 #   FSYNC_MSGS=2000   messages of the strace pass that counts fsyncs
 #   LAT_SECS=10       seconds of the half-rate latency pass (0: none)
 #   MAILDIR=1         also run C (0: no)
@@ -43,6 +44,7 @@ SESSIONS=${SESSIONS:-20}
 PER_CONN=${PER_CONN:-1}
 WORKERS=${WORKERS:-4}
 BATCH=${BATCH:-16}
+WINDOW=${WINDOW:-message}
 COMMIT_WAIT=${COMMIT_WAIT:-2ms}
 FSYNC_MSGS=${FSYNC_MSGS:-2000}
 LAT_SECS=${LAT_SECS:-10}
@@ -207,6 +209,7 @@ commit_wait = $COMMIT_WAIT
 [workers]
 count = $WORKERS
 batch = $BATCH
+in_doubt_window = $WINDOW
 [foreign]
 driver = $2
 [smtp]
@@ -411,7 +414,7 @@ latency_pass() {
 }
 
 # --- the run -----------------------------------------------------------------
-echo "relay.sh: $MSGS messages, sizes $SIZES, $PAIRS pairs, $SESSIONS sessions, posternd workers $WORKERS batch $BATCH commit_wait $COMMIT_WAIT"
+echo "relay.sh: $MSGS messages, sizes $SIZES, $PAIRS pairs, $SESSIONS sessions, posternd workers $WORKERS batch $BATCH in_doubt_window $WINDOW commit_wait $COMMIT_WAIT"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for size in $SIZES; do
 	for p in $(seq 1 "$PAIRS"); do

@@ -251,7 +251,9 @@ lease_txn(struct store_wtx *w, struct claim_args *a, uint64_t qid,
 	rr.owner_instance = w->st->instance;
 	rr.owner_worker = a->worker;
 	rr.lease_until_us = a->now_us + (uint64_t)a->lease_secs * 1000000u;
-	rr.flags = a->sending ? RCPT_FLAG_SENDING : 0;
+	/* An in-doubt entry stays marked: put back unsent (peer down) or
+	 * left by a crash, it is in-doubt again, never plain pending. */
+	rr.flags = a->sending || a->indoubt ? RCPT_FLAG_SENDING : 0;
 	if ((rc = move_txn(w, qid, idx, &rr, ST_ACTIVE, 0)) != 0)
 		return rc;
 	memset(it, 0, sizeof(*it));
@@ -397,6 +399,7 @@ claim_indoubt(struct store *st, uint32_t worker, size_t max,
 struct items_args {
 	const struct claim_item *items;
 	size_t n;
+	size_t lost;		/* entries no longer ours: not marked */
 };
 
 /* 1 if the entry is still active under this token (rr filled in), 0 if
@@ -425,8 +428,10 @@ mark_sending_txn(struct store_wtx *w, void *arg)
 		const struct claim_item *it = &a->items[i];
 
 		rc = still_mine(w, it->qid, it->idx, it->token, &rr);
-		if (rc == 0)
+		if (rc == 0) {
+			a->lost++;
 			continue;
+		}
 		if (rc != 1)
 			return rc;
 		rr.flags |= RCPT_FLAG_SENDING;
@@ -438,11 +443,14 @@ mark_sending_txn(struct store_wtx *w, void *arg)
 
 int
 claim_mark_sending(struct store *st, const struct claim_item *items,
-		   size_t n, const char **error_r)
+		   size_t n, size_t *lost_r, const char **error_r)
 {
-	struct items_args a = { items, n };
+	struct items_args a = { items, n, 0 };
+	int rc = store_write(st, mark_sending_txn, &a, error_r);
 
-	return store_write(st, mark_sending_txn, &a, error_r);
+	if (lost_r != NULL)
+		*lost_r = rc == STORE_OK ? a.lost : 0;
+	return rc;
 }
 
 /* Back to the queue: in-doubt if it may have been handed over, else
@@ -642,11 +650,15 @@ outcome_mark_txn(struct store_wtx *w, void *arg)
 int
 claim_outcome_mark(struct store *st, struct claim_outcome *o, size_t n,
 		   uint64_t now_us, const struct claim_item *items,
-		   size_t nitems, const char **error_r)
+		   size_t nitems, size_t *lost_r, const char **error_r)
 {
-	struct outcome_mark_args a = { { o, n, now_us }, { items, nitems } };
+	struct outcome_mark_args a = { { o, n, now_us },
+				       { items, nitems, 0 } };
+	int rc = store_write(st, outcome_mark_txn, &a, error_r);
 
-	return store_write(st, outcome_mark_txn, &a, error_r);
+	if (lost_r != NULL)
+		*lost_r = rc == STORE_OK ? a.m.lost : 0;
+	return rc;
 }
 
 struct outcome_next_args {

@@ -58,10 +58,11 @@ claim_indoubt(struct store *st, uint32_t worker, size_t max,
 
 /* Mark claimed entries as "being sent": from here on, a crash leaves them
  * in-doubt rather than pending. Call before the driver hands them over.
- * Entries whose lease was lost are skipped. */
+ * Entries whose lease was lost are skipped and counted in *lost_r (may
+ * be NULL): the caller must not hand those over. */
 int
 claim_mark_sending(struct store *st, const struct claim_item *items,
-		   size_t n, const char **error_r);
+		   size_t n, size_t *lost_r, const char **error_r);
 
 enum claim_result {
 	CLAIM_DELIVERED = 1,
@@ -117,11 +118,12 @@ claim_outcome_next(struct store *st, struct claim_outcome *o, size_t n,
 /* claim_outcome(), and in the same transaction claim_mark_sending() of
  * the nitems entries in items (the next message a worker hands over):
  * one commit a message for a driver that delivers message by message.
- * On an error nothing of either is done. */
+ * *lost_r (may be NULL) as for claim_mark_sending(). On an error nothing
+ * of either is done. */
 int
 claim_outcome_mark(struct store *st, struct claim_outcome *o, size_t n,
 		   uint64_t now_us, const struct claim_item *items,
-		   size_t nitems, const char **error_r);
+		   size_t nitems, size_t *lost_r, const char **error_r);
 
 /* Put claims back that were never handed over because the foreign side
  * was unavailable: pending, due at due_us, the "being sent" flag cleared,

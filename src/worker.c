@@ -697,8 +697,10 @@ message_end(const struct worker *w, size_t from, size_t n)
  *   w->next (w->ready entries; marked as being sent as a whole under
  *   in_doubt_window = batch).
  * Then log them, have new in-doubt entries looked for (a driver that can
- * look) and send the DSNs. Returns 0, or -1 when nothing was recorded
- * (the leases run out and recovery retries). */
+ * look) and send the DSNs. Returns 0; 1 when the outcomes are recorded
+ * but the next message was not marked (a commit error, or a lease lost
+ * meanwhile): it must not go out; or -1 when nothing was recorded (the
+ * leases run out and recovery retries). */
 static int
 record_outcomes(struct worker *w, size_t from, size_t to, size_t mark_to,
 		bool last)
@@ -706,13 +708,25 @@ record_outcomes(struct worker *w, size_t from, size_t to, size_t mark_to,
 	struct worker_pool *p = w->pool;
 	bool sending = !w->driver->ops->deliver_looks && !per_message(w);
 	uint64_t now = store_now_us(), due;
+	size_t lost = 0;
 	const char *err;
-	int rc;
+	int rc, ret = 0;
 
 	w->ready = 0;
 	if (mark_to > to) {
 		rc = claim_outcome_mark(p->st, w->out + from, to - from, now,
-					w->items + to, mark_to - to, &err);
+					w->items + to, mark_to - to, &lost,
+					&err);
+		if (rc != STORE_OK) {
+			/* keep what is known; stop before the next one */
+			log_warn("worker %u: outcomes with the next mark: %s; "
+				 "recording them alone", w->id, err);
+			rc = claim_outcome(p->st, w->out + from, to - from,
+					   now, &err);
+			ret = 1;
+		} else if (lost > 0) {
+			ret = 1;
+		}
 	} else if (last && !pool_stopping(p) && w->reconnect_us == 0 &&
 		   !atomic_load(&p->indoubt_due)) {
 		rc = claim_outcome_next(p->st, w->out + from, to - from, now,
@@ -752,7 +766,29 @@ record_outcomes(struct worker *w, size_t from, size_t to, size_t mark_to,
 		}
 	if (w->bounce != NULL)
 		send_dsns(w, from, to, now);
-	return 0;
+	return ret;
+}
+
+/* Entries [from, n) of the batch will not go out now: back to the queue
+ * (pending; in-doubt ones stay in-doubt; stale tokens are skipped). */
+static void
+give_back(struct worker *w, size_t from, size_t n)
+{
+	const char *err;
+	int rc;
+
+	if (from >= n)
+		return;
+	rc = w->items[from].was_indoubt ?
+		claim_release(w->pool->st, w->items + from, n - from, &err) :
+		claim_requeue(w->pool->st, w->items + from, n - from,
+			      store_now_us(), &err);
+	if (rc != STORE_OK)
+		log_err("worker %u: cannot put %zu entries back: %s; they are "
+			"retried when their lease ends", w->id, n - from, err);
+	else
+		log_warn("worker %u: %zu entries put back unsent (a lease "
+			 "ran out or a commit failed)", w->id, n - from);
 }
 
 /* Deliver a claimed batch.
@@ -774,7 +810,7 @@ work_batch(struct worker *w, size_t n)
 	struct worker_pool *p = w->pool;
 	bool each = per_message(w);
 	const char *err;
-	size_t from = 0, end;
+	size_t from = 0, end, lost = 0;
 	int rc;
 
 	for (size_t i = 0; i < n; i++)
@@ -782,11 +818,15 @@ work_batch(struct worker *w, size_t n)
 	if (!w->driver->ops->deliver_looks && !w->marked && n > 0) {
 		/* the whole batch, or the first message */
 		end = each ? message_end(w, 0, n) : n;
-		rc = claim_mark_sending(p->st, w->items, end, &err);
+		rc = claim_mark_sending(p->st, w->items, end, &lost, &err);
 		if (rc != STORE_OK) {
 			log_err("worker %u: cannot mark entries as being "
 				"sent: %s", w->id, err);
 			return;	/* the leases run out and recovery retries */
+		}
+		if (lost > 0) {
+			give_back(w, 0, n);
+			return;
 		}
 	}
 	while (from < n) {
@@ -798,10 +838,16 @@ work_batch(struct worker *w, size_t n)
 			break;
 		}
 		peer_available(w);
-		if (each && record_outcomes(w, from, end, end < n ?
-					    message_end(w, end, n) : end,
-					    end == n) < 0)
-			return;
+		if (each) {
+			rc = record_outcomes(w, from, end, end < n ?
+					     message_end(w, end, n) : end,
+					     end == n);
+			if (rc != 0) {
+				if (rc > 0)
+					give_back(w, end, n);
+				return;
+			}
+		}
 		from = end;
 	}
 	if (!each && n > 0 && record_outcomes(w, 0, n, 0, true) < 0)

@@ -224,7 +224,7 @@ test_claim_unknown_is_indoubt_until_looked_at(void)
 	fresh("indoubt");
 	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 1, 1, 1, SEC), 0);
 	claim_batch(st, 1, 1, 60, SEC, it, &n, &next, &err);
-	CU_ASSERT_EQUAL(claim_mark_sending(st, it, 1, &err), STORE_OK);
+	CU_ASSERT_EQUAL(claim_mark_sending(st, it, 1, NULL, &err), STORE_OK);
 	outcome1(&it[0], CLAIM_UNKNOWN, 2 * SEC, &o);
 	CU_ASSERT_EQUAL(counters().indoubt, 1);
 	/* In-doubt entries are never claimed as ordinary work... */
@@ -284,7 +284,7 @@ test_claim_recover_expired_and_sending(void)
 	fresh("recover");
 	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 4, 1, 4, SEC), 0);
 	claim_batch(st, 1, 2, 10, SEC, it, &n, &next, &err);
-	claim_mark_sending(st, it, 1, &err);
+	claim_mark_sending(st, it, 1, NULL, &err);
 	claim_batch(st, 2, 2, 1000, SEC, it + 2, &n, &next, &err);
 	CU_ASSERT_EQUAL(claim_recover(st, 5 * SEC, &rs, &err), STORE_OK);
 	CU_ASSERT_EQUAL(rs.to_pending + rs.to_indoubt, 0);	/* live */
@@ -413,7 +413,7 @@ test_claim_outcome_mark_is_one_commit(void)
 	CU_ASSERT_EQUAL(claim_batch(st, 1, 3, 10, SEC, it, &n, &next, &err),
 			STORE_OK);
 	CU_ASSERT_EQUAL_FATAL(n, 3);
-	CU_ASSERT_EQUAL(claim_mark_sending(st, it, 1, &err), STORE_OK);
+	CU_ASSERT_EQUAL(claim_mark_sending(st, it, 1, NULL, &err), STORE_OK);
 	memset(&o, 0, sizeof(o));
 	o.qid = it[0].qid;
 	o.idx = it[0].idx;
@@ -422,7 +422,7 @@ test_claim_outcome_mark_is_one_commit(void)
 	o.reply = "250 ok";
 	mdb_env_info(st->env, &before);
 	CU_ASSERT_EQUAL(claim_outcome_mark(st, &o, 1, 2 * SEC, it + 1, 1,
-					   &err), STORE_OK);
+					   NULL, &err), STORE_OK);
 	mdb_env_info(st->env, &after);
 	CU_ASSERT_EQUAL(after.me_last_txnid, before.me_last_txnid + 1);
 	CU_ASSERT_EQUAL(o.applied, 1);
@@ -432,6 +432,48 @@ test_claim_outcome_mark_is_one_commit(void)
 	CU_ASSERT_EQUAL(claim_recover(st, 30 * SEC, &rs, &err), STORE_OK);
 	CU_ASSERT_EQUAL(rs.to_indoubt, 1);
 	CU_ASSERT_EQUAL(rs.to_pending, 1);
+	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+}
+
+/* An in-doubt entry claimed again (to be looked for, or sent again under
+ * in_doubt_policy = retry) stays in-doubt whatever happens before its
+ * outcome: put back unsent, or its worker gone. And a mark of an entry
+ * whose lease was lost is refused and counted. */
+static void
+test_claim_indoubt_stays_indoubt(void)
+{
+	struct claim_item it[2], old;
+	struct claim_outcome o;
+	struct claim_recover_stats rs;
+	size_t n, lost = 0;
+	uint64_t next;
+	const char *err;
+
+	fresh("staysindoubt");
+	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 1, 1, 1, SEC), 0);
+	claim_batch(st, 1, 1, 60, SEC, it, &n, &next, &err);
+	CU_ASSERT_EQUAL(claim_mark_sending(st, it, 1, NULL, &err), STORE_OK);
+	outcome1(&it[0], CLAIM_UNKNOWN, 2 * SEC, &o);
+	/* put back unsent (the peer was down) */
+	CU_ASSERT_EQUAL(claim_indoubt(st, 1, 2, 60, 3 * SEC, it, &n, &err),
+			STORE_OK);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	CU_ASSERT_EQUAL(claim_release(st, it, 1, &err), STORE_OK);
+	CU_ASSERT_EQUAL(counters().indoubt, 1);
+	CU_ASSERT_EQUAL(counters().pending, 0);
+	/* its worker gone before it marked anything */
+	CU_ASSERT_EQUAL(claim_indoubt(st, 1, 2, 10, 4 * SEC, it, &n, &err),
+			STORE_OK);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	old = it[0];
+	CU_ASSERT_EQUAL(claim_recover(st, 100 * SEC, &rs, &err), STORE_OK);
+	CU_ASSERT_EQUAL(rs.to_indoubt, 1);
+	CU_ASSERT_EQUAL(rs.to_pending, 0);
+	CU_ASSERT_EQUAL(counters().indoubt, 1);
+	/* the old claim's lease is gone: its mark is refused, counted */
+	CU_ASSERT_EQUAL(claim_mark_sending(st, &old, 1, &lost, &err),
+			STORE_OK);
+	CU_ASSERT_EQUAL(lost, 1);
 	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
 }
 
@@ -483,7 +525,7 @@ test_claim_requeue_is_not_an_attempt(void)
 	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 2, 1, 2, SEC), 0);
 	claim_batch(st, 1, 2, 60, SEC, it, &n, &next, &err);
 	CU_ASSERT_EQUAL_FATAL(n, 2);
-	CU_ASSERT_EQUAL(claim_mark_sending(st, it, 2, &err), STORE_OK);
+	CU_ASSERT_EQUAL(claim_mark_sending(st, it, 2, NULL, &err), STORE_OK);
 	/* The peer was down: back to pending, due at 5 s, flag cleared. */
 	CU_ASSERT_EQUAL(claim_requeue(st, it, 2, 5 * SEC, &err), STORE_OK);
 	CU_ASSERT_EQUAL(counters().pending, 2);
@@ -516,7 +558,7 @@ test_claim_unknown_with_retry_policy_is_deferred(void)
 	fresh("indoubt_retry");
 	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 1, 1, 1, SEC), 0);
 	claim_batch(st, 1, 1, 60, SEC, it, &n, &next, &err);
-	CU_ASSERT_EQUAL(claim_mark_sending(st, it, 1, &err), STORE_OK);
+	CU_ASSERT_EQUAL(claim_mark_sending(st, it, 1, NULL, &err), STORE_OK);
 	memset(&o, 0, sizeof(o));
 	o.qid = it[0].qid;
 	o.idx = it[0].idx;
@@ -547,7 +589,7 @@ test_claim_release_returns_to_pending(void)
 	fresh("release");
 	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 2, 1, 2, SEC), 0);
 	claim_batch(st, 1, 2, 60, SEC, it, &n, &next, &err);
-	claim_mark_sending(st, it + 1, 1, &err);
+	claim_mark_sending(st, it + 1, 1, NULL, &err);
 	CU_ASSERT_EQUAL(claim_release(st, it, 2, &err), STORE_OK);
 	CU_ASSERT_EQUAL(counters().pending, 1);
 	CU_ASSERT_EQUAL(counters().indoubt, 1);
@@ -602,7 +644,7 @@ test_claim_conservation_under_random_operations(void)
 			memcpy(held + nheld, it, n * sizeof(it[0]));
 			nheld += n;
 		} else if (op == 2) {
-			claim_mark_sending(st, held, nheld / 2, &err);
+			claim_mark_sending(st, held, nheld / 2, NULL, &err);
 		} else if (op == 3) {
 			claim_recover(st, now, &rs, &err);
 		} else if (op == 4) {
@@ -655,6 +697,7 @@ static CU_TestInfo claim_tests[] = {
 	  test_claim_outcome_next_is_one_commit },
 	{ "outcome and the next mark are one commit",
 	  test_claim_outcome_mark_is_one_commit },
+	{ "an in-doubt entry stays in-doubt", test_claim_indoubt_stays_indoubt },
 	{ "recover dead instance before lease ends",
 	  test_claim_recover_dead_instance_before_lease_ends },
 	{ "requeue is not an attempt", test_claim_requeue_is_not_an_attempt },

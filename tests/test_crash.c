@@ -58,7 +58,7 @@ child_loop(const char *path, int fd, unsigned seed)
 		if (claim_batch(st, 1, 8, 30, store_now_us(), it, &n, &next,
 				&err) != STORE_OK)
 			_exit(5);
-		claim_mark_sending(st, it, n / 2, &err);
+		claim_mark_sending(st, it, n / 2, NULL, &err);
 		memset(o, 0, sizeof(o));
 		for (size_t i = 0; i < n; i++) {
 			o[i].qid = it[i].qid;

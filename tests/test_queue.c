@@ -142,7 +142,8 @@ zoo(const char *name)
 	zq[K_SENDING] = enqueue1("s@send.example", "sending@sending.example",
 				 now - 200 * SEC);
 	claim1(3, 10, now - 100 * SEC, &it);
-	CU_ASSERT_EQUAL_FATAL(claim_mark_sending(st, &it, 1, &err), STORE_OK);
+	CU_ASSERT_EQUAL_FATAL(claim_mark_sending(st, &it, 1, NULL, &err),
+			      STORE_OK);
 	zq[K_DEFERRED] = enqueue1("s@send.example",
 				  "deferred@deferred.example", now);
 	claim1(4, 60, now, &it);
@@ -150,7 +151,8 @@ zoo(const char *name)
 	zq[K_INDOUBT] = enqueue1("s@send.example", "indoubt@indoubt.example",
 				 now);
 	claim1(5, 60, now, &it);
-	CU_ASSERT_EQUAL_FATAL(claim_mark_sending(st, &it, 1, &err), STORE_OK);
+	CU_ASSERT_EQUAL_FATAL(claim_mark_sending(st, &it, 1, NULL, &err),
+			      STORE_OK);
 	outcome1(&it, CLAIM_UNKNOWN, "connection lost after the dot", now);
 	zq[K_DONE] = enqueue1("s@send.example", "done@done.example", now);
 	claim1(6, 60, now, &it);

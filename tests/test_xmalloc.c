@@ -130,7 +130,7 @@ delivery(struct store *st, struct driver *d, int fd)
 			&err) != STORE_OK || n == 0)
 		return;
 	if (store_body_get(st, items[0].qid, &body, &len, &err) != 1 ||
-	    claim_mark_sending(st, items, n, &err) != STORE_OK) {
+	    claim_mark_sending(st, items, n, NULL, &err) != STORE_OK) {
 		free(body);
 		return;
 	}

@@ -885,7 +885,7 @@ claim_some(struct worker *w, uint64_t *next_due)
 {
 	struct worker_pool *p = w->pool;
 	size_t n = 0;
-	const char *err;
+	const char *err = NULL;
 	int rc;
 
 	*next_due = 0;

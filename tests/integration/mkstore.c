@@ -146,7 +146,7 @@ main(int argc, char **argv)
 		snprintf(rcpt, sizeof(rcpt), "doubt%d@indoubt.example", i);
 		enqueue("indoubt", rcpt, NULL, now);
 		claim(it, 1, 60, now);
-		if (claim_mark_sending(st, it, 1, &err) != STORE_OK)
+		if (claim_mark_sending(st, it, 1, NULL, &err) != STORE_OK)
 			die("mark sending");
 		outcome(&it[0], CLAIM_UNKNOWN, "connection lost after the dot",
 			now);
@@ -155,7 +155,7 @@ main(int argc, char **argv)
 	claim(it, 1, 10, now - 100 * SEC);
 	enqueue("sending", "snd@active.example", NULL, now - 200 * SEC);
 	claim(it, 1, 10, now - 100 * SEC);
-	if (claim_mark_sending(st, it, 1, &err) != STORE_OK)
+	if (claim_mark_sending(st, it, 1, NULL, &err) != STORE_OK)
 		die("mark sending");
 	q = enqueue("held", "held@held.example", NULL, now);
 	hold(q, 0, 1);

@@ -163,7 +163,7 @@ struct config {
 	unsigned ingress_max_recipients;	/* per message */
 	uint64_t ingress_max_message_size;
 	unsigned ingress_idle_timeout;	/* seconds to wait for a command */
-	unsigned ingress_data_timeout;	/* seconds to wait for DATA bytes */
+	unsigned ingress_data_timeout;	/* seconds for the whole DATA phase */
 	unsigned ingress_commit_wait_ms; /* group commit: extra wait, ms */
 	enum config_tls ingress_tls;	/* STARTTLS: none, may, encrypt */
 	char *ingress_tls_cert;		/* PEM chain; NULL: not set */

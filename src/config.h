@@ -160,6 +160,7 @@ struct config {
 	struct config_cidrlist ingress_allow_networks;
 	char *ingress_hostname;		/* never empty: gethostname() */
 	unsigned ingress_max_sessions;
+	unsigned ingress_max_sessions_per_ip;	/* 0: no limit */
 	unsigned ingress_max_recipients;	/* per message */
 	uint64_t ingress_max_message_size;
 	unsigned ingress_idle_timeout;	/* seconds to wait for a command */

@@ -459,6 +459,19 @@ refuse(evutil_socket_t fd, const char *reply)
 	evutil_closesocket(fd);
 }
 
+/* Live sessions from addr (numeric, as getnameinfo() gave it). The list
+ * is at most max_sessions long, and this runs once per connect. */
+static unsigned
+sessions_from(const struct ingress *in, const char *addr)
+{
+	unsigned n = 0;
+
+	for (const struct isession *s = in->sessions; s != NULL; s = s->next)
+		if (strcmp(s->addr, addr) == 0)
+			n++;
+	return n;
+}
+
 static void
 on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	  struct sockaddr *sa, int salen, void *arg)
@@ -468,6 +481,7 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	struct isession *s;
 	char addr[INET6_ADDRSTRLEN] = "unknown", reply[256];
 	struct timeval tv;
+	bool total;
 
 	getnameinfo(sa, (socklen_t)salen, addr, sizeof(addr), NULL, 0,
 		    NI_NUMERICHOST);
@@ -479,10 +493,15 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd,
 		refuse(fd, reply);
 		return;
 	}
-	if (in->nsessions >= in->cfg->ingress_max_sessions) {
-		log_warn("reject: connect from [%s]: too many sessions", addr);
+	total = in->nsessions >= in->cfg->ingress_max_sessions;
+	if (total || (in->cfg->ingress_max_sessions_per_ip > 0 &&
+		      sessions_from(in, addr) >=
+		      in->cfg->ingress_max_sessions_per_ip)) {
+		log_warn("reject: connect from [%s]: too many sessions%s",
+			 addr, total ? "" : " from this address");
 		snprintf(reply, sizeof(reply), "421 4.7.0 %s Error: too many "
-			 "connections\r\n", in->cfg->ingress_hostname);
+			 "connections from %s\r\n", in->cfg->ingress_hostname,
+			 addr);
 		refuse(fd, reply);
 		return;
 	}

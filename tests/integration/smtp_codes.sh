@@ -3,8 +3,8 @@
 # (smtp_table.py over raw sockets), plus one plain send with swaks.
 #
 # Daemons: main (max_recipients = 3, max_message_size = 100k, LMTP
-# listener), deny (allow_networks = 10.0.0.0/8), limits (max_sessions = 2,
-# idle_timeout = 2s, data_timeout = 3s,
+# listener), deny (allow_networks = 10.0.0.0/8), limits (max_sessions = 3,
+# max_sessions_per_ip = 2, idle_timeout = 2s, data_timeout = 3s,
 # greet_pause = 500ms).
 . "$(dirname "$0")/common.sh"
 
@@ -21,7 +21,7 @@ printf '[workers]\ncount = 2\n' >>"$WORK/main.conf"
 write_config "$WORK/deny.conf" "$WORK/deny" "$P_DENY" \
 	"allow_networks = 10.0.0.0/8"
 write_config "$WORK/limits.conf" "$WORK/limits" "$P_LIM" \
-	"max_sessions = 2" "idle_timeout = 2s" \
+	"max_sessions = 3" "max_sessions_per_ip = 2" "idle_timeout = 2s" \
 	"data_timeout = 3s" "greet_pause = 500ms"
 
 start_daemon "$WORK/main.conf" "$WORK/main.log" || fail "main daemon"

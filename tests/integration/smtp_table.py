@@ -10,7 +10,7 @@ daemons:
   --lmtp PORT     LMTP listener of the main daemon
   --maildir DIR   maildir root of the main daemon
   --deny PORT     daemon with allow_networks = 10.0.0.0/8
-  --limits PORT   daemon with max_sessions = 2,
+  --limits PORT   daemon with max_sessions = 3, max_sessions_per_ip = 2,
                   idle_timeout = 2s, data_timeout = 3s, greet_pause = 500ms
   --limits-maildir DIR  maildir root of the limits daemon
   --max-size N    max_message_size of the main daemon, in bytes
@@ -37,8 +37,12 @@ class Closed(Exception):
 class Conn:
     """A raw SMTP client connection with a reply reader."""
 
-    def __init__(self, port, greet=True):
-        self.s = socket.create_connection(("127.0.0.1", port), TIMEOUT)
+    def __init__(self, port, greet=True, src=None):
+        """src: the local address to connect from (any 127.0.0.0/8
+        address is ours on Linux), so limits per client IP can be
+        tried from one host."""
+        self.s = socket.create_connection(("127.0.0.1", port), TIMEOUT,
+                                          (src, 0) if src else None)
         self.s.settimeout(TIMEOUT)
         self.buf = b""
         self.greeting = self.reply() if greet else None
@@ -739,27 +743,64 @@ def rows_limits():
         "421 4.4.2 <host> Error: timeout exceeded before the dot, close; "
         "0 stored", drip_data)
 
-    def sessions():
+    def refused(c, ip):
+        rest, cl = c.replies_until_close()
+        ok = (cl and len(rest) == 1 and code_is(rest[0], "421 4.7.0") and
+              rest[0].endswith("test.postern.invalid Error: too many "
+                               "connections from " + ip))
+        return ok, "%s, closed=%s" % (rest, cl)
+
+    def per_ip():
         a = Conn(ARGS.limits)
         b = Conn(ARGS.limits)
+        d = None
         try:
             c = Conn(ARGS.limits, greet=False)
             try:
-                rest, cl = c.replies_until_close()
+                ok, got = refused(c, "127.0.0.1")
             finally:
                 c.close()
-            # the first two still work
+            # another address still gets in; the first two still work
+            d = Conn(ARGS.limits, src="127.0.0.2")
             ra = a.cmd(b"NOOP\r\n")
             rb = b.cmd(b"NOOP\r\n")
-            ok = (cl and len(rest) == 1 and code_is(rest[0], "421 4.7.0") and
+            ok = (ok and d.greeting.startswith("220") and
                   ra.startswith("250") and rb.startswith("250"))
-            return ok, "third: %s, closed=%s; first two NOOP: %s %s" % (
-                rest, cl, ra[:3], rb[:3])
+            return ok, "third from 127.0.0.1: %s; 127.0.0.2: %s; first " \
+                "two NOOP: %s %s" % (got, d.greeting[:3], ra[:3], rb[:3])
         finally:
             a.close()
             b.close()
-    row("row 20: too many sessions (max_sessions = 2, open 3)",
-        "third 421 4.7.0 and close; first two 250", sessions)
+            if d is not None:
+                d.close()
+    row("row 20: too many sessions from one IP (max_sessions_per_ip = 2, "
+        "open 3)", "third 421 4.7.0 <host> Error: too many connections "
+        "from 127.0.0.1 and close; 127.0.0.2 gets 220; first two 250",
+        per_ip)
+
+    def sessions():
+        time.sleep(0.5)     # the server has seen the closes above
+        a = Conn(ARGS.limits)
+        b = Conn(ARGS.limits, src="127.0.0.2")
+        d = Conn(ARGS.limits, src="127.0.0.3")
+        try:
+            c = Conn(ARGS.limits, greet=False, src="127.0.0.4")
+            try:
+                ok, got = refused(c, "127.0.0.4")
+            finally:
+                c.close()
+            # the first three still work
+            r = [x.cmd(b"NOOP\r\n") for x in (a, b, d)]
+            ok = ok and all(x.startswith("250") for x in r)
+            return ok, "fourth: %s; first three NOOP: %s" % (
+                got, " ".join(x[:3] for x in r))
+        finally:
+            a.close()
+            b.close()
+            d.close()
+    row("row 20: too many sessions (max_sessions = 3, open 4 from 4 IPs)",
+        "fourth 421 4.7.0 <host> Error: too many connections from "
+        "127.0.0.4 and close; first three 250", sessions)
 
     def slot_freed():
         # After the clients above closed, a new session gets a 220.

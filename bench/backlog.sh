@@ -74,6 +74,7 @@ listen = 127.0.0.1:$PORT
 accept_domains = foreign.example
 hostname = bench.postern.invalid
 max_sessions = 100
+max_sessions_per_ip = 100
 [workers]
 count = $WORKERS
 batch = $BATCH

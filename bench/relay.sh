@@ -205,6 +205,7 @@ listen = 127.0.0.1:$PNPORT
 accept_domains = foreign.example
 hostname = bench.postern.invalid
 max_sessions = 100
+max_sessions_per_ip = 100
 commit_wait = $COMMIT_WAIT
 [workers]
 count = $WORKERS

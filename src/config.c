@@ -155,6 +155,8 @@ static const struct key keys[] = {
 	  NULL, "" },
 	{ "ingress", "max_sessions", V_UINT, F(ingress_max_sessions),
 	  1, 1000000, NULL, "100" },
+	{ "ingress", "max_sessions_per_ip", V_UINT,
+	  F(ingress_max_sessions_per_ip), 0, 1000000, NULL, "50" },
 	{ "ingress", "max_recipients", V_UINT, F(ingress_max_recipients),
 	  1, 1000000, NULL, "1000" },
 	{ "ingress", "max_message_size", V_SIZE,

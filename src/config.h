@@ -160,10 +160,11 @@ struct config {
 	struct config_cidrlist ingress_allow_networks;
 	char *ingress_hostname;		/* never empty: gethostname() */
 	unsigned ingress_max_sessions;
+	unsigned ingress_max_sessions_per_ip;	/* 0: no limit */
 	unsigned ingress_max_recipients;	/* per message */
 	uint64_t ingress_max_message_size;
 	unsigned ingress_idle_timeout;	/* seconds to wait for a command */
-	unsigned ingress_data_timeout;	/* seconds to wait for DATA bytes */
+	unsigned ingress_data_timeout;	/* seconds for the whole DATA phase */
 	unsigned ingress_commit_wait_ms; /* group commit: extra wait, ms */
 	enum config_tls ingress_tls;	/* STARTTLS: none, may, encrypt */
 	char *ingress_tls_cert;		/* PEM chain; NULL: not set */

@@ -51,6 +51,7 @@ struct isession {
 	bool tls_pending;		/* handshake once the 220 is out */
 	bool handshaking;		/* TLS handshake in progress */
 	struct event *greet_ev;		/* owned; the greet_pause timer */
+	struct event *deadline_ev;	/* owned; see deadline_update() */
 	char addr[INET6_ADDRSTRLEN];
 	struct isession *prev, *next;
 };
@@ -105,6 +106,7 @@ session_free(struct isession **sp)
 	log_info("disconnect from [%s]", s->addr);
 	if (s->greet_ev != NULL)
 		event_free(s->greet_ev);
+	event_free(s->deadline_ev);
 	bufferevent_free(s->bev);
 	smtp_session_free(&s->smtp);
 	buf_free(&s->out);
@@ -148,6 +150,48 @@ session_flush(struct isession *s)
 	return true;
 }
 
+/* The read deadline (RELIABILITY.md row 19). Not the bufferevent's read
+ * timeout: that restarts on every read, so a client that drips one byte
+ * a second never meets it. Like Postfix with smtpd_per_record_deadline,
+ * the timer is (re)armed only when the client made progress: a reply was
+ * produced (a command line was complete), or the session is back from a
+ * commit or a TLS handshake. The 354 arms it once with data_timeout, a
+ * deadline for the whole DATA phase up to CRLF.CRLF; nothing inside the
+ * data re-arms it. No deadline runs while the session waits for us
+ * (commit, TLS) or is closing. */
+static void
+deadline_update(struct isession *s, bool progress)
+{
+	struct timeval tv = { 0 };
+
+	if (s->waiting || s->closing || s->tls_pending || s->handshaking) {
+		evtimer_del(s->deadline_ev);
+		return;
+	}
+	if (!progress && evtimer_pending(s->deadline_ev, NULL))
+		return;
+	tv.tv_sec = smtp_session_in_data(s->smtp) ?
+		s->cfg->ingress_data_timeout : s->cfg->ingress_idle_timeout;
+	evtimer_add(s->deadline_ev, &tv);
+}
+
+/* Loop thread: the deadline passed. 421 4.4.2, close once it is out; a
+ * message half-received is dropped, nothing is stored. */
+static void
+on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct isession *s = arg;
+
+	(void)fd;
+	(void)what;
+	log_info("timeout after %s from [%s]",
+		 smtp_session_in_data(s->smtp) ? "DATA" : "command", s->addr);
+	smtp_session_timeout(s->smtp, &s->out);
+	s->closing = true;
+	bufferevent_disable(s->bev, EV_READ);
+	session_flush(s);
+}
+
 static void
 session_hand_over(struct isession *s)
 {
@@ -188,6 +232,7 @@ session_read(struct isession *s)
 			break;
 		}
 	}
+	deadline_update(s, s->out.len > 0);
 	session_flush(s);	/* on_write starts TLS once it is out */
 }
 
@@ -235,7 +280,7 @@ tls_done(struct isession *s)
 	ingress_tls_describe(ssl, desc, sizeof(desc));
 	log_info("STARTTLS from [%s]: %s", s->addr, desc);
 	smtp_session_tls_started(s->smtp, desc);
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	bufferevent_set_timeouts(s->bev, NULL, &tv);	/* reads: deadline */
 	session_read(s);
 }
 
@@ -290,11 +335,10 @@ on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
-		log_info("timeout after command from [%s]", s->addr);
-		smtp_session_timeout(s->smtp, &s->out);
-		s->closing = true;
-		bufferevent_disable(s->bev, EV_READ);
-		session_flush(s);
+		/* Only writes have a bufferevent timeout: the client reads
+		 * nothing, so no reply would reach it either. */
+		log_info("timeout writing to [%s]", s->addr);
+		session_free(&s);
 		return;
 	}
 	/* EOF or error: a message half-sent is simply dropped; one waiting
@@ -415,6 +459,19 @@ refuse(evutil_socket_t fd, const char *reply)
 	evutil_closesocket(fd);
 }
 
+/* Live sessions from addr (numeric, as getnameinfo() gave it). The list
+ * is at most max_sessions long, and this runs once per connect. */
+static unsigned
+sessions_from(const struct ingress *in, const char *addr)
+{
+	unsigned n = 0;
+
+	for (const struct isession *s = in->sessions; s != NULL; s = s->next)
+		if (strcmp(s->addr, addr) == 0)
+			n++;
+	return n;
+}
+
 static void
 on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	  struct sockaddr *sa, int salen, void *arg)
@@ -424,6 +481,7 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	struct isession *s;
 	char addr[INET6_ADDRSTRLEN] = "unknown", reply[256];
 	struct timeval tv;
+	bool total;
 
 	getnameinfo(sa, (socklen_t)salen, addr, sizeof(addr), NULL, 0,
 		    NI_NUMERICHOST);
@@ -435,10 +493,15 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd,
 		refuse(fd, reply);
 		return;
 	}
-	if (in->nsessions >= in->cfg->ingress_max_sessions) {
-		log_warn("reject: connect from [%s]: too many sessions", addr);
+	total = in->nsessions >= in->cfg->ingress_max_sessions;
+	if (total || (in->cfg->ingress_max_sessions_per_ip > 0 &&
+		      sessions_from(in, addr) >=
+		      in->cfg->ingress_max_sessions_per_ip)) {
+		log_warn("reject: connect from [%s]: too many sessions%s",
+			 addr, total ? "" : " from this address");
 		snprintf(reply, sizeof(reply), "421 4.7.0 %s Error: too many "
-			 "connections\r\n", in->cfg->ingress_hostname);
+			 "connections from %s\r\n", in->cfg->ingress_hostname,
+			 addr);
 		refuse(fd, reply);
 		return;
 	}
@@ -477,10 +540,13 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	log_info("connect from [%s]%s", addr, lmtp ? " (lmtp)" : "");
 	tv.tv_sec = s->cfg->ingress_idle_timeout;
 	tv.tv_usec = 0;
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	bufferevent_set_timeouts(s->bev, NULL, &tv);	/* reads: deadline */
 	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_MAX);
 	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	/* the timeout runs from the connect, through any greet_pause */
+	s->deadline_ev = evtimer_new(in->base, on_deadline, s);
+	deadline_update(s, true);
 	if (s->cfg->ingress_greet_pause_ms == 0) {
 		greet(-1, 0, s);
 		return;
@@ -505,6 +571,7 @@ greet(evutil_socket_t fd, short what, void *arg)
 	if (s->closing)
 		return;
 	smtp_session_greeting(s->smtp, &s->out);
+	deadline_update(s, true);
 	session_flush(s);
 }
 

@@ -1643,6 +1643,12 @@ smtp_session_auth_user(const struct smtp_session *s)
 	return s->auth_user;
 }
 
+bool
+smtp_session_in_data(const struct smtp_session *s)
+{
+	return s->phase == PH_DATA && !s->closed;
+}
+
 void
 smtp_session_timeout(struct smtp_session *s, struct buf *out)
 {

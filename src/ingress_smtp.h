@@ -160,6 +160,13 @@ smtp_session_tls_started(struct smtp_session *s, const char *desc);
 const char *
 smtp_session_auth_user(const struct smtp_session *s);
 
+/* true between the 354 reply to DATA and the end of the message
+ * (CRLF.CRLF), while the session is still open; false while it waits to
+ * be stored. The glue times the DATA phase as a whole by this
+ * (RELIABILITY.md row 19). */
+bool
+smtp_session_in_data(const struct smtp_session *s);
+
 /* The client was idle too long: append "421 4.4.2 <hostname> Error:
  * timeout exceeded" and mark the session closed. A message waiting to be
  * stored still waits; report it with smtp_session_stored(). */

@@ -134,6 +134,7 @@ test_config_defaults_without_file(void)
 	CU_ASSERT_PTR_NOT_NULL(cfg->ingress_hostname);
 	CU_ASSERT(cfg->ingress_hostname[0] != '\0');
 	CU_ASSERT_EQUAL(cfg->ingress_max_sessions, 100);
+	CU_ASSERT_EQUAL(cfg->ingress_max_sessions_per_ip, 50);
 	CU_ASSERT_EQUAL(cfg->ingress_max_recipients, 1000);
 	CU_ASSERT_EQUAL(cfg->ingress_max_message_size, 50ull << 20);
 	CU_ASSERT_EQUAL(cfg->ingress_idle_timeout, 300);
@@ -176,7 +177,7 @@ test_config_file_sets_every_type(void)
 		"accept_domains = Example.ORG, *.example.net  b.test\n"
 		"allow_networks = 10.0.0.0/8,2001:db8::/32\n"
 		"hostname = mx.example.org\nmax_sessions = 7\n"
-		"max_recipients = 8\nmax_message_size = 10k\n"
+		"max_sessions_per_ip = 3\nmax_recipients = 8\nmax_message_size = 10k\n"
 		"idle_timeout = 5m\ndata_timeout = 1h\ncommit_wait = 0\n"
 		"[workers]\ncount = 2\nbatch = 1\nlease = 30\n"
 		"[foreign]\ndriver = smtp\n"
@@ -202,6 +203,7 @@ test_config_file_sets_every_type(void)
 	CU_ASSERT_EQUAL(cfg->ingress_allow_networks.n, 2);
 	CU_ASSERT_STRING_EQUAL(cfg->ingress_hostname, "mx.example.org");
 	CU_ASSERT_EQUAL(cfg->ingress_max_sessions, 7);
+	CU_ASSERT_EQUAL(cfg->ingress_max_sessions_per_ip, 3);
 	CU_ASSERT_EQUAL(cfg->ingress_max_recipients, 8);
 	CU_ASSERT_EQUAL(cfg->ingress_max_message_size, 10240);
 	CU_ASSERT_EQUAL(cfg->ingress_idle_timeout, 300);
@@ -245,6 +247,12 @@ test_config_integer_rejects_junk_negative_overflow(void)
 		     "is more than the maximum 1000000");
 	expect_error("[workers]\ncount = 0\n",
 		     "\"0\" is less than the minimum 1");
+	expect_error("[ingress]\nmax_sessions_per_ip = 1000001\n",
+		     "is more than the maximum 1000000");
+	/* 0 is no limit, not an error */
+	cfg = expect_ok("[ingress]\nmax_sessions_per_ip = 0\n");
+	CU_ASSERT_EQUAL(cfg->ingress_max_sessions_per_ip, 0);
+	config_unref(&cfg);
 	expect_error("[workers]\ncount = 1025\n",
 		     "\"1025\" is more than the maximum 1024");
 }

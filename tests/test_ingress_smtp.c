@@ -1689,6 +1689,48 @@ test_ingress_smtp_timeout(void)
 	buf_free(&out);
 }
 
+/* The glue times the DATA phase as a whole by smtp_session_in_data():
+ * true from the 354 to CRLF.CRLF however the data is split, false
+ * while the message waits to be stored and after a timeout. */
+static void
+test_ingress_smtp_in_data_spans_the_data_phase(void)
+{
+	static const char env[] = ENVELOPE;
+	struct smtp_session *s;
+	struct buf out;
+	size_t used;
+
+	buf_init(&out);
+	s = smtp_session_new(&lim_smtp, NULL, NULL);
+	smtp_session_greeting(s, &out);
+	CU_ASSERT_FALSE(smtp_session_in_data(s));
+	CU_ASSERT_EQUAL(smtp_session_feed(s, env, sizeof(env) - 1, &used,
+					  &out), SMTP_EV_NONE);
+	CU_ASSERT_FALSE(smtp_session_in_data(s));
+	CU_ASSERT_EQUAL(smtp_session_feed(s, "DATA\r\n", 6, &used, &out),
+			SMTP_EV_NONE);
+	CU_ASSERT_TRUE(smtp_session_in_data(s));
+	/* complete lines inside the data do not end the phase */
+	CU_ASSERT_EQUAL(smtp_session_feed(s, "a\r\nb\r", 5, &used, &out),
+			SMTP_EV_NONE);
+	CU_ASSERT_TRUE(smtp_session_in_data(s));
+	CU_ASSERT_EQUAL(smtp_session_feed(s, "\n.\r\n", 4, &used, &out),
+			SMTP_EV_MESSAGE);
+	CU_ASSERT_FALSE(smtp_session_in_data(s));
+	CU_ASSERT_EQUAL(smtp_session_stored(s, SMTP_STORE_OK, "Q", &out),
+			SMTP_EV_NONE);
+	CU_ASSERT_FALSE(smtp_session_in_data(s));
+	CU_ASSERT_EQUAL(smtp_session_feed(s, env, sizeof(env) - 1, &used,
+					  &out), SMTP_EV_NONE);
+	CU_ASSERT_EQUAL(smtp_session_feed(s, "DATA\r\nx", 7, &used, &out),
+			SMTP_EV_NONE);
+	CU_ASSERT_TRUE(smtp_session_in_data(s));
+	smtp_session_timeout(s, &out);
+	CU_ASSERT_FALSE(smtp_session_in_data(s));
+	smtp_session_free(&s);
+	buf_free(&out);
+}
+
 /* One long, mixed script over many seeds: chunk boundaries anywhere,
  * including between CR and LF and inside ".\r\n". */
 static void
@@ -1766,6 +1808,8 @@ static CU_TestInfo ingress_smtp_tests[] = {
 	{ "unauth_pipelining", test_ingress_smtp_unauth_pipelining },
 	{ "early_talker", test_ingress_smtp_early_talker },
 	{ "timeout", test_ingress_smtp_timeout },
+	{ "in_data spans the DATA phase",
+	  test_ingress_smtp_in_data_spans_the_data_phase },
 	{ "chunking_is_invisible", test_ingress_smtp_chunking_is_invisible },
 	CU_TEST_INFO_NULL,
 };

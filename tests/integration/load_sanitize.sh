@@ -28,7 +28,9 @@ LOG=$WORK/san.log
 MD=$WORK/san/maildir
 STATES=$WORK/states
 
-write_config "$CONF" "$WORK/san" "$PORT" "max_sessions = $((SESSIONS + 10))"
+# every session comes from 127.0.0.1: lift the per-address limit too
+write_config "$CONF" "$WORK/san" "$PORT" "max_sessions = $((SESSIONS + 10))" \
+	"max_sessions_per_ip = $((SESSIONS + 10))"
 printf '[workers]\ncount = %s\n' "$WORKERS" >>"$CONF"
 start_daemon "$CONF" "$LOG" || fail "daemon did not start"
 t0=$(date +%s)

@@ -3,8 +3,9 @@
 # (smtp_table.py over raw sockets), plus one plain send with swaks.
 #
 # Daemons: main (max_recipients = 3, max_message_size = 100k, LMTP
-# listener), deny (allow_networks = 10.0.0.0/8), limits (max_sessions = 2,
-# idle_timeout = 2s, greet_pause = 500ms).
+# listener), deny (allow_networks = 10.0.0.0/8), limits (max_sessions = 3,
+# max_sessions_per_ip = 2, idle_timeout = 2s, data_timeout = 3s,
+# greet_pause = 500ms).
 . "$(dirname "$0")/common.sh"
 
 command -v swaks >/dev/null 2>&1 || skip "swaks not found (Debian package swaks)"
@@ -20,7 +21,8 @@ printf '[workers]\ncount = 2\n' >>"$WORK/main.conf"
 write_config "$WORK/deny.conf" "$WORK/deny" "$P_DENY" \
 	"allow_networks = 10.0.0.0/8"
 write_config "$WORK/limits.conf" "$WORK/limits" "$P_LIM" \
-	"max_sessions = 2" "idle_timeout = 2s" "greet_pause = 500ms"
+	"max_sessions = 3" "max_sessions_per_ip = 2" "idle_timeout = 2s" \
+	"data_timeout = 3s" "greet_pause = 500ms"
 
 start_daemon "$WORK/main.conf" "$WORK/main.log" || fail "main daemon"
 MAIN_PID=$DAEMON_PID
@@ -32,6 +34,7 @@ LIM_PID=$DAEMON_PID
 rc=0
 "$PYTHON" "$HERE/smtp_table.py" --smtp "$P_SMTP" --lmtp "$P_LMTP" \
 	--maildir "$WORK/main/maildir" --deny "$P_DENY" --limits "$P_LIM" \
+	--limits-maildir "$WORK/limits/maildir" \
 	--max-size "$MAXSIZE" || rc=1
 
 # A plain successful send with swaks.

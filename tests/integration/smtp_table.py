@@ -10,8 +10,9 @@ daemons:
   --lmtp PORT     LMTP listener of the main daemon
   --maildir DIR   maildir root of the main daemon
   --deny PORT     daemon with allow_networks = 10.0.0.0/8
-  --limits PORT   daemon with max_sessions = 2, idle_timeout = 2s,
-                  greet_pause = 500ms
+  --limits PORT   daemon with max_sessions = 3, max_sessions_per_ip = 2,
+                  idle_timeout = 2s, data_timeout = 3s, greet_pause = 500ms
+  --limits-maildir DIR  maildir root of the limits daemon
   --max-size N    max_message_size of the main daemon, in bytes
 
 Prints one line per row: PASS|FAIL name: expected ... got ...
@@ -20,6 +21,7 @@ Exit status 0 if every row passed, else 1.
 
 import argparse
 import os
+import select
 import socket
 import sys
 import time
@@ -35,8 +37,12 @@ class Closed(Exception):
 class Conn:
     """A raw SMTP client connection with a reply reader."""
 
-    def __init__(self, port, greet=True):
-        self.s = socket.create_connection(("127.0.0.1", port), TIMEOUT)
+    def __init__(self, port, greet=True, src=None):
+        """src: the local address to connect from (any 127.0.0.0/8
+        address is ours on Linux), so limits per client IP can be
+        tried from one host."""
+        self.s = socket.create_connection(("127.0.0.1", port), TIMEOUT,
+                                          (src, 0) if src else None)
         self.s.settimeout(TIMEOUT)
         self.buf = b""
         self.greeting = self.reply() if greet else None
@@ -95,6 +101,21 @@ class Conn:
             return out, True
         except socket.timeout:
             return out, False
+
+    def drip(self, data, step=0.5):
+        """Send data one byte every step seconds, and stop early once the
+        server says something or closes. Returns the bytes sent."""
+        sent = 0
+        for i in range(len(data)):
+            try:
+                self.send(data[i:i + 1])
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += 1
+            r, _, _ = select.select([self.s], [], [], step)
+            if r:
+                break
+        return sent
 
     def close(self):
         try:
@@ -174,28 +195,29 @@ def simple(name, cmds, expect, port=None, ehlo=True, still_open=True):
     row(name, expect + (" (stays open)" if still_open else ""), fn)
 
 
-def rcpt_dir(rcpt):
-    return os.path.join(ARGS.maildir, rcpt.lower())
+def rcpt_dir(rcpt, root=None):
+    return os.path.join(root or ARGS.maildir, rcpt.lower())
 
 
-def delivered(rcpt):
-    """The delivered files of rcpt (new/ and cur/)."""
+def delivered(rcpt, root=None):
+    """The delivered files of rcpt (new/ and cur/) under root (default:
+    the main daemon's maildir)."""
     out = []
     for sub in ("new", "cur"):
-        d = os.path.join(rcpt_dir(rcpt), sub)
+        d = os.path.join(rcpt_dir(rcpt, root), sub)
         if os.path.isdir(d):
             out += [os.path.join(d, f) for f in sorted(os.listdir(d))]
     return out
 
 
-def wait_delivered(rcpt, n=1, timeout=15.0):
+def wait_delivered(rcpt, n=1, timeout=15.0, root=None):
     end = time.time() + timeout
     while time.time() < end:
-        f = delivered(rcpt)
+        f = delivered(rcpt, root)
         if len(f) >= n:
             return f
         time.sleep(0.05)
-    return delivered(rcpt)
+    return delivered(rcpt, root)
 
 
 def send_message(rcpts, body, port=None, sender=b"a@home.example"):
@@ -668,27 +690,117 @@ def rows_limits():
     row("row 19: idle timeout (idle_timeout = 2s)", "421 4.4.2 after ~2s and close",
         idle)
 
-    def sessions():
+    def timed_out(rest, cl):
+        return (cl and len(rest) == 1 and code_is(rest[0], "421 4.4.2") and
+                rest[0].endswith("test.postern.invalid Error: timeout "
+                                 "exceeded"))
+
+    def drip_command():
+        # Every byte comes well inside idle_timeout, but the line takes
+        # 30 s: the deadline is for the whole line, not per read.
+        line = b"EHLO " + b"x" * 55 + b"\r\n"
+        c = Conn(ARGS.limits)
+        try:
+            sent = c.drip(line)
+            rest, cl = c.replies_until_close(10.0)
+            ok = timed_out(rest, cl) and sent < len(line)
+            return ok, "%s after %d of %d bytes, closed=%s" % (
+                rest, sent, len(line), cl)
+        finally:
+            c.close()
+    row("row 19: command line dripped 1 byte/0.5s (idle_timeout = 2s)",
+        "421 4.4.2 <host> Error: timeout exceeded before the line ends, "
+        "close", drip_command)
+
+    def drip_data():
+        # Complete data lines every 1.5 s do not re-arm anything: the
+        # DATA phase as a whole has data_timeout.
+        body = b"Subject: drip\r\n\r\n" + b"l\r\n" * 30 + b".\r\n"
+        c = session(ARGS.limits)
+        try:
+            c.cmd(b"MAIL FROM:<a@home.example>\r\n")
+            r = c.cmd(b"RCPT TO:<ldrip@foreign.example>\r\n")
+            d = c.cmd(b"DATA\r\n")
+            if not r.startswith("250") or not d.startswith("354"):
+                return False, "RCPT %s, DATA %s" % (r, d)
+            sent = c.drip(body)
+            rest, cl = c.replies_until_close(10.0)
+        finally:
+            c.close()
+        ok = timed_out(rest, cl) and sent < len(body)
+        got = "%s after %d of %d bytes, closed=%s" % (rest, sent, len(body),
+                                                     cl)
+        # nothing stored: a sentinel sent after it arrives, the drip not
+        s = send_message([b"lsentinel@foreign.example"],
+                         b"Subject: sentinel\r\n\r\nx\r\n", ARGS.limits)
+        n = len(wait_delivered("lsentinel@foreign.example",
+                               root=ARGS.limits_maildir))
+        m = len(delivered("ldrip@foreign.example", ARGS.limits_maildir))
+        ok = ok and code_is(s, "250") and n == 1 and m == 0
+        return ok, got + "; sentinel %s, %d file(s); drip %d file(s)" % (
+            s[:3], n, m)
+    row("row 19: DATA dripped 1 byte/0.5s (data_timeout = 3s)",
+        "421 4.4.2 <host> Error: timeout exceeded before the dot, close; "
+        "0 stored", drip_data)
+
+    def refused(c, ip):
+        rest, cl = c.replies_until_close()
+        ok = (cl and len(rest) == 1 and code_is(rest[0], "421 4.7.0") and
+              rest[0].endswith("test.postern.invalid Error: too many "
+                               "connections from " + ip))
+        return ok, "%s, closed=%s" % (rest, cl)
+
+    def per_ip():
         a = Conn(ARGS.limits)
         b = Conn(ARGS.limits)
+        d = None
         try:
             c = Conn(ARGS.limits, greet=False)
             try:
-                rest, cl = c.replies_until_close()
+                ok, got = refused(c, "127.0.0.1")
             finally:
                 c.close()
-            # the first two still work
+            # another address still gets in; the first two still work
+            d = Conn(ARGS.limits, src="127.0.0.2")
             ra = a.cmd(b"NOOP\r\n")
             rb = b.cmd(b"NOOP\r\n")
-            ok = (cl and len(rest) == 1 and code_is(rest[0], "421 4.7.0") and
+            ok = (ok and d.greeting.startswith("220") and
                   ra.startswith("250") and rb.startswith("250"))
-            return ok, "third: %s, closed=%s; first two NOOP: %s %s" % (
-                rest, cl, ra[:3], rb[:3])
+            return ok, "third from 127.0.0.1: %s; 127.0.0.2: %s; first " \
+                "two NOOP: %s %s" % (got, d.greeting[:3], ra[:3], rb[:3])
         finally:
             a.close()
             b.close()
-    row("row 20: too many sessions (max_sessions = 2, open 3)",
-        "third 421 4.7.0 and close; first two 250", sessions)
+            if d is not None:
+                d.close()
+    row("row 20: too many sessions from one IP (max_sessions_per_ip = 2, "
+        "open 3)", "third 421 4.7.0 <host> Error: too many connections "
+        "from 127.0.0.1 and close; 127.0.0.2 gets 220; first two 250",
+        per_ip)
+
+    def sessions():
+        time.sleep(0.5)     # the server has seen the closes above
+        a = Conn(ARGS.limits)
+        b = Conn(ARGS.limits, src="127.0.0.2")
+        d = Conn(ARGS.limits, src="127.0.0.3")
+        try:
+            c = Conn(ARGS.limits, greet=False, src="127.0.0.4")
+            try:
+                ok, got = refused(c, "127.0.0.4")
+            finally:
+                c.close()
+            # the first three still work
+            r = [x.cmd(b"NOOP\r\n") for x in (a, b, d)]
+            ok = ok and all(x.startswith("250") for x in r)
+            return ok, "fourth: %s; first three NOOP: %s" % (
+                got, " ".join(x[:3] for x in r))
+        finally:
+            a.close()
+            b.close()
+            d.close()
+    row("row 20: too many sessions (max_sessions = 3, open 4 from 4 IPs)",
+        "fourth 421 4.7.0 <host> Error: too many connections from "
+        "127.0.0.4 and close; first three 250", sessions)
 
     def slot_freed():
         # After the clients above closed, a new session gets a 220.
@@ -748,6 +860,7 @@ def main():
     p.add_argument("--maildir", required=True)
     p.add_argument("--deny", type=int, required=True)
     p.add_argument("--limits", type=int, required=True)
+    p.add_argument("--limits-maildir", required=True)
     p.add_argument("--max-size", type=int, required=True)
     ARGS = p.parse_args()
     rows_commands()

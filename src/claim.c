@@ -647,18 +647,82 @@ outcome_mark_txn(struct store_wtx *w, void *arg)
 	return rc != 0 ? rc : mark_sending_txn(w, &a->m);
 }
 
+/* One worker's outcome-and-mark waiting to share a commit with the
+ * others'. It lives on the worker's stack: the leader fills in rc, err
+ * and the outcomes, then sets done under group_lock and never touches it
+ * again. */
+struct claim_group_req {
+	struct outcome_mark_args a;
+	int rc;
+	bool done;
+	char err[256];
+	struct claim_group_req *next;
+};
+
+static int
+group_txn(struct store_wtx *w, void *arg)
+{
+	int rc;
+
+	for (struct claim_group_req *r = arg; r != NULL; r = r->next) {
+		r->a.m.lost = 0;	/* the body may run again */
+		if ((rc = outcome_mark_txn(w, &r->a)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Group commit: whoever finds no commit running takes every request
+ * queued so far (its own among them) into one transaction, so the
+ * workers that arrive while a commit is syncing share the next one. If
+ * that transaction fails, every request in it fails and each worker
+ * falls back to recording its outcomes alone. */
 int
 claim_outcome_mark(struct store *st, struct claim_outcome *o, size_t n,
 		   uint64_t now_us, const struct claim_item *items,
 		   size_t nitems, size_t *lost_r, const char **error_r)
 {
-	struct outcome_mark_args a = { { o, n, now_us },
-				       { items, nitems, 0 } };
-	int rc = store_write(st, outcome_mark_txn, &a, error_r);
+	static _Thread_local char errbuf[256];
+	struct claim_group_req me = {
+		.a = { { o, n, now_us }, { items, nitems, 0 } },
+		.rc = STORE_ERR,
+	};
+	struct claim_group_req *batch, *r, *next;
+	const char *err = NULL;
+	int rc;
 
+	pthread_mutex_lock(&st->group_lock);
+	me.next = st->group_queue;
+	st->group_queue = &me;
+	while (!me.done) {
+		if (st->group_busy) {
+			pthread_cond_wait(&st->group_cond, &st->group_lock);
+			continue;
+		}
+		st->group_busy = true;
+		batch = st->group_queue;
+		st->group_queue = NULL;
+		pthread_mutex_unlock(&st->group_lock);
+		rc = store_write(st, group_txn, batch, &err);
+		pthread_mutex_lock(&st->group_lock);
+		for (r = batch; r != NULL; r = next) {
+			next = r->next;
+			r->rc = rc;
+			snprintf(r->err, sizeof(r->err), "%s",
+				 rc == STORE_OK || err == NULL ? "" : err);
+			r->done = true;	/* r may be gone from here on */
+		}
+		st->group_busy = false;
+		pthread_cond_broadcast(&st->group_cond);
+	}
+	pthread_mutex_unlock(&st->group_lock);
 	if (lost_r != NULL)
-		*lost_r = rc == STORE_OK ? a.m.lost : 0;
-	return rc;
+		*lost_r = me.rc == STORE_OK ? me.a.m.lost : 0;
+	if (me.rc != STORE_OK && error_r != NULL) {
+		snprintf(errbuf, sizeof(errbuf), "%s", me.err);
+		*error_r = errbuf;
+	}
+	return me.rc;
 }
 
 struct outcome_next_args {

@@ -872,8 +872,12 @@ store_open(const char *path, const struct store_settings *set,
 		PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&st->txn_lock, &attr);
 	pthread_rwlockattr_destroy(&attr);
+	pthread_mutex_init(&st->group_lock, NULL);
+	pthread_cond_init(&st->group_cond, NULL);
 	rc = env_open(st, error_r);
 	if (rc != STORE_OK) {
+		pthread_cond_destroy(&st->group_cond);
+		pthread_mutex_destroy(&st->group_lock);
 		pthread_rwlock_destroy(&st->txn_lock);
 		free(st->path);
 		free(st);
@@ -893,6 +897,8 @@ store_close(struct store **store)
 		return;
 	if (st->env != NULL)
 		mdb_env_close(st->env);
+	pthread_cond_destroy(&st->group_cond);
+	pthread_mutex_destroy(&st->group_lock);
 	pthread_rwlock_destroy(&st->txn_lock);
 	free(st->path);
 	free(st);

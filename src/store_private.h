@@ -39,6 +39,14 @@ struct store {
 	 * hold it for writing, so that mdb_env_set_mapsize() and
 	 * mdb_env_close() run with no transaction active in this process. */
 	pthread_rwlock_t txn_lock;
+	/* Group commit of claim_outcome_mark() (claim.c): requests of
+	 * workers waiting for a commit, and whether one of them is leading
+	 * a commit now. Both under group_lock; group_cond signals each
+	 * finished commit. The requests live on their workers' stacks. */
+	pthread_mutex_t group_lock;
+	pthread_cond_t group_cond;
+	struct claim_group_req *group_queue;
+	bool group_busy;
 	MDB_dbi db_meta, db_messages, db_bodies, db_rcpts, db_notify,
 		db_active, db_ledger, db_ledger_idx, db_ledger_mid,
 		db_history;

@@ -5,6 +5,7 @@
 #include "testlib.h"
 #include "corehelp.h"
 
+#include <pthread.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -477,6 +478,84 @@ test_claim_indoubt_stays_indoubt(void)
 	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
 }
 
+/* claim_outcome_mark from several threads at once: the requests that
+ * meet share commits (group commit), and every one is applied exactly as
+ * if it had committed alone. */
+#define GROUP_THREADS 4
+#define GROUP_EACH 50
+
+struct group_arg {
+	uint32_t worker;
+	int failures;
+	size_t commits_seen;
+};
+
+static void *
+group_thread(void *arg)
+{
+	struct group_arg *g = arg;
+	struct claim_item it[GROUP_EACH];
+	struct claim_outcome o;
+	size_t n = 0, lost;
+	uint64_t next;
+	const char *err;
+
+	if (claim_batch(st, g->worker, GROUP_EACH, 60, SEC, it, &n, &next,
+			&err) != STORE_OK || n != GROUP_EACH ||
+	    claim_mark_sending(st, it, 1, NULL, &err) != STORE_OK) {
+		g->failures++;
+		return NULL;
+	}
+	for (size_t k = 0; k < n; k++) {
+		memset(&o, 0, sizeof(o));
+		o.qid = it[k].qid;
+		o.idx = it[k].idx;
+		o.token = it[k].token;
+		o.result = CLAIM_DELIVERED;
+		o.reply = "250 ok";
+		lost = 99;
+		if (claim_outcome_mark(st, &o, 1, 2 * SEC, it + k + 1,
+				       k + 1 < n ? 1 : 0, &lost, &err) !=
+		    STORE_OK || o.applied != 1 || lost != 0)
+			g->failures++;
+	}
+	return NULL;
+}
+
+static void
+test_claim_outcome_mark_group_commit(void)
+{
+	pthread_t t[GROUP_THREADS];
+	struct group_arg g[GROUP_THREADS];
+	MDB_envinfo before, after;
+
+	fresh("group");
+	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, GROUP_THREADS * GROUP_EACH, 1,
+					    50, SEC), 0);
+	mdb_env_info(st->env, &before);
+	for (size_t i = 0; i < GROUP_THREADS; i++) {
+		memset(&g[i], 0, sizeof(g[i]));
+		g[i].worker = (uint32_t)i + 1;
+		CU_ASSERT_EQUAL_FATAL(pthread_create(&t[i], NULL, group_thread,
+						     &g[i]), 0);
+	}
+	for (size_t i = 0; i < GROUP_THREADS; i++) {
+		pthread_join(t[i], NULL);
+		CU_ASSERT_EQUAL(g[i].failures, 0);
+	}
+	mdb_env_info(st->env, &after);
+	CU_ASSERT_EQUAL(counters().delivered, GROUP_THREADS * GROUP_EACH);
+	CU_ASSERT_EQUAL(counters().active, 0);
+	CU_ASSERT_EQUAL(counters().indoubt, 0);
+	/* at most one commit per request (fewer when they met) */
+	CU_ASSERT(after.me_last_txnid - before.me_last_txnid <=
+		  2 * GROUP_THREADS + GROUP_THREADS * GROUP_EACH);
+	fprintf(stderr, "[%zu commits for %d outcome+mark requests] ",
+		(size_t)(after.me_last_txnid - before.me_last_txnid -
+			 2 * GROUP_THREADS), GROUP_THREADS * GROUP_EACH);
+	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+}
+
 static void
 test_claim_recover_dead_instance_before_lease_ends(void)
 {
@@ -698,6 +777,8 @@ static CU_TestInfo claim_tests[] = {
 	{ "outcome and the next mark are one commit",
 	  test_claim_outcome_mark_is_one_commit },
 	{ "an in-doubt entry stays in-doubt", test_claim_indoubt_stays_indoubt },
+	{ "outcome and mark share commits across threads",
+	  test_claim_outcome_mark_group_commit },
 	{ "recover dead instance before lease ends",
 	  test_claim_recover_dead_instance_before_lease_ends },
 	{ "requeue is not an attempt", test_claim_requeue_is_not_an_attempt },

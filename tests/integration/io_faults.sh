@@ -7,6 +7,8 @@
 #   posix/io/rw/pwrite       ENOSPC, 1 %  (the store's pages and meta
 #                                          page: MDB_PANIC, then reopen)
 #   posix/io/sync/fsync      EIO, 2 %     (the Maildir files)
+#   posix/io/rw/readv        ECONNRESET, 1 % (the SMTP sessions' reads)
+#   posix/io/rw/writev       EPIPE, 1 %   (the SMTP sessions' replies)
 # Then posternd is stopped (SIGTERM, exit 0: it neither crashed nor
 # hung), restarted without faults to deliver what was deferred, and
 # oracle.py check must find every acknowledged message exactly once,
@@ -30,7 +32,9 @@ fi
 
 for spec in "posix/io/sync/fdatasync,probability=0.02,failinfo=5" \
 	"posix/io/rw/pwrite,probability=0.01,failinfo=28" \
-	"posix/io/sync/fsync,probability=0.02,failinfo=5"; do
+	"posix/io/sync/fsync,probability=0.02,failinfo=5" \
+	"posix/io/rw/readv,probability=0.01,failinfo=104" \
+	"posix/io/rw/writev,probability=0.01,failinfo=32"; do
 	name=$(echo "$spec" | cut -d, -f1 | tr / _)
 	PORT=$(free_port)
 	D=$WORK/$name

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,4 +73,14 @@ driver_down_at(struct driver_rcpt *r, size_t i, size_t n)
 		return DRIVER_UNAVAILABLE;
 	r[i].result = CLAIM_TEMPFAIL;
 	return 0;
+}
+
+void
+driver_reply(char *dst, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(dst, DRIVER_REPLY_LEN, fmt, ap);
+	va_end(ap);
 }

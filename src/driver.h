@@ -83,6 +83,12 @@ struct driver {
 	const struct driver_ops *ops;
 };
 
+/* Format a reply text into dst (DRIVER_REPLY_LEN bytes; a long one is
+ * cut, which is fine for a log and the ledger). */
+void
+driver_reply(char *dst, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
 /* For drivers that write files: r is deferred with the reply
  * "4.3.0 <driver> <what> failed: <strerror(err)>", and a warning names
  * the path. */

@@ -81,20 +81,6 @@ driver_imap_expand(const char *t, const char *addr, char *out, size_t len)
 	return 0;
 }
 
-static void
-reply_set(char *dst, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void
-reply_set(char *dst, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(dst, DRIVER_REPLY_LEN, fmt, ap);
-	va_end(ap);
-}
-
 /* Logged in as user on a connection? Else (re)connect. 0; -1 with
  * *error_r when the server cannot be reached or refused the login
  * (*auth_r). */
@@ -134,11 +120,13 @@ map_reply(struct imap_driver *d, struct driver_rcpt *r, const char *mbox,
 	if (x->status == IMAP_OK) {
 		r->result = CLAIM_DELIVERED;
 		if (uid != 0)
-			reply_set(r->reply, "%s: appended to %s (uid %u): %s",
-				  d->peer, mbox, uid, x->text);
+			driver_reply(r->reply,
+				     "%s: appended to %s (uid %u): %s",
+				     d->peer, mbox, uid, x->text);
 		else
-			reply_set(r->reply, "%s: appended to %s: %s", d->peer,
-				  mbox, x->text);
+			driver_reply(r->reply,
+				     "%s: appended to %s: %s", d->peer,
+				     mbox, x->text);
 		return 0;
 	}
 	if (strcasecmp(code, "TRYCREATE") == 0 ||
@@ -146,22 +134,23 @@ map_reply(struct imap_driver *d, struct driver_rcpt *r, const char *mbox,
 		if (may_create && d->create)
 			return 1;
 		r->result = CLAIM_PERMFAIL;
-		reply_set(r->reply, "5.1.1 %s: no mailbox %s: %s", d->peer,
-			  mbox, x->text);
+		driver_reply(r->reply, "5.1.1 %s: no mailbox %s: %s", d->peer,
+			     mbox, x->text);
 	} else if (strcasecmp(code, "TOOBIG") == 0 ||
 		   strcasecmp(code, "LIMIT") == 0) {
 		r->result = CLAIM_PERMFAIL;
-		reply_set(r->reply, "5.3.4 %s: message too big for %s: %s",
-			  d->peer, mbox, x->text);
+		driver_reply(r->reply, "5.3.4 %s: message too big for %s: %s",
+			     d->peer, mbox, x->text);
 	} else if (strcasecmp(code, "OVERQUOTA") == 0) {
 		r->result = CLAIM_TEMPFAIL;
-		reply_set(r->reply, "4.2.2 %s: %s over quota: %s", d->peer,
-			  mbox, x->text);
+		driver_reply(r->reply, "4.2.2 %s: %s over quota: %s", d->peer,
+			     mbox, x->text);
 	} else {
 		r->result = CLAIM_TEMPFAIL;
-		reply_set(r->reply, "4.3.0 %s: APPEND to %s refused: %s%s%s%s",
-			  d->peer, mbox, code[0] ? "[" : "", code,
-			  code[0] ? "] " : "", x->text);
+		driver_reply(r->reply,
+			     "4.3.0 %s: APPEND to %s refused: %s%s%s%s",
+			     d->peer, mbox, code[0] ? "[" : "", code,
+			     code[0] ? "] " : "", x->text);
 	}
 	return 0;
 }
@@ -180,7 +169,7 @@ append(struct imap_driver *d, const struct driver_msg *m,
 
 	for (int tries = 0; tries < 2 && rc == -2; tries++) {
 		if (login_as(d, user, &auth, err) < 0) {
-			reply_set(r->reply, "4.4.1 %s: %s", d->peer, *err);
+			driver_reply(r->reply, "4.4.1 %s: %s", d->peer, *err);
 			/* One recipient's login refused: defer it. The one
 			 * login of a fixed user refused: the server is
 			 * unusable for everyone, as when it is down. */
@@ -209,8 +198,9 @@ deliver_one(struct imap_driver *d, const struct driver_msg *m,
 
 	if (target(d, r->addr, user, mbox) < 0) {
 		r->result = CLAIM_PERMFAIL;
-		reply_set(r->reply, "5.1.3 %s: mailbox or user name too long",
-			  d->peer);
+		driver_reply(r->reply,
+			     "5.1.3 %s: mailbox or user name too long",
+			     d->peer);
 		return 0;
 	}
 	driver_delivery_id(m, r, id);
@@ -223,8 +213,8 @@ deliver_one(struct imap_driver *d, const struct driver_msg *m,
 			break;
 		if (imap_client_create(d->c, mbox, &x, &err) < 0) {
 			r->result = CLAIM_TEMPFAIL;	/* closed */
-			reply_set(r->reply, "4.4.2 %s: CREATE %s: %s",
-				  d->peer, mbox, err);
+			driver_reply(r->reply, "4.4.2 %s: CREATE %s: %s",
+				     d->peer, mbox, err);
 			break;
 		}
 		log_info("%s: created mailbox %s (%s)", d->peer, mbox, x.text);
@@ -235,16 +225,16 @@ deliver_one(struct imap_driver *d, const struct driver_msg *m,
 		r->result = CLAIM_TEMPFAIL;
 	} else if (rc == -2 || (rc == -1 && stage == IMAP_STAGE_NONE &&
 				imap_client_cancelled(d->c))) {
-		reply_set(r->reply, "4.4.2 %s: %s", d->peer, err);
+		driver_reply(r->reply, "4.4.2 %s: %s", d->peer, err);
 		return DRIVER_UNAVAILABLE;
 	} else if (rc == -1 && stage == IMAP_STAGE_SENT) {
 		r->result = CLAIM_UNKNOWN;
-		reply_set(r->reply, "4.4.2 %s: connection lost after the "
-			  "message went out, the server may have it: %s",
-			  d->peer, err);
+		driver_reply(r->reply, "4.4.2 %s: connection lost after the "
+			     "message went out, the server may have it: %s",
+			     d->peer, err);
 	} else if (rc == -1) {
 		r->result = CLAIM_TEMPFAIL;
-		reply_set(r->reply, "4.4.2 %s: %s", d->peer, err);
+		driver_reply(r->reply, "4.4.2 %s: %s", d->peer, err);
 	}
 	if (r->result == CLAIM_DELIVERED || r->result == CLAIM_UNKNOWN)
 		memcpy(r->sha, sha, 32);
@@ -282,8 +272,8 @@ imap_look(struct driver *base, const struct driver_msg *m,
 
 	*error_r = d->err;
 	if (target(d, r->addr, user, mbox) < 0) {
-		reply_set(d->err, "%s: mailbox or user name too long",
-			  d->peer);
+		driver_reply(d->err, "%s: mailbox or user name too long",
+			     d->peer);
 		return -1;
 	}
 	driver_delivery_id(m, r, id);
@@ -300,7 +290,7 @@ imap_look(struct driver *base, const struct driver_msg *m,
 			break;
 	}
 	if (rc < 0)
-		reply_set(d->err, "%s: %s", d->peer, err);
+		driver_reply(d->err, "%s: %s", d->peer, err);
 	else if (rc == 1)
 		log_debug("%s: %s found in %s (uid %u)", d->peer, id, mbox,
 			  uid);

@@ -54,28 +54,13 @@ reserve(struct smtp_driver *d, size_t n)
 	d->cap = n;
 }
 
-/* A reply text; a long one is cut, which is fine for a log and ledger. */
-static void
-reply_set(char *dst, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void
-reply_set(char *dst, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(dst, DRIVER_REPLY_LEN, fmt, ap);
-	va_end(ap);
-}
-
 static void
 fill_all(struct driver_rcpt *r, size_t n, enum claim_result res,
 	 const char *peer, const char *why)
 {
 	for (size_t i = 0; i < n; i++) {
 		r[i].result = res;
-		reply_set(r[i].reply, "4.4.1 %s: %s", peer, why);
+		driver_reply(r[i].reply, "4.4.1 %s: %s", peer, why);
 	}
 }
 
@@ -102,17 +87,17 @@ map_results(struct smtp_driver *d, struct driver_rcpt *r, size_t n, int rc,
 
 		if (rep->code != 0) {
 			r[i].result = result_of(rep->code);
-			reply_set(r[i].reply, "%s said: %d %s",
-				 d->peer, rep->code, rep->text);
+			driver_reply(r[i].reply, "%s said: %d %s",
+				     d->peer, rep->code, rep->text);
 		} else if (rc < 0 && stage == SMTP_STAGE_DOT) {
 			r[i].result = CLAIM_UNKNOWN;
-			reply_set(r[i].reply, "4.4.2 %s: "
-				 "connection lost after end of data, the peer "
-				 "may have the message: %s", d->peer, err);
+			driver_reply(r[i].reply, "4.4.2 %s: connection "
+				     "lost after end of data, the peer may "
+				     "have the message: %s", d->peer, err);
 		} else {
 			r[i].result = CLAIM_TEMPFAIL;
-			reply_set(r[i].reply, "4.4.2 %s: %s",
-				 d->peer, err);
+			driver_reply(r[i].reply, "4.4.2 %s: %s",
+				     d->peer, err);
 		}
 		if (r[i].result == CLAIM_DELIVERED ||
 		    r[i].result == CLAIM_UNKNOWN)

@@ -468,6 +468,7 @@ struct release_args {
 	const struct claim_item *items;
 	size_t n;
 	uint64_t now_us;
+	bool unsent;	/* never handed over: pending, mark cleared */
 };
 
 static int
@@ -485,8 +486,14 @@ release_txn(struct store_wtx *w, void *arg)
 			continue;
 		if (rc != 1)
 			return rc;
-		if ((rc = requeue_txn(w, it->qid, it->idx, &rr,
-				      a->now_us)) != 0)
+		if (a->unsent) {
+			rr.flags &= (uint8_t)~RCPT_FLAG_SENDING;
+			rc = move_txn(w, it->qid, it->idx, &rr, ST_PENDING,
+				      a->now_us);
+		} else {
+			rc = requeue_txn(w, it->qid, it->idx, &rr, a->now_us);
+		}
+		if (rc != 0)
 			return rc;
 	}
 	return 0;
@@ -496,41 +503,18 @@ int
 claim_release(struct store *st, const struct claim_item *items, size_t n,
 	      const char **error_r)
 {
-	struct release_args a = { items, n, store_now_us() };
+	struct release_args a = { items, n, store_now_us(), false };
 
 	return store_write(st, release_txn, &a, error_r);
-}
-
-static int
-requeue_due_txn(struct store_wtx *w, void *arg)
-{
-	struct release_args *a = arg;
-	struct rcpt_rec rr;
-	int rc;
-
-	for (size_t i = 0; i < a->n; i++) {
-		const struct claim_item *it = &a->items[i];
-
-		rc = still_mine(w, it->qid, it->idx, it->token, &rr);
-		if (rc == 0)
-			continue;
-		if (rc != 1)
-			return rc;
-		rr.flags &= (uint8_t)~RCPT_FLAG_SENDING;
-		if ((rc = move_txn(w, it->qid, it->idx, &rr, ST_PENDING,
-				   a->now_us)) != 0)
-			return rc;
-	}
-	return 0;
 }
 
 int
 claim_requeue(struct store *st, const struct claim_item *items, size_t n,
 	      uint64_t due_us, const char **error_r)
 {
-	struct release_args a = { items, n, due_us };
+	struct release_args a = { items, n, due_us, true };
 
-	return store_write(st, requeue_due_txn, &a, error_r);
+	return store_write(st, release_txn, &a, error_r);
 }
 
 /* --- outcome -------------------------------------------------------------- */

@@ -57,13 +57,11 @@ struct worker {
 	 * current interval (0: peer up) and when to try again. */
 	uint64_t reconnect_us;
 	uint64_t reconnect_at_us;
-	bool marked;	/* the batch was claimed as being sent already */
 	/* The next batch, claimed in the commit of this one's outcomes
-	 * (owned, batch entries; swapped with items): ready entries of it,
-	 * and whether they were claimed as being sent. */
+	 * (owned, batch entries; swapped with items), and its number of
+	 * ready entries. */
 	struct claim_item *next;
 	size_t ready;
-	bool ready_marked;
 };
 
 struct worker_pool {
@@ -676,6 +674,17 @@ per_message(const struct worker *w)
 	       w->pool->cfg->workers_in_doubt_window == CONFIG_WINDOW_MESSAGE;
 }
 
+/* Does the claim itself mark the whole batch as being sent
+ * ([workers] in_doubt_window = batch)? Only for a driver that does not
+ * find its earlier deliveries while it delivers. (An in-doubt entry is
+ * claimed marked whatever the window: claim_indoubt().) */
+static bool
+claim_marks(const struct worker *w)
+{
+	return !w->driver->ops->deliver_looks &&
+	       w->pool->cfg->workers_in_doubt_window == CONFIG_WINDOW_BATCH;
+}
+
 /* The end of the message that starts at entry from of the batch: the
  * entries of one message are next to each other. */
 static size_t
@@ -706,7 +715,7 @@ record_outcomes(struct worker *w, size_t from, size_t to, size_t mark_to,
 		bool last)
 {
 	struct worker_pool *p = w->pool;
-	bool sending = !w->driver->ops->deliver_looks && !per_message(w);
+	bool sending = claim_marks(w);
 	uint64_t now = store_now_us(), due;
 	size_t lost = 0;
 	const char *err;
@@ -733,7 +742,6 @@ record_outcomes(struct worker *w, size_t from, size_t to, size_t mark_to,
 					w->id, p->cfg->workers_batch,
 					p->cfg->workers_lease, sending,
 					w->next, &w->ready, &due, &err);
-		w->ready_marked = sending;
 		if (rc != STORE_OK) {
 			w->ready = 0;
 			log_debug("worker %u: outcomes with the next claim: "
@@ -815,9 +823,9 @@ work_batch(struct worker *w, size_t n)
 
 	for (size_t i = 0; i < n; i++)
 		buf_free(&w->hdrs[i]);
-	if (!w->driver->ops->deliver_looks && !w->marked && n > 0) {
-		/* the whole batch, or the first message */
-		end = each ? message_end(w, 0, n) : n;
+	if (each && n > 0) {
+		/* the first message; the others are marked one by one */
+		end = message_end(w, 0, n);
 		rc = claim_mark_sending(p->st, w->items, end, &lost, &err);
 		if (rc != STORE_OK) {
 			log_err("worker %u: cannot mark entries as being "
@@ -889,7 +897,6 @@ claim_some(struct worker *w, uint64_t *next_due)
 	int rc;
 
 	*next_due = 0;
-	w->marked = false;
 	/* In-doubt entries (left by a crash while being sent) are claimed
 	 * by a driver that can look, or, under in_doubt_policy = retry, by
 	 * any driver, which simply sends them again. */
@@ -905,8 +912,7 @@ claim_some(struct worker *w, uint64_t *next_due)
 			return n;
 		}
 	}
-	w->marked = !w->driver->ops->deliver_looks && !per_message(w);
-	rc = (w->marked ? claim_batch_sending : claim_batch)(p->st, w->id,
+	rc = (claim_marks(w) ? claim_batch_sending : claim_batch)(p->st, w->id,
 		p->cfg->workers_batch, p->cfg->workers_lease, store_now_us(),
 		w->items, &n, next_due, &err);
 	if (rc != STORE_OK) {
@@ -948,7 +954,6 @@ worker_main(void *arg)
 		if (w->ready > 0) {
 			n = w->ready;
 			w->ready = 0;
-			w->marked = w->ready_marked;
 			next_due = 0;
 		} else {
 			n = claim_some(w, &next_due);

@@ -21,6 +21,8 @@
 #           message arrives (a duplicate only for an in-doubt retried
 #           under policy retry), posternd is not restarted, the outage is
 #           logged once and posternd uses little CPU meanwhile.
+#  SINK_WINDOW sets [workers] in_doubt_window (default message; batch
+#  runs the same cases with the claim marking whole batches).
 . "$(dirname "$0")/common.sh"
 
 SINK=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
@@ -84,6 +86,7 @@ start_postern() {
 		echo "driver = smtp"
 		echo "[workers]"
 		echo "count = 4"
+		echo "in_doubt_window = ${SINK_WINDOW:-message}"
 		echo "[smtp]"
 		echo "relay = 127.0.0.1:$sport"
 		echo "tls = none"

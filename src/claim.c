@@ -227,6 +227,7 @@ struct claim_args {
 	uint64_t next_due;
 	bool indoubt;
 	bool sending;		/* mark as being sent (RCPT_FLAG_SENDING) */
+	bool one_message;	/* only the entries of the first message */
 };
 
 /* Lease one queued entry to the worker and copy it out into it. */
@@ -297,6 +298,8 @@ claim_txn(struct store_wtx *w, void *arg)
 			break;
 		}
 		qids[found] = be64_get((unsigned char *)k.mv_data + 8);
+		if (a->one_message && found > 0 && qids[found] != qids[0])
+			break;
 		idxs[found++] = be32_get((unsigned char *)k.mv_data + 16);
 	}
 	mdb_cursor_close(cur);
@@ -329,19 +332,19 @@ claim_batch(struct store *st, uint32_t worker, size_t max,
 	    size_t *n_r, uint64_t *next_due_r, const char **error_r)
 {
 	struct claim_args a = { worker, max, lease_secs, now_us, items, 0, 0,
-				false, false };
+				false, false, false };
 
 	return claim_run(st, &a, n_r, next_due_r, error_r);
 }
 
 int
 claim_batch_sending(struct store *st, uint32_t worker, size_t max,
-		    unsigned lease_secs, uint64_t now_us,
+		    bool one_message, unsigned lease_secs, uint64_t now_us,
 		    struct claim_item *items, size_t *n_r,
 		    uint64_t *next_due_r, const char **error_r)
 {
 	struct claim_args a = { worker, max, lease_secs, now_us, items, 0, 0,
-				false, true };
+				false, true, one_message };
 
 	return claim_run(st, &a, n_r, next_due_r, error_r);
 }
@@ -387,7 +390,7 @@ claim_indoubt(struct store *st, uint32_t worker, size_t max,
 	      size_t *n_r, const char **error_r)
 {
 	struct claim_args a = { worker, max, lease_secs, now_us, items, 0, 0,
-				true, false };
+				true, false, false };
 	int rc = store_write(st, claim_indoubt_txn, &a, error_r);
 
 	*n_r = rc == STORE_OK ? a.n : 0;
@@ -424,6 +427,7 @@ mark_sending_txn(struct store_wtx *w, void *arg)
 	struct rcpt_rec rr;
 	int rc;
 
+	a->lost = 0;	/* the body may run again */
 	for (size_t i = 0; i < a->n; i++) {
 		const struct claim_item *it = &a->items[i];
 
@@ -617,102 +621,6 @@ claim_outcome(struct store *st, struct claim_outcome *o, size_t n,
 	return store_write(st, outcome_txn, &a, error_r);
 }
 
-struct outcome_mark_args {
-	struct outcome_args o;
-	struct items_args m;
-};
-
-static int
-outcome_mark_txn(struct store_wtx *w, void *arg)
-{
-	struct outcome_mark_args *a = arg;
-	int rc = outcome_txn(w, &a->o);
-
-	return rc != 0 ? rc : mark_sending_txn(w, &a->m);
-}
-
-/* One worker's outcome-and-mark waiting to share a commit with the
- * others'. It lives on the worker's stack: the leader fills in rc, err
- * and the outcomes, then sets done under group_lock and never touches it
- * again. */
-struct claim_group_req {
-	struct outcome_mark_args a;
-	int rc;
-	bool done;
-	char err[256];
-	struct claim_group_req *next;
-};
-
-static int
-group_txn(struct store_wtx *w, void *arg)
-{
-	int rc;
-
-	for (struct claim_group_req *r = arg; r != NULL; r = r->next) {
-		r->a.m.lost = 0;	/* the body may run again */
-		if ((rc = outcome_mark_txn(w, &r->a)) != 0)
-			return rc;
-	}
-	return 0;
-}
-
-/* Group commit: whoever finds no commit running takes every request
- * queued so far (its own among them) into one transaction, so the
- * workers that arrive while a commit is syncing share the next one. If
- * that transaction fails, every request in it fails and each worker
- * falls back to recording its outcomes alone. */
-int
-claim_outcome_mark(struct store *st, struct claim_outcome *o, size_t n,
-		   uint64_t now_us, const struct claim_item *items,
-		   size_t nitems, size_t *lost_r, const char **error_r)
-{
-	static _Thread_local char errbuf[256];
-	struct claim_group_req me = {
-		.a = { { o, n, now_us }, { items, nitems, 0 } },
-		.rc = STORE_ERR,
-	};
-	struct claim_group_req *batch, *r, *next;
-	const char *err = NULL;
-	int rc;
-
-	pthread_mutex_lock(&st->group_lock);
-	me.next = st->group_queue;
-	/* On purpose: me stays queued only until done is set under
-	 * group_lock, and this function does not return before that;
-	 * cppcheck cannot see the wait. */
-	/* cppcheck-suppress autoVariables */
-	st->group_queue = &me;
-	while (!me.done) {
-		if (st->group_busy) {
-			pthread_cond_wait(&st->group_cond, &st->group_lock);
-			continue;
-		}
-		st->group_busy = true;
-		batch = st->group_queue;
-		st->group_queue = NULL;
-		pthread_mutex_unlock(&st->group_lock);
-		rc = store_write(st, group_txn, batch, &err);
-		pthread_mutex_lock(&st->group_lock);
-		for (r = batch; r != NULL; r = next) {
-			next = r->next;
-			r->rc = rc;
-			snprintf(r->err, sizeof(r->err), "%s",
-				 rc == STORE_OK || err == NULL ? "" : err);
-			r->done = true;	/* r may be gone from here on */
-		}
-		st->group_busy = false;
-		pthread_cond_broadcast(&st->group_cond);
-	}
-	pthread_mutex_unlock(&st->group_lock);
-	if (lost_r != NULL)
-		*lost_r = me.rc == STORE_OK ? me.a.m.lost : 0;
-	if (me.rc != STORE_OK && error_r != NULL) {
-		snprintf(errbuf, sizeof(errbuf), "%s", me.err);
-		*error_r = errbuf;
-	}
-	return me.rc;
-}
-
 struct outcome_next_args {
 	struct outcome_args o;
 	struct claim_args c;
@@ -730,14 +638,14 @@ outcome_next_txn(struct store_wtx *w, void *arg)
 int
 claim_outcome_next(struct store *st, struct claim_outcome *o, size_t n,
 		   uint64_t now_us, uint32_t worker, size_t max,
-		   unsigned lease_secs, bool sending,
+		   unsigned lease_secs, unsigned how,
 		   struct claim_item *items, size_t *n_r,
 		   uint64_t *next_due_r, const char **error_r)
 {
 	struct outcome_next_args a = {
 		{ o, n, now_us },
 		{ worker, max, lease_secs, now_us, items, 0, 0, false,
-		  sending },
+		  (how & CLAIM_MARK) != 0, (how & CLAIM_ONE_MESSAGE) != 0 },
 	};
 	int rc = store_write(st, outcome_next_txn, &a, error_r);
 

@@ -42,10 +42,12 @@ claim_batch(struct store *st, uint32_t worker, size_t max,
 
 /* As claim_batch(), and the claimed entries are marked as being sent in
  * the same transaction, as claim_mark_sending() would: for a driver that
- * cannot look, one commit a batch instead of two. */
+ * cannot look, one commit a batch instead of two. With one_message, only
+ * the entries of the first due message are claimed (at most max): the
+ * "being sent" window of [workers] in_doubt_window = message. */
 int
 claim_batch_sending(struct store *st, uint32_t worker, size_t max,
-		    unsigned lease_secs, uint64_t now_us,
+		    bool one_message, unsigned lease_secs, uint64_t now_us,
 		    struct claim_item *items, size_t *n_r,
 		    uint64_t *next_due_r, const char **error_r);
 
@@ -104,26 +106,21 @@ int
 claim_outcome(struct store *st, struct claim_outcome *o, size_t n,
 	      uint64_t now_us, const char **error_r);
 
+/* How claim_outcome_next() claims: flags. */
+#define CLAIM_MARK		0x1u	/* as claim_batch_sending() */
+#define CLAIM_ONE_MESSAGE	0x2u	/* its one_message */
+
 /* claim_outcome(), and in the same transaction the next batch, as
- * claim_batch() (or claim_batch_sending() when sending) would claim it
- * into items: one commit a batch instead of two. On an error nothing of
- * either is done; the caller may then record the outcomes alone. */
+ * claim_batch() (or claim_batch_sending() with CLAIM_MARK in how) would
+ * claim it into items: one commit a batch instead of two. On an error
+ * nothing of either is done; the caller may then record the outcomes
+ * alone. */
 int
 claim_outcome_next(struct store *st, struct claim_outcome *o, size_t n,
 		   uint64_t now_us, uint32_t worker, size_t max,
-		   unsigned lease_secs, bool sending,
+		   unsigned lease_secs, unsigned how,
 		   struct claim_item *items, size_t *n_r,
 		   uint64_t *next_due_r, const char **error_r);
-
-/* claim_outcome(), and in the same transaction claim_mark_sending() of
- * the nitems entries in items (the next message a worker hands over):
- * one commit a message for a driver that delivers message by message.
- * *lost_r (may be NULL) as for claim_mark_sending(). On an error nothing
- * of either is done. */
-int
-claim_outcome_mark(struct store *st, struct claim_outcome *o, size_t n,
-		   uint64_t now_us, const struct claim_item *items,
-		   size_t nitems, size_t *lost_r, const char **error_r);
 
 /* Put claims back that were never handed over because the foreign side
  * was unavailable: pending, due at due_us, the "being sent" flag cleared,

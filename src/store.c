@@ -478,8 +478,9 @@ write_once(struct store *st, store_txn_fn *fn, void *arg,
 	return rc;
 }
 
-int
-store_write(struct store *st, store_txn_fn *fn, void *arg,
+/* fn alone in its own transaction(s). */
+static int
+write_alone(struct store *st, store_txn_fn *fn, void *arg,
 	    const char **error_r)
 {
 	const char *fail;
@@ -507,6 +508,119 @@ store_write(struct store *st, store_txn_fn *fn, void *arg,
 		return STORE_ERR;
 	}
 	return store_fail(st, rc, "commit", error_r);
+}
+
+/* One caller's body waiting to share a commit with the others'. It lives
+ * on the caller's stack: the leader that takes it fills in rc and err,
+ * sets done and signals cond under group_lock, and never touches it
+ * again. Each caller sleeps on its own cond, so that a finished commit
+ * wakes the callers it served and the next leader, no one else. */
+struct store_group_req {
+	store_txn_fn *fn;
+	void *arg;
+	int rc;
+	bool done;
+	bool lead;		/* handed the lead: commit the queue */
+	bool again;		/* the shared commit failed: run alone */
+	char err[STORE_ERRBUF_LEN];
+	pthread_cond_t cond;
+	struct store_group_req *next;
+};
+
+/* The bodies of a group, one after another in one transaction. */
+static int
+group_txn(struct store_wtx *w, void *arg)
+{
+	int rc;
+
+	for (struct store_group_req *r = arg; r != NULL; r = r->next) {
+		w->fail = NULL;
+		w->note = NULL;
+		if ((rc = r->fn(w, r->arg)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Commit the queue (group_lock held; released while committing): the
+ * leader's own request is in it. Then hand the lead to the first caller
+ * that queued meanwhile, if any. */
+static void
+group_lead_locked(struct store *st)
+{
+	struct store_group_req *batch = st->group_head, *r, *next;
+	const char *err = NULL;
+	size_t n = 0;
+	int rc;
+
+	st->group_head = NULL;
+	st->group_tail = &st->group_head;
+	pthread_mutex_unlock(&st->group_lock);
+	for (r = batch; r != NULL; r = r->next)
+		n++;
+	rc = n == 1 ? write_alone(st, batch->fn, batch->arg, &err) :
+		write_alone(st, group_txn, batch, &err);
+	pthread_mutex_lock(&st->group_lock);
+	for (r = batch; r != NULL; r = next) {
+		next = r->next;
+		r->rc = rc;
+		r->again = rc != STORE_OK && n > 1;
+		snprintf(r->err, sizeof(r->err), "%s",
+			 rc == STORE_OK || err == NULL ? "" : err);
+		r->done = true;
+		/* r's caller cannot go before group_lock is released */
+		pthread_cond_signal(&r->cond);
+	}
+	if (st->group_head != NULL) {
+		st->group_head->lead = true;
+		pthread_cond_signal(&st->group_head->cond);
+	} else {
+		st->group_busy = false;
+	}
+}
+
+/* Group commit for every writer of this process (the ingress committer,
+ * the workers, housekeeping): a caller that finds no commit running
+ * commits its body at once; the callers that arrive while a commit
+ * syncs queue up, and the first of them, when it is handed the lead,
+ * takes every body queued so far into one transaction, so that they
+ * share its fdatasync. When a shared transaction fails, each body is run
+ * again alone by its own caller, so that one body's failure (a full map,
+ * a bad message) is never another's. */
+int
+store_write(struct store *st, store_txn_fn *fn, void *arg,
+	    const char **error_r)
+{
+	struct store_group_req me = { .fn = fn, .arg = arg, .rc = STORE_ERR };
+
+	pthread_cond_init(&me.cond, NULL);
+	pthread_mutex_lock(&st->group_lock);
+	/* On purpose: me stays queued only until done is set under
+	 * group_lock, and this function does not return before that;
+	 * cppcheck cannot see the wait. */
+	/* cppcheck-suppress autoVariables */
+	*st->group_tail = &me;
+	st->group_tail = &me.next;
+	if (!st->group_busy) {
+		st->group_busy = true;
+		me.lead = true;
+	}
+	while (!me.done) {
+		if (me.lead)
+			group_lead_locked(st);
+		else
+			pthread_cond_wait(&me.cond, &st->group_lock);
+	}
+	pthread_mutex_unlock(&st->group_lock);
+	pthread_cond_destroy(&me.cond);
+	if (me.again)
+		return write_alone(st, fn, arg, error_r);
+	if (me.rc != STORE_OK) {
+		snprintf(errbuf, sizeof(errbuf), "%s", me.err);
+		if (error_r != NULL)
+			*error_r = errbuf;
+	}
+	return me.rc;
 }
 
 int
@@ -873,10 +987,9 @@ store_open(const char *path, const struct store_settings *set,
 	pthread_rwlock_init(&st->txn_lock, &attr);
 	pthread_rwlockattr_destroy(&attr);
 	pthread_mutex_init(&st->group_lock, NULL);
-	pthread_cond_init(&st->group_cond, NULL);
+	st->group_tail = &st->group_head;
 	rc = env_open(st, error_r);
 	if (rc != STORE_OK) {
-		pthread_cond_destroy(&st->group_cond);
 		pthread_mutex_destroy(&st->group_lock);
 		pthread_rwlock_destroy(&st->txn_lock);
 		free(st->path);
@@ -897,7 +1010,6 @@ store_close(struct store **store)
 		return;
 	if (st->env != NULL)
 		mdb_env_close(st->env);
-	pthread_cond_destroy(&st->group_cond);
 	pthread_mutex_destroy(&st->group_lock);
 	pthread_rwlock_destroy(&st->txn_lock);
 	free(st->path);

@@ -39,13 +39,12 @@ struct store {
 	 * hold it for writing, so that mdb_env_set_mapsize() and
 	 * mdb_env_close() run with no transaction active in this process. */
 	pthread_rwlock_t txn_lock;
-	/* Group commit of claim_outcome_mark() (claim.c): requests of
-	 * workers waiting for a commit, and whether one of them is leading
-	 * a commit now. Both under group_lock; group_cond signals each
-	 * finished commit. The requests live on their workers' stacks. */
+	/* Group commit of store_write(): the bodies of callers waiting for
+	 * a commit, in arrival order, and whether one caller is leading a
+	 * commit now. Under group_lock. The requests live on their
+	 * callers' stacks, each with its own cond. */
 	pthread_mutex_t group_lock;
-	pthread_cond_t group_cond;
-	struct claim_group_req *group_queue;
+	struct store_group_req *group_head, **group_tail;
 	bool group_busy;
 	MDB_dbi db_meta, db_messages, db_bodies, db_rcpts, db_notify,
 		db_active, db_ledger, db_ledger_idx, db_ledger_mid,
@@ -69,7 +68,10 @@ struct store_wtx {
 typedef int store_txn_fn(struct store_wtx *w, void *arg);
 
 /* Run fn in one write transaction with the counters loaded and saved,
- * growing the map and retrying on MDB_MAP_FULL. Returns a store_rc. */
+ * growing the map and retrying on MDB_MAP_FULL. Returns a store_rc. The
+ * transaction may be shared with the bodies of other threads' calls
+ * (group commit); a body runs once more, alone, when the shared
+ * transaction fails. */
 int
 store_write(struct store *st, store_txn_fn *fn, void *arg,
 	    const char **error_r);

@@ -316,6 +316,17 @@ worker_pool_wake(struct worker_pool *p)
 	pthread_mutex_unlock(&p->lock);
 }
 
+void
+worker_pool_wake_some(struct worker_pool *p, size_t n)
+{
+	pthread_mutex_lock(&p->lock);
+	p->wake_seq++;
+	/* A worker busy now sees wake_seq moved when it next waits. */
+	for (size_t i = 0; i < n && i < p->count; i++)
+		pthread_cond_signal(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
 /* Sleep until woken, until_us (wall clock), or stop. Returns false on
  * stop. seen is the wake counter the caller last acted on. */
 static bool
@@ -664,9 +675,9 @@ send_dsns(struct worker *w, size_t first, size_t n, uint64_t now_us)
 		}
 }
 
-/* Does this worker hand over message by message, each in its own
- * "being sent" window ([workers] in_doubt_window = message)? Only for a
- * driver that does not find its earlier deliveries while it delivers. */
+/* Does this worker claim message by message, each in its own "being
+ * sent" window ([workers] in_doubt_window = message)? Only for a driver
+ * that does not find its earlier deliveries while it delivers. */
 static bool
 per_message(const struct worker *w)
 {
@@ -674,15 +685,27 @@ per_message(const struct worker *w)
 	       w->pool->cfg->workers_in_doubt_window == CONFIG_WINDOW_MESSAGE;
 }
 
-/* Does the claim itself mark the whole batch as being sent
- * ([workers] in_doubt_window = batch)? Only for a driver that does not
- * find its earlier deliveries while it delivers. (An in-doubt entry is
- * claimed marked whatever the window: claim_indoubt().) */
+/* Does this worker claim in-doubt entries (left by a crash while being
+ * sent)? With a driver that can look, to settle them; under
+ * [queue] in_doubt_policy = retry, with any driver, which simply sends
+ * them again. Otherwise they wait for the operator, and indoubt_due
+ * means nothing to this worker. */
+static bool
+takes_indoubt(const struct worker *w)
+{
+	return w->driver->ops->can_look ||
+	       w->pool->cfg->queue_in_doubt_policy == CONFIG_IN_DOUBT_RETRY;
+}
+
+/* Does the claim itself mark what it claims as being sent? For every
+ * driver that does not find its earlier deliveries while it delivers:
+ * the claim is the "being sent" window, one message or one batch. (An
+ * in-doubt entry is claimed marked whatever the driver:
+ * claim_indoubt().) */
 static bool
 claim_marks(const struct worker *w)
 {
-	return !w->driver->ops->deliver_looks &&
-	       w->pool->cfg->workers_in_doubt_window == CONFIG_WINDOW_BATCH;
+	return !w->driver->ops->deliver_looks;
 }
 
 /* The end of the message that starts at entry from of the batch: the
@@ -697,73 +720,52 @@ message_end(const struct worker *w, size_t from, size_t n)
 	return i;
 }
 
-/* Record the outcomes of the batch's entries [from, to) in ONE commit,
- * together with either
- * - the "being sent" mark of the entries [to, mark_to) (the next message,
- *   when mark_to > to), or
- * - when last and the worker goes on normally (not stopping, the peer up,
- *   no in-doubt entries waiting): the claim of the next batch into
- *   w->next (w->ready entries; marked as being sent as a whole under
- *   in_doubt_window = batch).
- * Then log them, have new in-doubt entries looked for (a driver that can
- * look) and send the DSNs. Returns 0; 1 when the outcomes are recorded
- * but the next message was not marked (a commit error, or a lease lost
- * meanwhile): it must not go out; or -1 when nothing was recorded (the
- * leases run out and recovery retries). */
+/* Record the outcomes of the batch's entries [0, n) in ONE commit,
+ * together with - when the worker goes on normally (not stopping, the
+ * peer up, no in-doubt entries waiting) - the claim of the next batch
+ * into w->next (w->ready entries; marked as being sent when the claim
+ * marks). The commit is shared with the other workers' and the
+ * ingress's (store_write()). Then log them, have new in-doubt entries
+ * looked for (a driver that can look) and send the DSNs. Returns 0, or
+ * -1 when nothing was recorded (the leases run out and recovery
+ * retries). */
 static int
-record_outcomes(struct worker *w, size_t from, size_t to, size_t mark_to,
-		bool last)
+record_outcomes(struct worker *w, size_t n)
 {
 	struct worker_pool *p = w->pool;
-	bool sending = claim_marks(w);
+	unsigned how = (claim_marks(w) ? CLAIM_MARK : 0) |
+		(per_message(w) ? CLAIM_ONE_MESSAGE : 0);
 	uint64_t now = store_now_us(), due;
-	size_t lost = 0;
 	const char *err;
-	int rc, ret = 0;
+	int rc;
 
 	w->ready = 0;
-	if (mark_to > to) {
-		rc = claim_outcome_mark(p->st, w->out + from, to - from, now,
-					w->items + to, mark_to - to, &lost,
-					&err);
-		if (rc != STORE_OK) {
-			/* keep what is known; stop before the next one */
-			log_warn("worker %u: outcomes with the next mark: %s; "
-				 "recording them alone", w->id, err);
-			rc = claim_outcome(p->st, w->out + from, to - from,
-					   now, &err);
-			ret = 1;
-		} else if (lost > 0) {
-			ret = 1;
-		}
-	} else if (last && !pool_stopping(p) && w->reconnect_us == 0 &&
-		   !atomic_load(&p->indoubt_due)) {
-		rc = claim_outcome_next(p->st, w->out + from, to - from, now,
-					w->id, p->cfg->workers_batch,
-					p->cfg->workers_lease, sending,
-					w->next, &w->ready, &due, &err);
+	if (!pool_stopping(p) && w->reconnect_us == 0 &&
+	    !(takes_indoubt(w) && atomic_load(&p->indoubt_due))) {
+		rc = claim_outcome_next(p->st, w->out, n, now, w->id,
+					p->cfg->workers_batch,
+					p->cfg->workers_lease, how, w->next,
+					&w->ready, &due, &err);
 		if (rc != STORE_OK) {
 			w->ready = 0;
 			log_debug("worker %u: outcomes with the next claim: "
 				  "%s; recording them alone", w->id, err);
-			rc = claim_outcome(p->st, w->out + from, to - from,
-					   now, &err);
+			rc = claim_outcome(p->st, w->out, n, now, &err);
 		}
 	} else {
-		rc = claim_outcome(p->st, w->out + from, to - from, now,
-				   &err);
+		rc = claim_outcome(p->st, w->out, n, now, &err);
 	}
 	if (rc != STORE_OK) {
 		log_err("worker %u: cannot record %zu outcome(s): %s; the "
 			"entries are retried when their lease ends", w->id,
-			to - from, err);
+			n, err);
 		return -1;
 	}
-	log_outcomes(w, from, to, now);
+	log_outcomes(w, 0, n, now);
 	/* A driver that can look settles the new in-doubt entries soon:
 	 * after a moment, so that a server still storing the message when
 	 * the connection broke has finished when we look. */
-	for (size_t i = from; i < to && w->driver->ops->can_look; i++)
+	for (size_t i = 0; i < n && w->driver->ops->can_look; i++)
 		if (w->out[i].applied && w->out[i].recorded == CLAIM_UNKNOWN) {
 			if (atomic_load(&p->indoubt_after_us) <
 			    now + WORKER_LOOK_DELAY_US)
@@ -773,70 +775,29 @@ record_outcomes(struct worker *w, size_t from, size_t to, size_t mark_to,
 			break;
 		}
 	if (w->bounce != NULL)
-		send_dsns(w, from, to, now);
-	return ret;
+		send_dsns(w, 0, n, now);
+	return 0;
 }
 
-/* Entries [from, n) of the batch will not go out now: back to the queue
- * (pending; in-doubt ones stay in-doubt; stale tokens are skipped). */
-static void
-give_back(struct worker *w, size_t from, size_t n)
-{
-	const char *err;
-	int rc;
-
-	if (from >= n)
-		return;
-	rc = w->items[from].was_indoubt ?
-		claim_release(w->pool->st, w->items + from, n - from, &err) :
-		claim_requeue(w->pool->st, w->items + from, n - from,
-			      store_now_us(), &err);
-	if (rc != STORE_OK)
-		log_err("worker %u: cannot put %zu entries back: %s; they are "
-			"retried when their lease ends", w->id, n - from, err);
-	else
-		log_warn("worker %u: %zu entries put back unsent (a lease "
-			 "ran out or a commit failed)", w->id, n - from);
-}
-
-/* Deliver a claimed batch.
+/* Deliver a claimed batch, message by message, then record every outcome
+ * in one commit with the claim of the next batch.
  *
  * A driver that finds its own earlier deliveries while it delivers
- * (maildir, ccmail) needs no "being sent" mark: the whole batch is
- * delivered, then every outcome is recorded in one commit, with the claim
- * of the next batch. The others (smtp, lmtp, imap) need the mark that
- * turns a crash into in-doubt. Under in_doubt_window = message (the
- * default) each message is handed over inside its own window: its mark
- * is committed just before it goes out, in the same commit as the
- * previous message's outcome, so a crash leaves at most the one message
- * in flight in-doubt, at about one commit a message. Under batch, the
- * claim marked the whole batch and one commit records it all: fewer
- * syncs, but a crash leaves the whole batch in-doubt. */
+ * (maildir, ccmail) needs no "being sent" mark. The others (smtp, lmtp,
+ * imap) need the mark that turns a crash into in-doubt, and their claim
+ * makes it. Under in_doubt_window = message (the default) a claim takes
+ * one message, so a crash leaves at most the one message in flight
+ * in-doubt, at one commit a message per worker: the commits of all the
+ * workers and of the ingress are shared (group commit), so it is not
+ * one fdatasync a message. Under batch, a claim takes a whole batch:
+ * fewer commits, but a crash leaves the whole batch in-doubt. */
 static void
 work_batch(struct worker *w, size_t n)
 {
-	struct worker_pool *p = w->pool;
-	bool each = per_message(w);
-	const char *err;
-	size_t from = 0, end, lost = 0;
-	int rc;
+	size_t from = 0, end;
 
 	for (size_t i = 0; i < n; i++)
 		buf_free(&w->hdrs[i]);
-	if (each && n > 0) {
-		/* the first message; the others are marked one by one */
-		end = message_end(w, 0, n);
-		rc = claim_mark_sending(p->st, w->items, end, &lost, &err);
-		if (rc != STORE_OK) {
-			log_err("worker %u: cannot mark entries as being "
-				"sent: %s", w->id, err);
-			return;	/* the leases run out and recovery retries */
-		}
-		if (lost > 0) {
-			give_back(w, 0, n);
-			return;
-		}
-	}
 	while (from < n) {
 		end = message_end(w, from, n);
 		if (deliver_message(w, from, end) == DRIVER_UNAVAILABLE) {
@@ -846,19 +807,9 @@ work_batch(struct worker *w, size_t n)
 			break;
 		}
 		peer_available(w);
-		if (each) {
-			rc = record_outcomes(w, from, end, end < n ?
-					     message_end(w, end, n) : end,
-					     end == n);
-			if (rc != 0) {
-				if (rc > 0)
-					give_back(w, end, n);
-				return;
-			}
-		}
 		from = end;
 	}
-	if (!each && n > 0 && record_outcomes(w, 0, n, 0, true) < 0)
+	if (n > 0 && record_outcomes(w, n) < 0)
 		return;
 	if (w->ready > 0) {
 		struct claim_item *t = w->items;
@@ -897,11 +848,7 @@ claim_some(struct worker *w, uint64_t *next_due)
 	int rc;
 
 	*next_due = 0;
-	/* In-doubt entries (left by a crash while being sent) are claimed
-	 * by a driver that can look, or, under in_doubt_policy = retry, by
-	 * any driver, which simply sends them again. */
-	if ((w->driver->ops->can_look ||
-	     p->cfg->queue_in_doubt_policy == CONFIG_IN_DOUBT_RETRY) &&
+	if (takes_indoubt(w) &&
 	    store_now_us() >= atomic_load(&p->indoubt_after_us) &&
 	    atomic_exchange(&p->indoubt_due, false)) {
 		rc = claim_indoubt(p->st, w->id, p->cfg->workers_batch,
@@ -912,16 +859,22 @@ claim_some(struct worker *w, uint64_t *next_due)
 			return n;
 		}
 	}
-	rc = (claim_marks(w) ? claim_batch_sending : claim_batch)(p->st, w->id,
-		p->cfg->workers_batch, p->cfg->workers_lease, store_now_us(),
-		w->items, &n, next_due, &err);
+	if (claim_marks(w))
+		rc = claim_batch_sending(p->st, w->id, p->cfg->workers_batch,
+					 per_message(w), p->cfg->workers_lease,
+					 store_now_us(), w->items, &n,
+					 next_due, &err);
+	else
+		rc = claim_batch(p->st, w->id, p->cfg->workers_batch,
+				 p->cfg->workers_lease, store_now_us(),
+				 w->items, &n, next_due, &err);
 	if (rc != STORE_OK) {
 		log_err("worker %u: claim failed: %s", w->id, err);
 		*next_due = store_now_us() + WORKER_ERROR_PAUSE_US;
 		return 0;
 	}
 	/* In-doubt claims paused: come back when the pause ends. */
-	if (n == 0 && atomic_load(&p->indoubt_due)) {
+	if (n == 0 && takes_indoubt(w) && atomic_load(&p->indoubt_due)) {
 		uint64_t after = atomic_load(&p->indoubt_after_us);
 
 		if (after > store_now_us() &&

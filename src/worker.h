@@ -29,6 +29,11 @@ worker_pool_start(struct worker_pool *p, const char **error_r);
 void
 worker_pool_wake(struct worker_pool *p);
 
+/* n messages were queued: wake up to n sleeping workers (one message
+ * keeps one worker busy), not all of them. Any thread. */
+void
+worker_pool_wake_some(struct worker_pool *p, size_t n);
+
 /* How many of the *total_r workers are alive: in their loop, and not
  * stuck in one batch for longer than the lease. Any thread. */
 void

@@ -312,11 +312,11 @@ test_claim_batch_sending_marks_in_the_claim(void)
 
 	fresh("sending");
 	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 2, 1, 2, SEC), 0);
-	CU_ASSERT_EQUAL(claim_batch_sending(st, 1, 1, 10, SEC, it, &n, &next,
-					   &err), STORE_OK);
-	CU_ASSERT_EQUAL_FATAL(n, 1);
-	CU_ASSERT_EQUAL(claim_batch_sending(st, 2, 1, 10, SEC, it + 1, &n,
+	CU_ASSERT_EQUAL(claim_batch_sending(st, 1, 1, false, 10, SEC, it, &n,
 					   &next, &err), STORE_OK);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	CU_ASSERT_EQUAL(claim_batch_sending(st, 2, 1, false, 10, SEC, it + 1,
+					   &n, &next, &err), STORE_OK);
 	CU_ASSERT_EQUAL_FATAL(n, 1);
 	CU_ASSERT_EQUAL(claim_requeue(st, it + 1, 1, SEC, &err), STORE_OK);
 	CU_ASSERT_EQUAL(claim_recover(st, 20 * SEC, &rs, &err), STORE_OK);
@@ -370,8 +370,8 @@ test_claim_outcome_next_is_one_commit(void)
 
 	fresh("next");
 	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 3, 1, 3, SEC), 0);
-	CU_ASSERT_EQUAL(claim_batch_sending(st, 1, 1, 10, SEC, it, &n, &next,
-					   &err), STORE_OK);
+	CU_ASSERT_EQUAL(claim_batch_sending(st, 1, 1, false, 10, SEC, it, &n,
+					   &next, &err), STORE_OK);
 	CU_ASSERT_EQUAL_FATAL(n, 1);
 	memset(&o, 0, sizeof(o));
 	o.qid = it[0].qid;
@@ -380,8 +380,8 @@ test_claim_outcome_next_is_one_commit(void)
 	o.result = CLAIM_DELIVERED;
 	o.reply = "250 ok";
 	mdb_env_info(st->env, &before);
-	CU_ASSERT_EQUAL(claim_outcome_next(st, &o, 1, 2 * SEC, 1, 2, 10, true,
-					   nx, &n, &next, &err), STORE_OK);
+	CU_ASSERT_EQUAL(claim_outcome_next(st, &o, 1, 2 * SEC, 1, 2, 10,
+					   CLAIM_MARK, nx, &n, &next, &err), STORE_OK);
 	mdb_env_info(st->env, &after);
 	CU_ASSERT_EQUAL(after.me_last_txnid, before.me_last_txnid + 1);
 	CU_ASSERT_EQUAL(o.applied, 1);
@@ -395,44 +395,49 @@ test_claim_outcome_next_is_one_commit(void)
 	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
 }
 
-/* claim_outcome_mark: one message's outcome and the next message's "being
- * sent" mark are one commit; only the marked entry is in-doubt after a
- * lost lease, the one not yet marked goes back to pending. */
+/* in_doubt_window = message: a claim with one_message takes only the
+ * entries of the first due message (however large the batch), marked;
+ * so a lost lease leaves that one message in-doubt and the others
+ * pending. claim_outcome_next() claims the same way. */
 static void
-test_claim_outcome_mark_is_one_commit(void)
+test_claim_one_message(void)
 {
-	struct claim_item it[3];
-	struct claim_outcome o;
+	struct claim_item it[8], nx[8];
+	struct claim_outcome o[3];
 	struct claim_recover_stats rs;
-	MDB_envinfo before, after;
-	size_t n;
+	size_t n, m;
 	uint64_t next;
 	const char *err;
 
-	fresh("mark");
-	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 3, 1, 3, SEC), 0);
-	CU_ASSERT_EQUAL(claim_batch(st, 1, 3, 10, SEC, it, &n, &next, &err),
-			STORE_OK);
+	fresh("onemsg");
+	/* 3 messages of 3 recipients each */
+	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 3, 3, 3, SEC), 0);
+	CU_ASSERT_EQUAL(claim_batch_sending(st, 1, 8, true, 10, SEC, it, &n,
+					   &next, &err), STORE_OK);
 	CU_ASSERT_EQUAL_FATAL(n, 3);
-	CU_ASSERT_EQUAL(claim_mark_sending(st, it, 1, NULL, &err), STORE_OK);
-	memset(&o, 0, sizeof(o));
-	o.qid = it[0].qid;
-	o.idx = it[0].idx;
-	o.token = it[0].token;
-	o.result = CLAIM_DELIVERED;
-	o.reply = "250 ok";
-	mdb_env_info(st->env, &before);
-	CU_ASSERT_EQUAL(claim_outcome_mark(st, &o, 1, 2 * SEC, it + 1, 1,
-					   NULL, &err), STORE_OK);
-	mdb_env_info(st->env, &after);
-	CU_ASSERT_EQUAL(after.me_last_txnid, before.me_last_txnid + 1);
-	CU_ASSERT_EQUAL(o.applied, 1);
-	CU_ASSERT_EQUAL(counters().delivered, 1);
-	CU_ASSERT_EQUAL(counters().active, 2);
-	/* the crash: it[1] was marked (in-doubt), it[2] never was */
+	CU_ASSERT(it[0].qid == it[1].qid && it[1].qid == it[2].qid);
+	for (size_t i = 0; i < 3; i++) {
+		memset(&o[i], 0, sizeof(o[i]));
+		o[i].qid = it[i].qid;
+		o[i].idx = it[i].idx;
+		o[i].token = it[i].token;
+		o[i].result = CLAIM_DELIVERED;
+		o[i].reply = "250 ok";
+	}
+	CU_ASSERT_EQUAL(claim_outcome_next(st, o, 3, 2 * SEC, 1, 8, 10,
+					   CLAIM_MARK | CLAIM_ONE_MESSAGE, nx,
+					   &m, &next, &err), STORE_OK);
+	CU_ASSERT_EQUAL_FATAL(m, 3);
+	CU_ASSERT(nx[0].qid != it[0].qid);
+	CU_ASSERT(nx[0].qid == nx[1].qid && nx[1].qid == nx[2].qid);
+	CU_ASSERT_EQUAL(counters().delivered, 3);
+	CU_ASSERT_EQUAL(counters().active, 3);
+	CU_ASSERT_EQUAL(counters().pending, 3);
+	/* the crash: the claimed message is in-doubt, the last one never
+	 * left the queue */
 	CU_ASSERT_EQUAL(claim_recover(st, 30 * SEC, &rs, &err), STORE_OK);
-	CU_ASSERT_EQUAL(rs.to_indoubt, 1);
-	CU_ASSERT_EQUAL(rs.to_pending, 1);
+	CU_ASSERT_EQUAL(rs.to_indoubt, 3);
+	CU_ASSERT_EQUAL(counters().pending, 3);
 	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
 }
 
@@ -478,56 +483,59 @@ test_claim_indoubt_stays_indoubt(void)
 	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
 }
 
-/* claim_outcome_mark from several threads at once: the requests that
- * meet share commits (group commit), and every one is applied exactly as
- * if it had committed alone. */
+/* Workers as under in_doubt_window = message, from several threads at
+ * once: each claims one message, then records its outcome with the claim
+ * of the next. The calls that meet share commits (store_write's group
+ * commit), and every one is applied exactly as if it had committed
+ * alone. */
 #define GROUP_THREADS 4
 #define GROUP_EACH 50
 
 struct group_arg {
 	uint32_t worker;
 	int failures;
-	size_t commits_seen;
+	size_t done;
 };
 
 static void *
 group_thread(void *arg)
 {
 	struct group_arg *g = arg;
-	struct claim_item it[GROUP_EACH];
+	struct claim_item it[1];
 	struct claim_outcome o;
-	size_t n = 0, lost;
+	size_t n = 0;
 	uint64_t next;
 	const char *err;
 
-	if (claim_batch(st, g->worker, GROUP_EACH, 60, SEC, it, &n, &next,
-			&err) != STORE_OK || n != GROUP_EACH ||
-	    claim_mark_sending(st, it, 1, NULL, &err) != STORE_OK) {
+	if (claim_batch_sending(st, g->worker, 1, true, 60, SEC, it, &n,
+				&next, &err) != STORE_OK) {
 		g->failures++;
 		return NULL;
 	}
-	for (size_t k = 0; k < n; k++) {
+	while (n == 1) {
 		memset(&o, 0, sizeof(o));
-		o.qid = it[k].qid;
-		o.idx = it[k].idx;
-		o.token = it[k].token;
+		o.qid = it[0].qid;
+		o.idx = it[0].idx;
+		o.token = it[0].token;
 		o.result = CLAIM_DELIVERED;
 		o.reply = "250 ok";
-		lost = 99;
-		if (claim_outcome_mark(st, &o, 1, 2 * SEC, it + k + 1,
-				       k + 1 < n ? 1 : 0, &lost, &err) !=
-		    STORE_OK || o.applied != 1 || lost != 0)
+		if (claim_outcome_next(st, &o, 1, 2 * SEC, g->worker, 1, 60,
+				       CLAIM_MARK | CLAIM_ONE_MESSAGE, it, &n,
+				       &next, &err) != STORE_OK ||
+		    o.applied != 1)
 			g->failures++;
+		g->done++;
 	}
 	return NULL;
 }
 
 static void
-test_claim_outcome_mark_group_commit(void)
+test_claim_group_commit(void)
 {
 	pthread_t t[GROUP_THREADS];
 	struct group_arg g[GROUP_THREADS];
 	MDB_envinfo before, after;
+	size_t done = 0;
 
 	fresh("group");
 	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, GROUP_THREADS * GROUP_EACH, 1,
@@ -542,18 +550,100 @@ test_claim_outcome_mark_group_commit(void)
 	for (size_t i = 0; i < GROUP_THREADS; i++) {
 		pthread_join(t[i], NULL);
 		CU_ASSERT_EQUAL(g[i].failures, 0);
+		done += g[i].done;
 	}
 	mdb_env_info(st->env, &after);
+	CU_ASSERT_EQUAL(done, GROUP_THREADS * GROUP_EACH);
 	CU_ASSERT_EQUAL(counters().delivered, GROUP_THREADS * GROUP_EACH);
 	CU_ASSERT_EQUAL(counters().active, 0);
 	CU_ASSERT_EQUAL(counters().indoubt, 0);
-	/* at most one commit per request (fewer when they met) */
+	/* at most one commit per call (fewer when they met) */
 	CU_ASSERT(after.me_last_txnid - before.me_last_txnid <=
-		  2 * GROUP_THREADS + GROUP_THREADS * GROUP_EACH);
-	fprintf(stderr, "[%zu commits for %d outcome+mark requests] ",
-		(size_t)(after.me_last_txnid - before.me_last_txnid -
-			 2 * GROUP_THREADS), GROUP_THREADS * GROUP_EACH);
+		  GROUP_THREADS + GROUP_THREADS * GROUP_EACH);
+	fprintf(stderr, "[%zu commits for %d outcome+claim calls] ",
+		(size_t)(after.me_last_txnid - before.me_last_txnid),
+		GROUP_THREADS * (GROUP_EACH + 1));
 	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+}
+
+/* A body that fails inside a shared commit fails only its own caller:
+ * the others' bodies run again alone and are kept. */
+#define FAIL_ROUNDS 200
+
+struct fail_arg {
+	int id;
+	bool fails;
+	pthread_barrier_t *bar;
+	int wrong;
+};
+
+static int
+fail_body(struct store_wtx *w, void *arg)
+{
+	struct fail_arg *f = arg;
+	char key[32];
+	uint64_t v = 0;
+	int rc;
+
+	if (f->fails) {
+		w->fail = "this body always fails";
+		return -1;
+	}
+	snprintf(key, sizeof(key), "test_count_%d", f->id);
+	rc = store_meta_u64_get(w->txn, w->st, key, &v);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return rc;
+	return store_meta_u64_put(w->txn, w->st, key, v + 1);
+}
+
+static void *
+fail_thread(void *arg)
+{
+	struct fail_arg *f = arg;
+	const char *err = NULL;
+
+	for (int i = 0; i < FAIL_ROUNDS; i++) {
+		pthread_barrier_wait(f->bar);
+		int rc = store_write(st, fail_body, f, &err);
+
+		if (f->fails ? rc != STORE_ERR ||
+		    strcmp(err, "this body always fails") != 0 :
+		    rc != STORE_OK)
+			f->wrong++;
+	}
+	return NULL;
+}
+
+static void
+test_claim_group_commit_failure_is_one_callers(void)
+{
+	pthread_barrier_t bar;
+	pthread_t t[3];
+	struct fail_arg f[3];
+	MDB_txn *txn;
+	uint64_t v;
+	char key[32];
+	const char *err;
+
+	fresh("groupfail");
+	pthread_barrier_init(&bar, NULL, 3);
+	for (int i = 0; i < 3; i++) {
+		f[i] = (struct fail_arg){ i, i == 1, &bar, 0 };
+		CU_ASSERT_EQUAL_FATAL(pthread_create(&t[i], NULL, fail_thread,
+						     &f[i]), 0);
+	}
+	for (int i = 0; i < 3; i++) {
+		pthread_join(t[i], NULL);
+		CU_ASSERT_EQUAL(f[i].wrong, 0);
+	}
+	pthread_barrier_destroy(&bar);
+	CU_ASSERT_EQUAL_FATAL(store_read_begin(st, &txn, &err), STORE_OK);
+	for (int i = 0; i < 3; i += 2) {
+		snprintf(key, sizeof(key), "test_count_%d", i);
+		CU_ASSERT_EQUAL(store_meta_u64_get(txn, st, key, &v), 0);
+		CU_ASSERT_EQUAL(v, FAIL_ROUNDS);
+	}
+	store_read_end(st, &txn);
 }
 
 static void
@@ -774,11 +864,13 @@ static CU_TestInfo claim_tests[] = {
 	  test_claim_empty_claim_commits_nothing },
 	{ "outcome next is one commit",
 	  test_claim_outcome_next_is_one_commit },
-	{ "outcome and the next mark are one commit",
-	  test_claim_outcome_mark_is_one_commit },
+	{ "one message a claim (message window)",
+	  test_claim_one_message },
 	{ "an in-doubt entry stays in-doubt", test_claim_indoubt_stays_indoubt },
-	{ "outcome and mark share commits across threads",
-	  test_claim_outcome_mark_group_commit },
+	{ "outcome and next claim share commits across threads",
+	  test_claim_group_commit },
+	{ "a failing body in a shared commit fails only its caller",
+	  test_claim_group_commit_failure_is_one_callers },
 	{ "recover dead instance before lease ends",
 	  test_claim_recover_dead_instance_before_lease_ends },
 	{ "requeue is not an attempt", test_claim_requeue_is_not_an_attempt },

@@ -132,15 +132,37 @@ count_replies(const char *p, size_t len)
 }
 
 /* Write pending replies; if the session is closing and everything is
- * written, free it. Returns false if the session is gone. */
+ * written, free it. Returns false if the session is gone.
+ *
+ * On a plain socket with nothing queued in the bufferevent, the replies
+ * are sent at once: a bufferevent write would arm the write event and
+ * disarm it in the next loop turn, two epoll_ctl calls and a loop turn
+ * for every reply. What the socket does not take (or an error, which the
+ * bufferevent then meets and reports) goes through the bufferevent. Not
+ * while the STARTTLS 220 is out: on_write() starts TLS when that is
+ * written. */
 static bool
 session_flush(struct isession *s)
 {
 	struct evbuffer *o = bufferevent_get_output(s->bev);
+	const char *p = s->out.data;
+	size_t left = s->out.len;
+	ssize_t k;
 
-	if (s->out.len > 0) {
-		count_replies(s->out.data, s->out.len);
-		bufferevent_write(s->bev, s->out.data, s->out.len);
+	if (left > 0) {
+		count_replies(p, left);
+		if (!s->tls_pending && !s->handshaking &&
+		    evbuffer_get_length(o) == 0 &&
+		    bufferevent_openssl_get_ssl(s->bev) == NULL) {
+			k = send(bufferevent_getfd(s->bev), p, left,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (k > 0) {
+				p += k;
+				left -= (size_t)k;
+			}
+		}
+		if (left > 0)
+			bufferevent_write(s->bev, p, left);
 		buf_reset(&s->out);
 	}
 	if (s->closing && evbuffer_get_length(o) == 0) {
@@ -365,7 +387,7 @@ on_done(evutil_socket_t fd, short what, void *arg)
 	struct commit_job *jobs, *j;
 	struct isession *s;
 	char qid[STORE_QID_STRLEN];
-	bool any = false;
+	size_t queued = 0;
 
 	(void)fd;
 	(void)what;
@@ -378,7 +400,7 @@ on_done(evutil_socket_t fd, short what, void *arg)
 		jobs = j->next;
 		store_qid_str(j->qid, qid);
 		if (j->rc == STORE_OK) {
-			any = true;
+			queued++;
 			log_info("%s: from=<%s>, size=%zu, nrcpt=%zu, "
 				 "message-id=%s (queue active)", qid,
 				 j->sender, j->body_len, j->nrcpt, j->msgid);
@@ -398,8 +420,8 @@ on_done(evutil_socket_t fd, short what, void *arg)
 		}
 		commit_job_free(&j);
 	}
-	if (any)
-		worker_pool_wake(in->pool);
+	if (queued > 0)
+		worker_pool_wake_some(in->pool, queued);
 }
 
 /* Committer thread: link the finished jobs and poke the loop. */

@@ -79,7 +79,12 @@ committer_push(struct committer *c, struct commit_job **job)
 	*c->tail = j;
 	c->tail = &j->next;
 	c->queued++;
-	pthread_cond_signal(&c->cond);
+	/* Wake the writer for the first job, and when a batch is big
+	 * enough to go without waiting out wait_ms; not for every job (a
+	 * wake-up each would cost a context switch each). A writer busy
+	 * committing looks at the queue again when done. */
+	if (c->queued == 1 || c->queued == COMMIT_SMALL)
+		pthread_cond_signal(&c->cond);
 	pthread_mutex_unlock(&c->lock);
 }
 

@@ -16,6 +16,10 @@
 #   FSYNC_MSGS=2000   messages of the strace pass that counts fsyncs
 #   LAT_SECS=10       seconds of the half-rate latency pass (0: none)
 #   MAILDIR=1         also run C (0: no)
+#   SYSCALLS=1        the strace pass counts every system call and prints
+#                     those made 0.1 times a message or more
+#   PROFILE=/tmp/p    also `perf record -g` posternd in each run, into
+#                     /tmp/p.<kind>.<size> (see `perf report -i`)
 # A quick run: MSGS=2000 PAIRS=1 SIZES=4096 FSYNC_MSGS=500 LAT_SECS=3
 #
 # Per run it prints messages/s (first message offered to last one at
@@ -49,6 +53,10 @@ COMMIT_WAIT=${COMMIT_WAIT:-2ms}
 FSYNC_MSGS=${FSYNC_MSGS:-2000}
 LAT_SECS=${LAT_SECS:-10}
 MAILDIR=${MAILDIR:-1}
+PROFILE=${PROFILE:-}
+SYSCALLS=${SYSCALLS:-}
+TRACE="-e trace=fsync,fdatasync,msync,sync_file_range"
+[ -n "$SYSCALLS" ] && TRACE=""
 
 skip() { echo "SKIP: $*"; exit 77; }
 fail() { echo "FAIL: $*"; exit 1; }
@@ -293,6 +301,12 @@ measure() {
 			2>/dev/null &
 		perf_pid=$!
 		PIDS="$PIDS $perf_pid"
+		if [ -n "$PROFILE" ]; then
+			"$PERF" record -q -g -p "$PN_PID" \
+				-o "$PROFILE.$kind.$size" 2>/dev/null &
+			perf_pid="$perf_pid $!"
+			PIDS="$PIDS $!"
+		fi
 		sleep 0.3
 	fi
 	rss_sampler "$cg" "$WORK/rss" &
@@ -327,8 +341,8 @@ measure() {
 	wait "$rss_pid" 2>/dev/null
 	fs=-
 	if [ -n "$perf_pid" ]; then
-		kill -INT "$perf_pid"
-		wait "$perf_pid" 2>/dev/null
+		kill -INT $perf_pid
+		wait $perf_pid 2>/dev/null
 		fs=$(awk -F, -v m="$MSGS" '/sys_enter_f/ { s += $1 }
 			END { printf "%.3f", s / m }' "$WORK/perf.stat")
 	fi
@@ -366,8 +380,7 @@ fsync_count() {
 	start_sink "fsync.$kind"
 	pids=$(sed 's/^/-p /' "$cg/cgroup.procs" | tr '\n' ' ')
 	# shellcheck disable=SC2086
-	strace -f -c -e trace=fsync,fdatasync,msync,sync_file_range $pids \
-		-o "$WORK/strace.$kind" 2>/dev/null &
+	strace -f -c $TRACE $pids -o "$WORK/strace.$kind" 2>/dev/null &
 	st=$!
 	sleep 1
 	source_msgs "$port" 4096 "$FSYNC_MSGS"
@@ -383,6 +396,10 @@ fsync_count() {
 	wait "$st" 2>/dev/null
 	[ "$kind" = postern ] && stop_postern
 	stop_sink
+	[ -n "$SYSCALLS" ] && awk -v m="$FSYNC_MSGS" -v k="$kind" '
+		$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ && $4 / m >= 0.1 {
+			printf "  %s syscalls/msg: %-16s %6.2f\n", k, $NF,
+				$4 / m }' "$WORK/strace.$kind" | sort -t: -k2 >&2
 	n=$(awk '$NF ~ /^(fsync|fdatasync|msync|sync_file_range)$/ {
 		s += $4 } END { print s + 0 }' \
 		"$WORK/strace.$kind")

@@ -6,7 +6,7 @@
 # messages (default 100,000, 4 KiB) are queued through smtp-source (20
 # sessions); then smtp-sink starts on that port and the queue drains.
 # Run from the build tree after `make`:  bash bench/backlog.sh
-# Knobs: N=100000 SIZE=4096 SESSIONS=20 WORKERS=4 BATCH=16 WINDOW=message
+# Knobs: N=100000 SIZE=4096 SESSIONS=20 WORKERS=16 BATCH=16 WINDOW=message
 #        RECONNECT_MAX=60 ([smtp] reconnect_max, seconds)
 # Prints the fill rate, posternd's VmHWM / VmRSS (anonymous and file
 # parts) with the queue full and after the drain, how long after the sink
@@ -20,7 +20,7 @@ PYTHON=${PYTHON:-python3}
 N=${N:-100000}
 SIZE=${SIZE:-4096}
 SESSIONS=${SESSIONS:-20}
-WORKERS=${WORKERS:-4}
+WORKERS=${WORKERS:-16}
 BATCH=${BATCH:-16}
 WINDOW=${WINDOW:-message}
 RECONNECT_MAX=${RECONNECT_MAX:-60}

@@ -11,7 +11,8 @@
 #   SIZES="4096 65536" message sizes (smtp-source -l)
 #   PAIRS=3           A B pairs per size, run alternately (A B A B ...)
 #   SESSIONS=20       smtp-source sessions; PER_CONN=1 messages a session
-#   WORKERS=4 BATCH=16 COMMIT_WAIT=2ms   posternd [workers] / [ingress]
+#   WORKERS=16 BATCH=16 COMMIT_WAIT=2ms   posternd [workers] / [ingress]
+#   GROUP_WAIT=3ms    posternd [store] group_wait
 #   WINDOW=message    [workers] in_doubt_window (message or batch)
 #   FSYNC_MSGS=2000   messages of the strace pass that counts fsyncs
 #   LAT_SECS=10       seconds of the half-rate latency pass (0: none)
@@ -46,10 +47,11 @@ SIZES=${SIZES:-"4096 65536"}
 PAIRS=${PAIRS:-3}
 SESSIONS=${SESSIONS:-20}
 PER_CONN=${PER_CONN:-1}
-WORKERS=${WORKERS:-4}
+WORKERS=${WORKERS:-16}
 BATCH=${BATCH:-16}
 WINDOW=${WINDOW:-message}
 COMMIT_WAIT=${COMMIT_WAIT:-2ms}
+GROUP_WAIT=${GROUP_WAIT:-3ms}
 FSYNC_MSGS=${FSYNC_MSGS:-2000}
 LAT_SECS=${LAT_SECS:-10}
 MAILDIR=${MAILDIR:-1}
@@ -208,6 +210,7 @@ start_postern() {
 	cat >"$conf" <<EOF
 [store]
 path = $dir/store
+group_wait = $GROUP_WAIT
 [ingress]
 listen = 127.0.0.1:$PNPORT
 accept_domains = foreign.example
@@ -432,7 +435,7 @@ latency_pass() {
 }
 
 # --- the run -----------------------------------------------------------------
-echo "relay.sh: $MSGS messages, sizes $SIZES, $PAIRS pairs, $SESSIONS sessions, posternd workers $WORKERS batch $BATCH in_doubt_window $WINDOW commit_wait $COMMIT_WAIT"
+echo "relay.sh: $MSGS messages, sizes $SIZES, $PAIRS pairs, $SESSIONS sessions, posternd workers $WORKERS batch $BATCH in_doubt_window $WINDOW commit_wait $COMMIT_WAIT group_wait $GROUP_WAIT"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for size in $SIZES; do
 	for p in $(seq 1 "$PAIRS"); do

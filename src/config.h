@@ -151,6 +151,7 @@ struct config {
 	char *store_path;		/* LMDB environment directory */
 	uint64_t store_map_size;	/* initial map size */
 	uint64_t store_map_max;		/* map never grows past this */
+	unsigned store_group_wait_ms;	/* group commit under load, ms */
 
 	/* [ingress] */
 	struct config_hostport ingress_listen;	/* SMTP listener */

@@ -240,6 +240,7 @@ start(struct daemon *d, const char **error_r)
 		.backoff_max = d->cfg->queue_backoff_max,
 		.max_lifetime = d->cfg->queue_max_lifetime,
 		.max_attempts = d->cfg->queue_max_attempts,
+		.group_wait_us = d->cfg->store_group_wait_ms * 1000u,
 	};
 	struct claim_recover_stats rs;
 	static char err[512];

@@ -546,13 +546,36 @@ group_txn(struct store_wtx *w, void *arg)
  * leader's own request is in it. Then hand the lead to the first caller
  * that queued meanwhile, if any. */
 static void
-group_lead_locked(struct store *st)
+group_lead_locked(struct store *st, struct store_group_req *me)
 {
-	struct store_group_req *batch = st->group_head, *r, *next;
+	struct store_group_req *batch, *r, *next;
 	const char *err = NULL;
+	struct timespec ts;
 	size_t n = 0;
 	int rc;
 
+	/* Under load (the last commit was shared), wait a little for as
+	 * many callers as the last commit had: those it served are on
+	 * their way back. Alone, go at once. */
+	if (st->set.group_wait_us > 0 && st->group_last > 1 &&
+	    st->group_n < st->group_last) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)st->set.group_wait_us * 1000L;
+		while (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		st->group_want = st->group_last;
+		st->group_wake = &me->cond;
+		while (st->group_n < st->group_want &&
+		       pthread_cond_timedwait(&me->cond, &st->group_lock,
+					      &ts) == 0)
+			;
+		st->group_want = 0;
+		st->group_wake = NULL;
+	}
+	batch = st->group_head;
+	st->group_n = 0;
 	st->group_head = NULL;
 	st->group_tail = &st->group_head;
 	pthread_mutex_unlock(&st->group_lock);
@@ -561,6 +584,7 @@ group_lead_locked(struct store *st)
 	rc = n == 1 ? write_alone(st, batch->fn, batch->arg, &err) :
 		write_alone(st, group_txn, batch, &err);
 	pthread_mutex_lock(&st->group_lock);
+	st->group_last = n;
 	for (r = batch; r != NULL; r = next) {
 		next = r->next;
 		r->rc = rc;
@@ -601,13 +625,16 @@ store_write(struct store *st, store_txn_fn *fn, void *arg,
 	/* cppcheck-suppress autoVariables */
 	*st->group_tail = &me;
 	st->group_tail = &me.next;
+	st->group_n++;
 	if (!st->group_busy) {
 		st->group_busy = true;
 		me.lead = true;
+	} else if (st->group_wake != NULL && st->group_n >= st->group_want) {
+		pthread_cond_signal(st->group_wake);
 	}
 	while (!me.done) {
 		if (me.lead)
-			group_lead_locked(st);
+			group_lead_locked(st, &me);
 		else
 			pthread_cond_wait(&me.cond, &st->group_lock);
 	}

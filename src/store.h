@@ -58,6 +58,8 @@ struct store_settings {
 				   before it bounces (0: 5 days) */
 	unsigned max_attempts;	/* failed attempts before an entry is
 				   held as a dead letter (0: never) */
+	unsigned group_wait_us;	/* group commit: how long a commit may
+				   wait for company (0: never waits) */
 };
 
 /* A message to enqueue. Every pointer is borrowed for the call only. */

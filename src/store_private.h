@@ -45,6 +45,10 @@ struct store {
 	 * callers' stacks, each with its own cond. */
 	pthread_mutex_t group_lock;
 	struct store_group_req *group_head, **group_tail;
+	size_t group_n;		/* requests queued */
+	size_t group_last;	/* requests in the last commit */
+	size_t group_want;	/* a leader waits for this many, or 0 */
+	pthread_cond_t *group_wake;	/* that leader's cond */
 	bool group_busy;
 	MDB_dbi db_meta, db_messages, db_bodies, db_rcpts, db_notify,
 		db_active, db_ledger, db_ledger_idx, db_ledger_mid,

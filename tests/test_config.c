@@ -140,7 +140,8 @@ test_config_defaults_without_file(void)
 	CU_ASSERT_EQUAL(cfg->ingress_idle_timeout, 300);
 	CU_ASSERT_EQUAL(cfg->ingress_data_timeout, 600);
 	CU_ASSERT_EQUAL(cfg->ingress_commit_wait_ms, 2);
-	CU_ASSERT_EQUAL(cfg->workers_count, 4);
+	CU_ASSERT_EQUAL(cfg->store_group_wait_ms, 3);
+	CU_ASSERT_EQUAL(cfg->workers_count, 16);
 	CU_ASSERT_EQUAL(cfg->workers_batch, 16);
 	CU_ASSERT_EQUAL(cfg->workers_lease, 600);
 	CU_ASSERT_EQUAL(cfg->foreign_driver, CONFIG_DRIVER_MAILDIR);
@@ -163,7 +164,7 @@ test_config_empty_file_gives_defaults(void)
 	struct config *cfg = expect_ok("; nothing but a comment\n\n");
 
 	CU_ASSERT_STRING_EQUAL(cfg->source, path);
-	CU_ASSERT_EQUAL(cfg->workers_count, 4);
+	CU_ASSERT_EQUAL(cfg->workers_count, 16);
 	CU_ASSERT_EQUAL(cfg->store_map_max, 16ull << 30);
 	config_unref(&cfg);
 }
@@ -996,7 +997,7 @@ stress_thread(void *arg)
 	for (i = 0; i < STRESS_ROUNDS; i++) {
 		struct config *mine = config_ref(shared);
 
-		if (mine->workers_count != 4)
+		if (mine->workers_count != 16)
 			abort();
 		config_unref(&mine);
 	}

@@ -530,14 +530,16 @@ group_thread(void *arg)
 }
 
 static void
-test_claim_group_commit(void)
+group_commit_run(const char *name, unsigned wait_us)
 {
 	pthread_t t[GROUP_THREADS];
 	struct group_arg g[GROUP_THREADS];
 	MDB_envinfo before, after;
 	size_t done = 0;
 
-	fresh("group");
+	set.group_wait_us = wait_us;
+	fresh(name);
+	set.group_wait_us = 0;
 	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, GROUP_THREADS * GROUP_EACH, 1,
 					    50, SEC), 0);
 	mdb_env_info(st->env, &before);
@@ -560,10 +562,20 @@ test_claim_group_commit(void)
 	/* at most one commit per call (fewer when they met) */
 	CU_ASSERT(after.me_last_txnid - before.me_last_txnid <=
 		  GROUP_THREADS + GROUP_THREADS * GROUP_EACH);
-	fprintf(stderr, "[%zu commits for %d outcome+claim calls] ",
+	fprintf(stderr, "[group_wait %u us: %zu commits for %d outcome+claim "
+		"calls] ", wait_us,
 		(size_t)(after.me_last_txnid - before.me_last_txnid),
 		GROUP_THREADS * (GROUP_EACH + 1));
 	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+}
+
+/* ... with no wait, and with a leader that waits (up to 2 ms) for as
+ * many callers as the last commit had. */
+static void
+test_claim_group_commit(void)
+{
+	group_commit_run("group", 0);
+	group_commit_run("groupwait", 2000);
 }
 
 /* A body that fails inside a shared commit fails only its own caller:

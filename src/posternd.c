@@ -361,24 +361,6 @@ tell(int fd, const char *msg)
 	close(fd);
 }
 
-/* The event loop. With epoll, the changelist folds the add and delete
- * of a socket's write event that every reply makes (and the read event
- * toggled around each commit) into at most one epoll_ctl per loop turn,
- * instead of two or more each time. */
-static struct event_base *
-loop_new(void)
-{
-	struct event_config *ec = event_config_new();
-	struct event_base *base;
-
-	if (ec == NULL)
-		return NULL;
-	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-	base = event_base_new_with_config(ec);
-	event_config_free(ec);
-	return base;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -417,7 +399,7 @@ main(int argc, char **argv)
 	if (!foreground || d.cfg->log_syslog)
 		log_use_syslog("posternd");
 	evthread_use_pthreads();
-	d.base = loop_new();
+	d.base = event_base_new();
 	if (d.base == NULL || start(&d, &err) < 0) {
 		if (err == NULL)
 			err = "cannot create the event loop";

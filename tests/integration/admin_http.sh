@@ -55,7 +55,7 @@ PY
 
 code=$(curl -s -o "$WORK/health" -w '%{http_code}' "http://127.0.0.1:$aport/healthz")
 [ "$code" = 200 ] || fail "/healthz: $code: $(cat "$WORK/health")"
-grep -qx 'workers: 4 of 4 alive' "$WORK/health" || fail "healthz: $(cat "$WORK/health")"
+grep -qx 'workers: 16 of 16 alive' "$WORK/health" || fail "healthz: $(cat "$WORK/health")"
 
 # The foreign side fails (the Maildir root is gone): healthz says so.
 rm -rf "$WORK/maildir"

@@ -5,7 +5,8 @@
  * Owns:    the "recipients", "notify" and "active" databases (entry state)
  *          and the meta key "next_token"; a struct claim_item belongs to
  *          the worker that asked for it.
- * Threads: any; each public call opens and ends its own write txn, and
+ * Threads: any; each public call is one store_write() body (a write txn
+ *          it may share with other threads' bodies: group commit), and
  *          every find-then-change happens inside that one txn.
  * Schema:  lmdb-schema/recipients.md, notify.md, active.md
  */
@@ -537,7 +538,10 @@ outcome_one(struct store_wtx *w, struct claim_outcome *o, uint64_t now_us)
 	struct msg_rec mr;
 	int rc, mine;
 
+	/* outputs first: the body may run again (store_write) */
 	o->applied = 0;
+	o->dead = 0;
+	o->next_try_us = 0;
 	o->recorded = o->result;
 	mine = still_mine(w, o->qid, o->idx, o->token, &rr);
 	if (mine < 0 || mine > 1)

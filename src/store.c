@@ -559,7 +559,7 @@ group_lead_locked(struct store *st, struct store_group_req *me)
 	 * their way back. Alone, go at once. */
 	if (st->set.group_wait_us > 0 && st->group_last > 1 &&
 	    st->group_n < st->group_last) {
-		clock_gettime(CLOCK_REALTIME, &ts);
+		clock_gettime(CLOCK_MONOTONIC, &ts);
 		ts.tv_nsec += (long)st->set.group_wait_us * 1000L;
 		while (ts.tv_nsec >= 1000000000L) {
 			ts.tv_sec++;
@@ -583,6 +583,9 @@ group_lead_locked(struct store *st, struct store_group_req *me)
 		n++;
 	rc = n == 1 ? write_alone(st, batch->fn, batch->arg, &err) :
 		write_alone(st, group_txn, batch, &err);
+	if (rc != STORE_OK && n > 1)
+		log_warn("store: a commit shared by %zu writers failed (%s); "
+			 "each runs again alone", n, err ? err : "?");
 	pthread_mutex_lock(&st->group_lock);
 	st->group_last = n;
 	for (r = batch; r != NULL; r = next) {
@@ -616,8 +619,13 @@ store_write(struct store *st, store_txn_fn *fn, void *arg,
 	    const char **error_r)
 {
 	struct store_group_req me = { .fn = fn, .arg = arg, .rc = STORE_ERR };
+	pthread_condattr_t ca;
 
-	pthread_cond_init(&me.cond, NULL);
+	/* monotonic: a clock step must not stretch the leader's wait */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&me.cond, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_mutex_lock(&st->group_lock);
 	/* On purpose: me stays queued only until done is set under
 	 * group_lock, and this function does not return before that;

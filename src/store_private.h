@@ -67,8 +67,11 @@ struct store_wtx {
 };
 
 /* The body of a write transaction. Returns 0, an MDB/errno code, or -1
- * with w->fail set. It may run more than once (after the map grows), so it
- * must start from scratch each time. */
+ * with w->fail set. It may run more than once (after the map grows, or
+ * alone after a shared transaction failed), so it must start from scratch
+ * each time: reset its outputs first, rely on nothing another body left
+ * in w (note, fail) or in the txn, and do nothing outside the txn that
+ * must not happen twice. */
 typedef int store_txn_fn(struct store_wtx *w, void *arg);
 
 /* Run fn in one write transaction with the counters loaded and saved,

@@ -70,7 +70,8 @@ struct worker_pool {
 	size_t count;
 	struct worker *w;
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
+	pthread_cond_t cond;		/* idle workers wait here */
+	pthread_cond_t backoff_cond;	/* workers waiting out a peer outage */
 	uint64_t wake_seq;		/* under lock */
 	bool stop;			/* under lock */
 	bool started;
@@ -273,6 +274,7 @@ worker_pool_new(struct store *st, struct config *cfg, const char **error_r)
 	p->w = xcalloc(p->count, sizeof(*p->w));
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
+	pthread_cond_init(&p->backoff_cond, NULL);
 	atomic_store(&p->indoubt_due, true);
 	if (pipe2(p->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
 		panic("worker: pipe2: %s", strerror(errno));
@@ -313,6 +315,7 @@ worker_pool_wake(struct worker_pool *p)
 	pthread_mutex_lock(&p->lock);
 	p->wake_seq++;
 	pthread_cond_broadcast(&p->cond);
+	pthread_cond_broadcast(&p->backoff_cond);
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -321,16 +324,19 @@ worker_pool_wake_some(struct worker_pool *p, size_t n)
 {
 	pthread_mutex_lock(&p->lock);
 	p->wake_seq++;
-	/* A worker busy now sees wake_seq moved when it next waits. */
+	/* Only idle workers wait on cond (not those waiting out a peer
+	 * outage, which could not take the work). A worker busy now sees
+	 * wake_seq moved when it next waits. */
 	for (size_t i = 0; i < n && i < p->count; i++)
 		pthread_cond_signal(&p->cond);
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Sleep until woken, until_us (wall clock), or stop. Returns false on
- * stop. seen is the wake counter the caller last acted on. */
+/* Sleep on cond until woken, until_us (wall clock), or stop. Returns
+ * false on stop. seen is the wake counter the caller last acted on. */
 static bool
-pool_wait(struct worker_pool *p, uint64_t *seen, uint64_t until_us)
+pool_wait(struct worker_pool *p, pthread_cond_t *cond, uint64_t *seen,
+	  uint64_t until_us)
 {
 	struct timespec ts = { (time_t)(until_us / 1000000u),
 			       (long)(until_us % 1000000u) * 1000 };
@@ -339,7 +345,7 @@ pool_wait(struct worker_pool *p, uint64_t *seen, uint64_t until_us)
 	pthread_mutex_lock(&p->lock);
 	while (!p->stop && p->wake_seq == *seen &&
 	       store_now_us() < until_us)
-		if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) != 0)
+		if (pthread_cond_timedwait(cond, &p->lock, &ts) != 0)
 			break;
 	*seen = p->wake_seq;
 	go = !p->stop;
@@ -856,6 +862,9 @@ claim_some(struct worker *w, uint64_t *next_due)
 				   w->items, &n, &err);
 		if (rc == STORE_OK && n > 0) {
 			atomic_store(&p->indoubt_due, true);
+			/* If new mail woke this worker, another must take
+			 * it: pass the wake-up on. */
+			worker_pool_wake_some(p, 1);
 			return n;
 		}
 	}
@@ -900,7 +909,8 @@ worker_main(void *arg)
 			w->reconnect_at_us = 0;	/* another worker got through */
 		if (w->reconnect_at_us > store_now_us()) {
 			/* Peer down: claim nothing until the next try. */
-			if (!pool_wait(p, &seen, w->reconnect_at_us))
+			if (!pool_wait(p, &p->backoff_cond, &seen,
+				       w->reconnect_at_us))
 				break;
 			continue;
 		}
@@ -921,7 +931,7 @@ worker_main(void *arg)
 		until = store_now_us() + WORKER_IDLE_MAX_US;
 		if (next_due != 0 && next_due < until)
 			until = next_due;
-		if (!pool_wait(p, &seen, until))
+		if (!pool_wait(p, &p->cond, &seen, until))
 			break;
 	}
 	if (w->ready > 0) {
@@ -982,6 +992,7 @@ worker_pool_stop(struct worker_pool **pp)
 	pthread_mutex_lock(&p->lock);
 	p->stop = true;
 	pthread_cond_broadcast(&p->cond);
+	pthread_cond_broadcast(&p->backoff_cond);
 	pthread_mutex_unlock(&p->lock);
 	if (write(p->stop_pipe[1], "x", 1) < 0)
 		log_err("worker: cannot interrupt the drivers: %s",
@@ -1003,6 +1014,7 @@ worker_pool_stop(struct worker_pool **pp)
 	close(p->stop_pipe[0]);
 	close(p->stop_pipe[1]);
 	pthread_cond_destroy(&p->cond);
+	pthread_cond_destroy(&p->backoff_cond);
 	pthread_mutex_destroy(&p->lock);
 	config_unref(&p->cfg);
 	free(p->w);

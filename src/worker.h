@@ -3,8 +3,8 @@
  * the configured driver, record the outcomes.
  *
  * Threads: worker_pool_new/start/stop from the main thread only;
- * worker_pool_wake from any thread (the committer calls it after every
- * commit). Each worker owns its claimed items and its driver; nothing a
+ * worker_pool_wake and worker_pool_wake_some from any thread (the
+ * ingress's loop thread calls wake_some after each commit of messages). Each worker owns its claimed items and its driver; nothing a
  * worker holds is visible to another thread.
  */
 #ifndef POSTERN_WORKER_H

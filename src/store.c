@@ -632,6 +632,7 @@ store_write(struct store *st, store_txn_fn *fn, void *arg,
 	 * cppcheck cannot see the wait. */
 	/* cppcheck-suppress autoVariables */
 	*st->group_tail = &me;
+	/* cppcheck-suppress autoVariables */
 	st->group_tail = &me.next;
 	st->group_n++;
 	if (!st->group_busy) {

@@ -35,18 +35,27 @@ counters(void)
 	return c;
 }
 
+/* The outcome res of claimed entry it, not recorded. */
 static void
-outcome1(const struct claim_item *it, enum claim_result res, uint64_t now,
-	 struct claim_outcome *o)
+outcome_fill(const struct claim_item *it, enum claim_result res,
+	     struct claim_outcome *o)
 {
-	const char *err;
-
 	memset(o, 0, sizeof(*o));
 	o->qid = it->qid;
 	o->idx = it->idx;
 	o->token = it->token;
 	o->result = res;
 	o->reply = "250 ok";
+}
+
+/* Record the outcome res of claimed entry it, alone. */
+static void
+outcome1(const struct claim_item *it, enum claim_result res, uint64_t now,
+	 struct claim_outcome *o)
+{
+	const char *err;
+
+	outcome_fill(it, res, o);
 	CU_ASSERT_EQUAL(claim_outcome(st, o, 1, now, &err), STORE_OK);
 }
 
@@ -373,12 +382,7 @@ test_claim_outcome_next_is_one_commit(void)
 	CU_ASSERT_EQUAL(claim_batch_sending(st, 1, 1, false, 10, SEC, it, &n,
 					   &next, &err), STORE_OK);
 	CU_ASSERT_EQUAL_FATAL(n, 1);
-	memset(&o, 0, sizeof(o));
-	o.qid = it[0].qid;
-	o.idx = it[0].idx;
-	o.token = it[0].token;
-	o.result = CLAIM_DELIVERED;
-	o.reply = "250 ok";
+	outcome_fill(&it[0], CLAIM_DELIVERED, &o);
 	mdb_env_info(st->env, &before);
 	CU_ASSERT_EQUAL(claim_outcome_next(st, &o, 1, 2 * SEC, 1, 2, 10,
 					   CLAIM_MARK, nx, &n, &next, &err), STORE_OK);
@@ -416,14 +420,8 @@ test_claim_one_message(void)
 					   &next, &err), STORE_OK);
 	CU_ASSERT_EQUAL_FATAL(n, 3);
 	CU_ASSERT(it[0].qid == it[1].qid && it[1].qid == it[2].qid);
-	for (size_t i = 0; i < 3; i++) {
-		memset(&o[i], 0, sizeof(o[i]));
-		o[i].qid = it[i].qid;
-		o[i].idx = it[i].idx;
-		o[i].token = it[i].token;
-		o[i].result = CLAIM_DELIVERED;
-		o[i].reply = "250 ok";
-	}
+	for (size_t i = 0; i < 3; i++)
+		outcome_fill(&it[i], CLAIM_DELIVERED, &o[i]);
 	CU_ASSERT_EQUAL(claim_outcome_next(st, o, 3, 2 * SEC, 1, 8, 10,
 					   CLAIM_MARK | CLAIM_ONE_MESSAGE, nx,
 					   &m, &next, &err), STORE_OK);
@@ -513,12 +511,7 @@ group_thread(void *arg)
 		return NULL;
 	}
 	while (n == 1) {
-		memset(&o, 0, sizeof(o));
-		o.qid = it[0].qid;
-		o.idx = it[0].idx;
-		o.token = it[0].token;
-		o.result = CLAIM_DELIVERED;
-		o.reply = "250 ok";
+		outcome_fill(&it[0], CLAIM_DELIVERED, &o);
 		if (claim_outcome_next(st, &o, 1, 2 * SEC, g->worker, 1, 60,
 				       CLAIM_MARK | CLAIM_ONE_MESSAGE, it, &n,
 				       &next, &err) != STORE_OK ||
@@ -740,11 +733,7 @@ test_claim_unknown_with_retry_policy_is_deferred(void)
 	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 1, 1, 1, SEC), 0);
 	claim_batch(st, 1, 1, 60, SEC, it, &n, &next, &err);
 	CU_ASSERT_EQUAL(claim_mark_sending(st, it, 1, NULL, &err), STORE_OK);
-	memset(&o, 0, sizeof(o));
-	o.qid = it[0].qid;
-	o.idx = it[0].idx;
-	o.token = it[0].token;
-	o.result = CLAIM_UNKNOWN;
+	outcome_fill(&it[0], CLAIM_UNKNOWN, &o);
 	o.indoubt_retry = true;
 	o.reply = "4.4.2 connection lost after end of data";
 	CU_ASSERT_EQUAL(claim_outcome(st, &o, 1, 2 * SEC, &err), STORE_OK);

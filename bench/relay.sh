@@ -104,12 +104,7 @@ trap 'exit 1' INT TERM HUP
 HERE=$TOP/tests/integration
 . "$HERE/postfix.sh"
 
-free_port() {
-	"$PYTHON" -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
+. "$HERE/free_port.sh"
 
 wait_port() {
 	local i
@@ -278,6 +273,16 @@ RESULTS=$WORK/results
 : >"$RESULTS"
 
 # measure KIND SIZE: one run; appends "KIND SIZE rate cpu rss p50 p99"
+# The relay's bookkeeping after the last delivery counts too: wait (up to
+# 10 s) for the private Postfix's queue to empty.
+postfix_settle() {
+	local i
+	for i in $(seq 1 100); do
+		postfix_queue_empty "$PFDIR" && return
+		sleep 0.1
+	done
+}
+
 measure() {
 	local kind=$1 size=$2 cg t0 t1 c0 c1 rss_pid n dl lat fs perf_pid
 	: >"$WORK/rss"
@@ -331,13 +336,7 @@ measure() {
 	fi
 	t1=$(now)
 	[ "$n" -ge "$MSGS" ] || fail "$kind $size: $n of $MSGS delivered"
-	# the relay's bookkeeping after the last delivery counts too
-	if [ "$kind" = postfix ]; then
-		for i in $(seq 1 100); do
-			postfix_queue_empty "$PFDIR" && break
-			sleep 0.1
-		done
-	fi
+	[ "$kind" = postfix ] && postfix_settle
 	sleep 0.5
 	c1=$(cg_cpu "$cg")
 	kill "$rss_pid"
@@ -388,12 +387,7 @@ fsync_count() {
 	sleep 1
 	source_msgs "$port" 4096 "$FSYNC_MSGS"
 	wait_sink "$FSYNC_MSGS" 300
-	if [ "$kind" = postfix ]; then
-		for i in $(seq 1 100); do
-			postfix_queue_empty "$PFDIR" && break
-			sleep 0.1
-		done
-	fi
+	[ "$kind" = postfix ] && postfix_settle
 	sleep 1
 	kill -INT "$st"
 	wait "$st" 2>/dev/null

@@ -41,13 +41,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-# free_port: print a TCP port on 127.0.0.1 that was free a moment ago.
-free_port() {
-	"$PYTHON" -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
+. "$HERE/free_port.sh"
 
 # write_config FILE DIR PORT [extra "[ingress]" lines...]
 # A config with store DIR/store, maildir DIR/maildir, listen PORT,

@@ -4,6 +4,10 @@
 # smtp-sink test peers and Dovecot for its LMTP and IMAP servers; "No configuration" keeps it from running as an MTA.
 # clang (with libclang-rt-14-dev's libFuzzer) builds the fuzz targets and
 # cppcheck is half of make analyze; .ci/run uses both.
+# --no-install-recommends keeps the list honest: what a test needs is
+# named here. swaks only recommends its TLS module (libnet-ssleay-perl)
+# and suggests its SASL one (libauthen-sasl-perl); the STARTTLS and AUTH
+# tests need both.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 echo "postfix postfix/main_mailer_type select No configuration" |
@@ -13,7 +17,8 @@ apt-get install -y -q --no-install-recommends \
 	build-essential autoconf automake pkg-config ca-certificates \
 	liblmdb-dev lmdb-utils libevent-dev libcunit1-dev libssl-dev \
 	libinih-dev libjansson-dev libcrypt-dev libgmime-3.0-dev libsystemd-dev \
-	postfix swaks python3 strace procps curl \
+	postfix swaks libnet-ssleay-perl libauthen-sasl-perl \
+	python3 strace procps curl util-linux \
 	dovecot-core dovecot-lmtpd dovecot-imapd openssl \
 	nftables iproute2 fiu-utils libfiu-dev \
 	clang libclang-rt-14-dev cppcheck

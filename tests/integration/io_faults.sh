@@ -3,7 +3,8 @@
 #
 # posternd (maildir) runs under fiu-run with one fault point failing at
 # random, while oracle.py sends FIU_MSGS messages from 10 threads:
-#   posix/io/sync/fdatasync  EIO, 2 %     (the store's commits)
+#   posix/io/sync/fdatasync  EIO, 10 %    (the store's commits: group
+#                                          commit makes them few)
 #   posix/io/rw/pwrite       ENOSPC, 1 %  (the store's pages and meta
 #                                          page: MDB_PANIC, then reopen)
 #   posix/io/sync/fsync      EIO, 2 %     (the Maildir files)
@@ -13,6 +14,12 @@
 # hung), restarted without faults to deliver what was deferred, and
 # oracle.py check must find every acknowledged message exactly once,
 # nothing of a refused one, and a ledger that verifies.
+#
+# Each fault is armed only once posternd has said "started" (fiu-ctrl,
+# through the named pipe that fiu-run's preload library opens): a fault
+# that fires while the daemon opens its store is a different case, run
+# first on its own: with the store's writes or syncs failing from the
+# start, posternd must refuse to start, exit 1 and name the cause.
 #
 # Env: FIU_MSGS (default 2000; POSTERN_QUICK=1: 500). Needs fiu-run
 # (Debian package fiu-utils) and a build without sanitizers (their
@@ -30,7 +37,29 @@ else
 	MSGS=${FIU_MSGS:-2000}
 fi
 
-for spec in "posix/io/sync/fdatasync,probability=0.02,failinfo=5" \
+FIU_CTRL=$(command -v fiu-ctrl) || skip "fiu-ctrl not found (Debian package fiu-utils)"
+
+# A fault at start: the store cannot be opened or registered. A clean
+# refusal, not a crash, a hang or a daemon that runs without its store.
+for spec in "posix/io/sync/fdatasync,failinfo=5:Input/output error" \
+	"posix/io/rw/pwrite,failinfo=28:No space left on device" \
+	"posix/io/rw/writev,failinfo=32:Broken pipe"; do
+	want=${spec#*:}
+	spec=${spec%%:*}
+	name=start_$(echo "$spec" | cut -d, -f1 | tr / _)
+	D=$WORK/$name
+	write_config "$D.conf" "$D" "$(free_port)"
+	rc=0
+	timeout 30 "$FIU_RUN" -x -c "enable name=$spec" \
+		"$POSTERND" -f -c "$D.conf" >"$D.log" 2>&1 || rc=$?
+	[ "$rc" = 1 ] || fail "$name: exit status $rc, not 1: $(tail -3 "$D.log")"
+	grep -q "error: cannot start: .*$want" "$D.log" ||
+		fail "$name: no refusal naming \"$want\": $(tail -3 "$D.log")"
+	grep -q 'info: started: ' "$D.log" && fail "$name: started anyway"
+	echo "PASS $name: refused to start: $(grep 'cannot start' "$D.log" | sed 's/^postern: error: //')"
+done
+
+for spec in "posix/io/sync/fdatasync,probability=0.1,failinfo=5" \
 	"posix/io/rw/pwrite,probability=0.01,failinfo=28" \
 	"posix/io/sync/fsync,probability=0.02,failinfo=5" \
 	"posix/io/rw/readv,probability=0.01,failinfo=104" \
@@ -40,8 +69,9 @@ for spec in "posix/io/sync/fdatasync,probability=0.02,failinfo=5" \
 	D=$WORK/$name
 	write_config "$D.conf" "$D" "$PORT"
 	printf '[queue]\nbackoff_min = 1\nbackoff_max = 2\n' >>"$D.conf"
-	"$FIU_RUN" -x -c "enable_random name=$spec" \
-		"$POSTERND" -f -c "$D.conf" >>"$D.log" 2>&1 &
+	# fiu-run execs posternd: $P is posternd, and its control pipes
+	# are $D.fiu-$P.in and .out.
+	"$FIU_RUN" -x -f "$D.fiu" "$POSTERND" -f -c "$D.conf" >>"$D.log" 2>&1 &
 	P=$!
 	DAEMON_PIDS="$DAEMON_PIDS $P"
 	for i in $(seq 1 150); do
@@ -49,6 +79,9 @@ for spec in "posix/io/sync/fdatasync,probability=0.02,failinfo=5" \
 		kill -0 "$P" 2>/dev/null || fail "$name: posternd exited at start: $(tail -3 "$D.log")"
 		sleep 0.1
 	done
+	grep -q 'info: started: ' "$D.log" || fail "$name: posternd did not start"
+	"$FIU_CTRL" -f "$D.fiu" -c "enable_random name=$spec" "$P" ||
+		fail "$name: fiu-ctrl could not arm the fault"
 	"$PYTHON" "$HERE/oracle.py" send --port "$PORT" --msgs "$MSGS" \
 		--threads 10 --states "$D.st" --progress "$D.pr" \
 		--connect-retry 3 || fail "$name: oracle send failed"

@@ -19,9 +19,23 @@ esac
 command -v swaks >/dev/null || { echo "SKIP: swaks missing (apt-get install swaks)"; exit 77; }
 [ "$(id -u)" = 0 ] || { echo "SKIP: the defaults need root (/var/lib/postern)"; exit 77; }
 [ -e /etc/postern.conf ] && { echo "SKIP: /etc/postern.conf exists"; exit 77; }
-if python3 -c 'import socket,sys; s=socket.socket(); s.connect(("127.0.0.1",2525))' 2>/dev/null; then
-	echo "SKIP: port 2525 is taken"; exit 77
+
+# The defaults are the machine's own paths and port: run in a private
+# mount and network namespace, with an empty tmpfs over /var/lib (so the
+# daemon makes /var/lib/postern as on a new machine, and nothing it
+# writes outlives the test) and a loopback of its own (2525 is free
+# whatever the machine runs).
+if [ -z "${README_FIRST_NS:-}" ]; then
+	command -v unshare >/dev/null && command -v ip >/dev/null ||
+		{ echo "SKIP: needs unshare (util-linux) and ip (iproute2)"; exit 77; }
+	unshare --mount --net --propagation private true 2>/dev/null ||
+		{ echo "SKIP: cannot make a private mount and network namespace"; exit 77; }
+	README_FIRST_NS=1 POSTERND=$POSTERND srcdir=$srcroot \
+		exec unshare --mount --net --propagation private sh "$0" "$@"
 fi
+mount -t tmpfs -o mode=0755 postern-readme /var/lib ||
+	{ echo "FAIL: cannot mount a private /var/lib"; exit 1; }
+ip link set lo up || { echo "FAIL: cannot bring up the private loopback"; exit 1; }
 
 rcpt="readme-$$-$(date +%s)@foreign.example"
 dir=/var/lib/postern/maildir/$rcpt

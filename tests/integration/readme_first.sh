@@ -20,29 +20,40 @@ command -v swaks >/dev/null || { echo "SKIP: swaks missing (apt-get install swak
 [ "$(id -u)" = 0 ] || { echo "SKIP: the defaults need root (/var/lib/postern)"; exit 77; }
 [ -e /etc/postern.conf ] && { echo "SKIP: /etc/postern.conf exists"; exit 77; }
 
-# The defaults are the machine's own paths and port: run in a private
-# mount and network namespace, with an empty tmpfs over /var/lib (so the
-# daemon makes /var/lib/postern as on a new machine, and nothing it
-# writes outlives the test) and a loopback of its own (2525 is free
-# whatever the machine runs).
-if [ -z "${README_FIRST_NS:-}" ]; then
-	command -v unshare >/dev/null && command -v ip >/dev/null ||
-		{ echo "SKIP: needs unshare (util-linux) and ip (iproute2)"; exit 77; }
-	unshare --mount --net --propagation private true 2>/dev/null ||
-		{ echo "SKIP: cannot make a private mount and network namespace"; exit 77; }
+# The defaults are the machine's own paths and port. Where it can, the
+# test runs in a private mount and network namespace, with an empty tmpfs
+# over /var/lib (the daemon makes /var/lib/postern as on a new machine,
+# and nothing it writes outlives the test) and a loopback of its own
+# (2525 is free whatever the machine runs). Where it cannot (a plain
+# chroot, whose / is no mount point, cannot be made private), it uses
+# the machine's /var/lib/postern only if there is none, and removes it.
+if [ -z "${README_FIRST_NS:-}" ] && command -v unshare >/dev/null &&
+	command -v ip >/dev/null &&
+	unshare --mount --net --propagation private true 2>/dev/null; then
 	README_FIRST_NS=1 POSTERND=$POSTERND srcdir=$srcroot \
 		exec unshare --mount --net --propagation private sh "$0" "$@"
 fi
-mount -t tmpfs -o mode=0755 postern-readme /var/lib ||
-	{ echo "FAIL: cannot mount a private /var/lib"; exit 1; }
-ip link set lo up || { echo "FAIL: cannot bring up the private loopback"; exit 1; }
+if [ -n "${README_FIRST_NS:-}" ]; then
+	mount -t tmpfs -o mode=0755 postern-readme /var/lib ||
+		{ echo "FAIL: cannot mount a private /var/lib"; exit 1; }
+	ip link set lo up || { echo "FAIL: cannot bring up the private loopback"; exit 1; }
+	made_state=
+else
+	echo "no private namespace here: using the machine's /var/lib/postern"
+	[ -e /var/lib/postern ] &&
+		{ echo "SKIP: /var/lib/postern exists and no private namespace can hide it"; exit 77; }
+	if python3 -c 'import socket; socket.create_connection(("127.0.0.1",2525),1)' 2>/dev/null; then
+		echo "SKIP: port 2525 is taken"; exit 77
+	fi
+	made_state=/var/lib/postern
+fi
 
 rcpt="readme-$$-$(date +%s)@foreign.example"
 dir=/var/lib/postern/maildir/$rcpt
 log=$(mktemp)
 "$POSTERND" -f 2>"$log" &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir" "$log"' EXIT
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir" "$log" $made_state' EXIT
 i=0
 until python3 -c 'import socket; socket.create_connection(("127.0.0.1",2525),1)' 2>/dev/null; do
 	i=$((i + 1)); [ $i -gt 50 ] && { echo "FAIL: daemon did not listen"; cat "$log"; exit 1; }

@@ -7,7 +7,8 @@
 # --no-install-recommends keeps the list honest: what a test needs is
 # named here. swaks only recommends its TLS module (libnet-ssleay-perl)
 # and suggests its SASL one (libauthen-sasl-perl); the STARTTLS and AUTH
-# tests need both.
+# tests need both. mount (not part of a minimal Debian root) lets
+# readme_first.sh put a private /var/lib in a namespace of its own.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 echo "postfix postfix/main_mailer_type select No configuration" |
@@ -18,7 +19,7 @@ apt-get install -y -q --no-install-recommends \
 	liblmdb-dev lmdb-utils libevent-dev libcunit1-dev libssl-dev \
 	libinih-dev libjansson-dev libcrypt-dev libgmime-3.0-dev libsystemd-dev \
 	postfix swaks libnet-ssleay-perl libauthen-sasl-perl \
-	python3 strace procps curl util-linux \
+	python3 strace procps curl util-linux mount \
 	dovecot-core dovecot-lmtpd dovecot-imapd openssl \
 	nftables iproute2 fiu-utils libfiu-dev \
 	clang libclang-rt-14-dev cppcheck

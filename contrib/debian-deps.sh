@@ -3,7 +3,9 @@
 # Debian 12, as root. Postfix is installed only for its smtp-source and
 # smtp-sink test peers and Dovecot for its LMTP and IMAP servers; "No configuration" keeps it from running as an MTA.
 # clang (with libclang-rt-14-dev's libFuzzer) builds the fuzz targets and
-# cppcheck is half of make analyze; .ci/run uses both.
+# cppcheck is half of make analyze; .ci/run uses both. debhelper and
+# lintian build and check the Debian package (contrib/debian/build.sh),
+# mmdebstrap makes the fresh root of .ci/fresh-root and .ci/deb-check.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 echo "postfix postfix/main_mailer_type select No configuration" |
@@ -16,4 +18,5 @@ apt-get install -y -q --no-install-recommends \
 	postfix swaks python3 strace procps curl \
 	dovecot-core dovecot-lmtpd dovecot-imapd openssl \
 	nftables iproute2 fiu-utils libfiu-dev \
-	clang libclang-rt-14-dev cppcheck
+	clang libclang-rt-14-dev cppcheck \
+	debhelper lintian mmdebstrap

@@ -90,6 +90,33 @@ get(atomic_uint_fast64_t *a)
 	return atomic_load_explicit(a, memory_order_relaxed);
 }
 
+/* The store's write commits (each with its fdatasync) as a histogram. */
+static void
+render_commit_latency(struct store *st, struct buf *b)
+{
+	uint64_t counts[STORE_COMMIT_NBOUNDS + 1], sum_us, cum = 0;
+
+	store_commit_latency(st, counts, &sum_us);
+	buf_append_str(b,
+		"# HELP postern_store_commit_seconds How long the store's "
+		"write commits took, fdatasync included (one per group "
+		"commit).\n# TYPE postern_store_commit_seconds histogram\n");
+	for (size_t i = 0; i <= STORE_COMMIT_NBOUNDS; i++) {
+		cum += counts[i];
+		if (i < STORE_COMMIT_NBOUNDS)
+			buf_printf(b, "postern_store_commit_seconds_bucket"
+				   "{le=\"%g\"} %" PRIu64 "\n",
+				   (double)store_commit_bounds_us[i] / 1e6,
+				   cum);
+		else
+			buf_printf(b, "postern_store_commit_seconds_bucket"
+				   "{le=\"+Inf\"} %" PRIu64 "\n", cum);
+	}
+	buf_printf(b, "postern_store_commit_seconds_sum %.6f\n"
+		   "postern_store_commit_seconds_count %" PRIu64 "\n",
+		   (double)sum_us / 1e6, cum);
+}
+
 int
 metrics_render(struct store *st, struct buf *b, uint64_t now_us)
 {
@@ -123,6 +150,7 @@ metrics_render(struct store *st, struct buf *b, uint64_t now_us)
 	buf_printf(b, "postern_delivery_latency_seconds_sum %.6f\n"
 		   "postern_delivery_latency_seconds_count %" PRIu64 "\n",
 		   (double)get(&lat_sum_us) / 1e6, cum);
+	render_commit_latency(st, b);
 	buf_append_str(b,
 		"# HELP postern_smtp_replies_total Final replies the ingress "
 		"sent, by code.\n# TYPE postern_smtp_replies_total counter\n");

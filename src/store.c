@@ -467,8 +467,23 @@ write_once(struct store *st, store_txn_fn *fn, void *arg,
 	if (rc == 0 && !counters_equal(&before, &w.c))
 		rc = counters_save(w.txn, st, &w.c);
 	if (rc == 0) {
+		struct timespec t0, t1;
+		uint64_t dt;
+		size_t i;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		rc = mdb_txn_commit(w.txn);
 		w.txn = NULL;	/* gone, whether the commit worked or not */
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		dt = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000u +
+		     (uint64_t)(t1.tv_nsec - t0.tv_nsec) / 1000u;
+		for (i = 0; i < STORE_COMMIT_NBOUNDS &&
+		     dt > store_commit_bounds_us[i]; i++)
+			;
+		atomic_fetch_add_explicit(&st->commit_count[i], 1,
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&st->commit_sum_us, dt,
+					  memory_order_relaxed);
 	} else {
 		mdb_txn_abort(w.txn);
 		w.txn = NULL;
@@ -476,6 +491,23 @@ write_once(struct store *st, store_txn_fn *fn, void *arg,
 	pthread_rwlock_unlock(&st->txn_lock);
 	*fail_r = w.fail;
 	return rc;
+}
+
+const uint64_t store_commit_bounds_us[STORE_COMMIT_NBOUNDS] = {
+	100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000,
+	250000, 1000000,
+};
+
+void
+store_commit_latency(struct store *st,
+		     uint64_t counts_r[STORE_COMMIT_NBOUNDS + 1],
+		     uint64_t *sum_us_r)
+{
+	for (size_t i = 0; i <= STORE_COMMIT_NBOUNDS; i++)
+		counts_r[i] = atomic_load_explicit(&st->commit_count[i],
+						   memory_order_relaxed);
+	*sum_us_r = atomic_load_explicit(&st->commit_sum_us,
+					 memory_order_relaxed);
 }
 
 /* fn alone in its own transaction(s). */

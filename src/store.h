@@ -119,6 +119,18 @@ store_has_room(struct store *st, uint64_t need);
 void
 store_map_usage(struct store *st, uint64_t *map_size_r, uint64_t *used_r);
 
+/* How long write commits took (mdb_txn_commit with its fdatasync; one per
+ * group commit): upper bounds of the buckets in microseconds, and the
+ * count per bucket (counts_r[STORE_COMMIT_NBOUNDS]: above the last
+ * bound; not cumulative) and the sum since the store was opened. Any
+ * thread. */
+#define STORE_COMMIT_NBOUNDS 12
+extern const uint64_t store_commit_bounds_us[STORE_COMMIT_NBOUNDS];
+void
+store_commit_latency(struct store *st,
+		     uint64_t counts_r[STORE_COMMIT_NBOUNDS + 1],
+		     uint64_t *sum_us_r);
+
 /* Drop the pages of the memory map from this process's page tables, at
  * most every STORE_TRIM_US (other calls return at once). The map is
  * read-only and shared with the file, so the pages stay in the page

@@ -35,6 +35,11 @@ struct store {
 	uint64_t store_id;
 	atomic_bool panicked;
 	atomic_uint_fast64_t trim_at_us;	/* next store_map_trim() */
+	/* Write commits (mdb_txn_commit, its fdatasync included): count
+	 * per bucket of STORE_COMMIT_BOUNDS_US (last: above them all) and
+	 * the sum; relaxed atomics, read by store_commit_latency(). */
+	atomic_uint_fast64_t commit_count[STORE_COMMIT_NBOUNDS + 1];
+	atomic_uint_fast64_t commit_sum_us;
 	/* Every transaction holds this for reading; map resize and reopen
 	 * hold it for writing, so that mdb_env_set_mapsize() and
 	 * mdb_env_close() run with no transaction active in this process. */

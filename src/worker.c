@@ -770,14 +770,26 @@ send_dsn(struct worker *w, size_t from, size_t to, uint64_t now_us)
 	m.body = text.data;
 	m.body_len = text.len;
 	drc = driver_deliver(w->bounce, &m, &rc, 1);
-	if (drc == 0 && rc.result == CLAIM_DELIVERED)
-		log_info("%s: sender non-delivery notification to <%s> for %zu "
-			 "recipient(s): sent (%s)", store_qid_str(it->qid, qid),
-			 it->sender, n, rc.reply);
-	else
-		log_err("%s: sender non-delivery notification to <%s> NOT sent: "
-			"%s", store_qid_str(it->qid, qid), it->sender,
-			rc.reply);
+	store_qid_str(it->qid, qid);
+	{
+		bool sent = drc == 0 && rc.result == CLAIM_DELIVERED;
+		struct log_field f[] = {
+			{ "queue_id", qid, false },
+			{ "event", "dsn", false },
+			{ "status", sent ? "sent" : "failed", false },
+			{ "to", it->sender, false },
+			{ "reply", rc.reply, false },
+		};
+
+		if (sent)
+			log_event(LOG_LVL_INFO, f, 5, "%s: sender non-delivery "
+				  "notification to <%s> for %zu recipient(s): "
+				  "sent (%s)", qid, it->sender, n, rc.reply);
+		else
+			log_event(LOG_LVL_ERR, f, 5, "%s: sender non-delivery "
+				  "notification to <%s> NOT sent: %s", qid,
+				  it->sender, rc.reply);
+	}
 	buf_free(&text);
 	free(dr);
 }

@@ -86,6 +86,21 @@ session_find(struct ingress *in, uint64_t id)
 	return NULL;
 }
 
+/* "connect from" or "disconnect from" a client (Postfix's smtpd lines;
+ * without reverse DNS the name is "unknown"). proto: NULL or the
+ * listener's protocol, for the JSON fields. */
+static void
+log_conn(const char *event, const char *addr, const char *proto)
+{
+	struct log_field f[] = {
+		{ "event", event, false },
+		{ "client", addr, false },
+		{ "proto", proto, false },
+	};
+
+	log_event(LOG_LVL_INFO, f, 3, "%s from unknown[%s]%s", event, addr,
+		  proto != NULL && strcmp(proto, "LMTP") == 0 ? " (lmtp)" : "");
+}
 static void
 session_free(struct isession **sp)
 {
@@ -103,15 +118,7 @@ session_free(struct isession **sp)
 	if (s->next != NULL)
 		s->next->prev = s->prev;
 	in->nsessions--;
-	{
-		struct log_field f[] = {
-			{ "event", "disconnect", false },
-			{ "client", s->addr, false },
-		};
-
-		log_event(LOG_LVL_INFO, f, 2, "disconnect from unknown[%s]",
-			  s->addr);
-	}
+	log_conn("disconnect", s->addr, NULL);
 	if (s->greet_ev != NULL)
 		event_free(s->greet_ev);
 	event_free(s->deadline_ev);
@@ -621,16 +628,7 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd,
 		in->sessions->prev = s;
 	in->sessions = s;
 	in->nsessions++;
-	{
-		struct log_field f[] = {
-			{ "event", "connect", false },
-			{ "client", addr, false },
-			{ "proto", lmtp ? "LMTP" : "SMTP", false },
-		};
-
-		log_event(LOG_LVL_INFO, f, 3, "connect from unknown[%s]%s",
-			  addr, lmtp ? " (lmtp)" : "");
-	}
+	log_conn("connect", addr, lmtp ? "LMTP" : "SMTP");
 	tv.tv_sec = s->cfg->ingress_idle_timeout;
 	tv.tv_usec = 0;
 	bufferevent_set_timeouts(s->bev, NULL, &tv);	/* reads: deadline */

@@ -237,51 +237,44 @@ log_rcpt(char *rcpt, const char *line, size_t n)
 
 /* If the reply appended to out from offset at refuses (4xx, 5xx), log
  * it in the shape of Postfix's smtpd reject line: the first reply line,
- * the command, and what the transaction had so far. */
+ * the command, and what the transaction had so far. rcpt: the RCPT's
+ * address, "" or NULL. */
 static void
 log_refusal(const struct smtp_session *s, const struct buf *out, size_t at,
 	    const char *verb, const char *rcpt)
 {
-	char text[REPLY_MAX], client[NAME_SHOW_MAX + 16];
 	const char *p = out->data + at;
 	const char *proto = s->proto != NULL ? s->proto :
 		s->lim->lmtp ? "LMTP" : "SMTP";
-	size_t n;
+	char text[REPLY_MAX];
+	struct buf env;
+	struct log_field f[] = {
+		{ "queue_id", "NOQUEUE", false },
+		{ "event", "reject", false },
+		{ "command", verb, false },
+		{ "client", s->client_addr, false },
+		{ "reply", text, false },
+		{ "from", s->sender, false },
+		{ "to", rcpt != NULL && *rcpt != '\0' ? rcpt : NULL, false },
+		{ "proto", proto, false },
+		{ "helo", s->helo, false },
+	};
 
 	if (out->len <= at || (*p != '4' && *p != '5'))
 		return;
-	n = strcspn(p, "\r\n");
-	snprintf(text, sizeof(text), "%.*s", (int)n, p);
-	snprintf(client, sizeof(client), "%s[%s]", s->client_name,
-		 s->client_addr);
-	{
-		struct log_field f[] = {
-			{ "queue_id", "NOQUEUE", false },
-			{ "event", "reject", false },
-			{ "command", verb, false },
-			{ "client", s->client_addr, false },
-			{ "reply", text, false },
-			{ "from", s->sender, false },
-			{ "to", rcpt != NULL && *rcpt != '\0' ? rcpt : NULL,
-			  false },
-			{ "proto", proto, false },
-			{ "helo", s->helo, false },
-		};
-
-		log_event(LOG_LVL_INFO, f, sizeof(f) / sizeof(f[0]),
-			  "NOQUEUE: reject: %s from %s: %s;%s%s%s%s%s%s "
-			  "proto=%s%s%s%s", verb, client, text,
-			  s->sender != NULL ? " from=<" : "",
-			  s->sender != NULL ? s->sender : "",
-			  s->sender != NULL ? ">" : "",
-			  rcpt != NULL && *rcpt != '\0' ? " to=<" : "",
-			  rcpt != NULL && *rcpt != '\0' ? rcpt : "",
-			  rcpt != NULL && *rcpt != '\0' ? ">" : "",
-			  proto,
-			  s->helo != NULL ? " helo=<" : "",
-			  s->helo != NULL ? s->helo : "",
-			  s->helo != NULL ? ">" : "");
-	}
+	snprintf(text, sizeof(text), "%.*s", (int)strcspn(p, "\r\n"), p);
+	buf_init(&env);
+	if (s->sender != NULL)
+		buf_printf(&env, " from=<%s>", s->sender);
+	if (f[6].value != NULL)
+		buf_printf(&env, " to=<%s>", rcpt);
+	buf_printf(&env, " proto=%s", proto);
+	if (s->helo != NULL)
+		buf_printf(&env, " helo=<%s>", s->helo);
+	log_event(LOG_LVL_INFO, f, sizeof(f) / sizeof(f[0]), "NOQUEUE: "
+		  "reject: %s from %s[%s]: %s;%s", verb, s->client_name,
+		  s->client_addr, text, env.data);
+	buf_free(&env);
 }
 
 /* --- transaction -------------------------------------------------------- */

@@ -653,6 +653,26 @@ reply_dsn(char *dsn, size_t len, const char *reply, const char *status)
 		 strcmp(status, "in-doubt") == 0 ? "4.4.2" : "4.0.0");
 }
 
+/* delays=a/b/c/d of batch entry i (postern.conf(5), LOG LINES). */
+static void
+entry_delays(const struct worker *w, size_t i, char *buf, size_t len)
+{
+	const struct worker_span *sp = &w->span[i];
+	uint64_t acc = w->items[i].accepted_us, c = w->rcpts[i].connect_us;
+	uint64_t us[4];
+	char part[4][24];
+
+	us[0] = w->claimed_us > acc ? w->claimed_us - acc : 0;
+	us[1] = w->claimed_us != 0 && sp->start_us > w->claimed_us ?
+		sp->start_us - w->claimed_us : 0;
+	us[2] = c;
+	us[3] = sp->end_us > sp->start_us + c ? sp->end_us - sp->start_us - c
+		: 0;
+	for (size_t k = 0; k < 4; k++)
+		fmt_secs(part[k], sizeof(part[k]), us[k]);
+	snprintf(buf, len, "%s/%s/%s/%s", part[0], part[1], part[2], part[3]);
+}
+
 /* One delivery line: Postfix's smtp line, with postern's notes and the
  * attempt count after the reply. */
 static void
@@ -660,51 +680,33 @@ log_delivery(const struct worker *w, size_t i, uint64_t now_us)
 {
 	const struct claim_outcome *o = &w->out[i];
 	const struct claim_item *it = &w->items[i];
-	const struct worker_span *sp = &w->span[i];
-	uint64_t a, b, c, d, dl = now_us - it->accepted_us;
-	char qid[STORE_QID_STRLEN], delay[32], delays[96], dsn[16];
-	char sa[24], sb[24], sc[24], sd[24], att[16];
+	uint64_t dl = now_us - it->accepted_us + 5000u;	/* rounded */
 	const char *status = o->dead ? "held" : status_name(o->recorded);
+	char qid[STORE_QID_STRLEN], delay[32], delays[100], dsn[16], att[16];
+	struct log_field f[] = {
+		{ "queue_id", store_qid_str(o->qid, qid), false },
+		{ "event", "delivery", false },
+		{ "status", status, false },
+		{ "to", it->rcpt, false },
+		{ "relay", w->driver->ops->name, false },
+		{ "delay", delay, true },
+		{ "delays", delays, false },
+		{ "dsn", dsn, false },
+		{ "attempts", att, true },
+		{ "reply", o->reply, false },
+	};
 
-	a = w->claimed_us > it->accepted_us ? w->claimed_us -
-		it->accepted_us : 0;
-	b = sp->start_us > w->claimed_us && w->claimed_us != 0 ?
-		sp->start_us - w->claimed_us : 0;
-	c = w->rcpts[i].connect_us;
-	d = sp->end_us > sp->start_us ? sp->end_us - sp->start_us : 0;
-	d = d > c ? d - c : 0;
-	fmt_secs(sa, sizeof(sa), a);
-	fmt_secs(sb, sizeof(sb), b);
-	fmt_secs(sc, sizeof(sc), c);
-	fmt_secs(sd, sizeof(sd), d);
-	snprintf(delays, sizeof(delays), "%s/%s/%s/%s", sa, sb, sc, sd);
 	snprintf(delay, sizeof(delay), "%" PRIu64 ".%02" PRIu64,
-		 (dl + 5000u) / 1000000u, (dl + 5000u) % 1000000u / 10000u);
+		 dl / 1000000u, dl % 1000000u / 10000u);
+	entry_delays(w, i, delays, sizeof(delays));
 	reply_dsn(dsn, sizeof(dsn), o->reply, status);
 	snprintf(att, sizeof(att), "%" PRIu32, o->attempts);
-	store_qid_str(o->qid, qid);
-	{
-		struct log_field f[] = {
-			{ "queue_id", qid, false },
-			{ "event", "delivery", false },
-			{ "status", status, false },
-			{ "to", it->rcpt, false },
-			{ "relay", w->driver->ops->name, false },
-			{ "delay", delay, true },
-			{ "delays", delays, false },
-			{ "dsn", dsn, false },
-			{ "attempts", att, true },
-			{ "reply", o->reply, false },
-		};
-
-		log_event(LOG_LVL_INFO, f, sizeof(f) / sizeof(f[0]),
-			  "%s: to=<%s>, relay=%s, delay=%s, delays=%s, "
-			  "dsn=%s, status=%s (%s)%s%s, attempts=%s", qid,
-			  it->rcpt, w->driver->ops->name, delay, delays, dsn,
-			  status, o->reply, indoubt_note(w, o), o->dead ?
-			  "; dead letter after [queue] max_attempts, held "
-			  "for the operator" : "", att);
-	}
+	log_event(LOG_LVL_INFO, f, sizeof(f) / sizeof(f[0]),
+		  "%s: to=<%s>, relay=%s, delay=%s, delays=%s, dsn=%s, "
+		  "status=%s (%s)%s%s, attempts=%s", qid, it->rcpt,
+		  w->driver->ops->name, delay, delays, dsn, status, o->reply,
+		  indoubt_note(w, o), o->dead ? "; dead letter after [queue] "
+		  "max_attempts, held for the operator" : "", att);
 }
 
 static void
@@ -732,6 +734,30 @@ log_outcomes(struct worker *w, size_t from, size_t to, uint64_t now_us)
 	}
 }
 
+/* The line of a DSN for n recipients of it's message, sent or not
+ * (reply: the bounce relay's). */
+static void
+log_dsn(const struct claim_item *it, size_t n, bool sent, const char *reply)
+{
+	char qid[STORE_QID_STRLEN];
+	struct log_field f[] = {
+		{ "queue_id", store_qid_str(it->qid, qid), false },
+		{ "event", "dsn", false },
+		{ "status", sent ? "sent" : "failed", false },
+		{ "to", it->sender, false },
+		{ "reply", reply, false },
+	};
+
+	if (sent)
+		log_event(LOG_LVL_INFO, f, 5, "%s: sender non-delivery "
+			  "notification to <%s> for %zu recipient(s): sent "
+			  "(%s)", qid, it->sender, n, reply);
+	else
+		log_event(LOG_LVL_ERR, f, 5, "%s: sender non-delivery "
+			  "notification to <%s> NOT sent: %s", qid,
+			  it->sender, reply);
+}
+
 /* Send one DSN for the entries [from, to) of one message that bounced
  * in this batch, to its envelope sender through the [bounce] relay. The
  * bounce is already recorded; a DSN that cannot be sent is logged, not
@@ -751,7 +777,6 @@ send_dsn(struct worker *w, size_t from, size_t to, uint64_t now_us)
 			      .now = (time_t)(now_us / 1000000u),
 			      .headers = w->hdrs[from].data,
 			      .headers_len = w->hdrs[from].len };
-	char qid[STORE_QID_STRLEN];
 	struct buf text;
 	size_t n = 0;
 	int drc;
@@ -770,26 +795,7 @@ send_dsn(struct worker *w, size_t from, size_t to, uint64_t now_us)
 	m.body = text.data;
 	m.body_len = text.len;
 	drc = driver_deliver(w->bounce, &m, &rc, 1);
-	store_qid_str(it->qid, qid);
-	{
-		bool sent = drc == 0 && rc.result == CLAIM_DELIVERED;
-		struct log_field f[] = {
-			{ "queue_id", qid, false },
-			{ "event", "dsn", false },
-			{ "status", sent ? "sent" : "failed", false },
-			{ "to", it->sender, false },
-			{ "reply", rc.reply, false },
-		};
-
-		if (sent)
-			log_event(LOG_LVL_INFO, f, 5, "%s: sender non-delivery "
-				  "notification to <%s> for %zu recipient(s): "
-				  "sent (%s)", qid, it->sender, n, rc.reply);
-		else
-			log_event(LOG_LVL_ERR, f, 5, "%s: sender non-delivery "
-				  "notification to <%s> NOT sent: %s", qid,
-				  it->sender, rc.reply);
-	}
+	log_dsn(it, n, drc == 0 && rc.result == CLAIM_DELIVERED, rc.reply);
 	buf_free(&text);
 	free(dr);
 }

@@ -2,6 +2,7 @@
 # Install what postern needs to build and to run its whole test suite on
 # Debian 12, as root. Postfix is installed only for its smtp-source and
 # smtp-sink test peers and Dovecot for its LMTP and IMAP servers; "No configuration" keeps it from running as an MTA.
+# pflogsumm reads posternd's log in tests/integration/pflogsumm.sh.
 # clang (with libclang-rt-14-dev's libFuzzer) builds the fuzz targets and
 # cppcheck is half of make analyze; .ci/run uses both.
 # --no-install-recommends keeps the list honest: what a test needs is
@@ -18,7 +19,7 @@ apt-get install -y -q --no-install-recommends \
 	build-essential autoconf automake pkg-config ca-certificates \
 	liblmdb-dev lmdb-utils libevent-dev libcunit1-dev libssl-dev \
 	libinih-dev libjansson-dev libcrypt-dev libgmime-3.0-dev libsystemd-dev \
-	postfix swaks libnet-ssleay-perl libauthen-sasl-perl \
+	postfix swaks libnet-ssleay-perl libauthen-sasl-perl pflogsumm \
 	python3 strace procps curl util-linux mount \
 	dovecot-core dovecot-lmtpd dovecot-imapd openssl \
 	nftables iproute2 fiu-utils libfiu-dev \

@@ -168,11 +168,13 @@ msg_get(struct store_wtx *w, uint64_t qid, struct msg_rec *mr)
 }
 
 /* The entry reached a terminal result: ledger record, out of the queue,
- * and the message itself goes when its last entry is done. */
+ * and the message itself goes when its last entry is done (then
+ * *removed_r, if not NULL, is set to 1). */
 static int
 finalize_txn(struct store_wtx *w, uint64_t qid, uint32_t idx,
 	     const struct rcpt_rec *rr, enum ledger_kind kind,
-	     const char *reply, const unsigned char sha[32], uint64_t now_us)
+	     const char *reply, const unsigned char sha[32], uint64_t now_us,
+	     int *removed_r)
 {
 	unsigned char key[STORE_KEY_RCPT_LEN], buf[MSG_REC_MAX];
 	struct ledger_rec lr;
@@ -206,6 +208,8 @@ finalize_txn(struct store_wtx *w, uint64_t qid, uint32_t idx,
 	be64_put(key, qid);
 	k.mv_size = 8;
 	if (--mr.remaining == 0) {
+		if (removed_r != NULL)
+			*removed_r = 1;
 		if ((rc = mdb_del(w->txn, w->st->db_messages, &k, NULL)) != 0 ||
 		    (rc = store_history_drop_txn(w, qid)) != 0)
 			return rc;
@@ -541,6 +545,8 @@ outcome_one(struct store_wtx *w, struct claim_outcome *o, uint64_t now_us)
 	/* outputs first: the body may run again (store_write) */
 	o->applied = 0;
 	o->dead = 0;
+	o->removed = 0;
+	o->attempts = 0;
 	o->next_try_us = 0;
 	o->recorded = o->result;
 	mine = still_mine(w, o->qid, o->idx, o->token, &rr);
@@ -564,13 +570,19 @@ outcome_one(struct store_wtx *w, struct claim_outcome *o, uint64_t now_us)
 	}
 	snprintf(rr.reply, sizeof(rr.reply), "%s", o->reply ? o->reply : "");
 	o->applied = 1;
+	/* Every result is one attempt, whatever it was: the count the
+	 * log line shows and the one stored (postern queue) are this
+	 * one. */
+	rr.attempts++;
+	o->attempts = rr.attempts;
 	switch (o->result) {
 	case CLAIM_DELIVERED:
 		return finalize_txn(w, o->qid, o->idx, &rr, LEDGER_DELIVERED,
-				    o->reply, o->body_sha, now_us);
+				    o->reply, o->body_sha, now_us,
+				    &o->removed);
 	case CLAIM_PERMFAIL:
 		return finalize_txn(w, o->qid, o->idx, &rr, LEDGER_BOUNCED,
-				    o->reply, NULL, now_us);
+				    o->reply, NULL, now_us, &o->removed);
 	case CLAIM_UNKNOWN:
 		if (o->indoubt_retry) {
 			o->recorded = CLAIM_TEMPFAIL;
@@ -586,9 +598,8 @@ outcome_one(struct store_wtx *w, struct claim_outcome *o, uint64_t now_us)
 	if (now_us >= mr.accepted_us + (uint64_t)set->max_lifetime * 1000000u) {
 		o->recorded = CLAIM_PERMFAIL;
 		return finalize_txn(w, o->qid, o->idx, &rr, LEDGER_BOUNCED,
-				    o->reply, NULL, now_us);
+				    o->reply, NULL, now_us, &o->removed);
 	}
-	rr.attempts++;
 	rr.flags = 0;
 	if (set->max_attempts != 0 && rr.attempts >= set->max_attempts) {
 		/* Give up, but keep the message for the operator: it is
@@ -766,7 +777,7 @@ claim_finalize_txn(struct store_wtx *w, uint64_t qid, uint32_t idx,
 		   const struct rcpt_rec *rr, enum ledger_kind kind,
 		   const char *reply, uint64_t now_us)
 {
-	return finalize_txn(w, qid, idx, rr, kind, reply, NULL, now_us);
+	return finalize_txn(w, qid, idx, rr, kind, reply, NULL, now_us, NULL);
 }
 
 int

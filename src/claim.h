@@ -98,6 +98,12 @@ struct claim_outcome {
 	 * the entry is now held as a dead letter (state held, flag dead,
 	 * reply "dead letter after N attempts: <last reply>"). */
 	int dead;
+	/* Filled in when applied: the entry's attempts, this one included,
+	 * as stored (what postern queue lists). */
+	uint32_t attempts;
+	/* Filled in: 1 if this outcome ended the message's last entry and
+	 * the message is gone from the queue. */
+	int removed;
 };
 
 /* Record n outcomes in ONE transaction: ledger records for terminal

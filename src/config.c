@@ -63,6 +63,7 @@ enum vtype {
 	V_CHARSET,	/* an ASCII-compatible iconv charset name */
 	V_FALLBACK,	/* "none" or a cc:Mail name pattern */
 	V_WORD,		/* printable text without control characters */
+	V_IDENT,	/* a program name: letters, digits, "-._/" */
 };
 
 struct key {
@@ -93,6 +94,9 @@ static const char *const imap_tls_names[] = {
 static const char *const level_names[] = {
 	"error", "warning", "info", "debug", NULL
 };
+static const char *const log_format_names[] = {
+	"text", "json", "syslog", NULL
+};
 
 _Static_assert(sizeof(enum config_driver) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_layout) == sizeof(int), "enum size");
@@ -101,6 +105,9 @@ _Static_assert(sizeof(enum config_tls) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_auth) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum size");
 _Static_assert(LOG_LVL_ERR == 0 && LOG_LVL_DEBUG == 3, "level_names order");
+_Static_assert(sizeof(enum log_format) == sizeof(int), "enum size");
+_Static_assert(LOG_FMT_TEXT == 0 && LOG_FMT_JSON == 1 &&
+	       LOG_FMT_SYSLOG == 2, "log_format_names order");
 
 #define F(field)	offsetof(struct config, field)
 #define KB		1024ull
@@ -256,6 +263,10 @@ static const struct key keys[] = {
 	  "" },
 	{ "log", "level", V_ENUM, F(log_level), 0, 0, level_names, "info" },
 	{ "log", "syslog", V_BOOL, F(log_syslog), 0, 0, NULL, "no" },
+	{ "log", "format", V_ENUM, F(log_format), 0, 0, log_format_names,
+	  "text" },
+	{ "log", "syslog_name", V_IDENT, F(log_syslog_name), 0, 0, NULL,
+	  "postern" },
 };
 
 #define NKEYS	(sizeof(keys) / sizeof(keys[0]))
@@ -687,6 +698,7 @@ value_free(struct config *cfg, const struct key *k)
 	case V_CHARSET:
 	case V_FALLBACK:
 	case V_WORD:
+	case V_IDENT:
 	case V_STR_OPT:
 	case V_HOSTNAME: {
 		char **p = f;
@@ -780,6 +792,15 @@ set_text(struct config *cfg, const struct key *k, const char *s, char *why,
 		if (ccmail_fallback_check(s, why, len) < 0)
 			return -1;
 		break;
+	case V_IDENT:
+		if (*s == '\0' || strlen(s) > 63 ||
+		    strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			   "0123456789-._/") != strlen(s)) {
+			snprintf(why, len, "\"%s\" is not 1 to 63 letters, "
+				 "digits and \"-._/\"", s);
+			return -1;
+		}
+		break;
 	default:
 		if (*s == '\0' || strlen(s) > 64) {
 			snprintf(why, len, "must be 1 to 64 characters");
@@ -836,6 +857,7 @@ value_set(struct config *cfg, const struct key *k, const char *s,
 	case V_CHARSET:
 	case V_FALLBACK:
 	case V_WORD:
+	case V_IDENT:
 		return set_text(cfg, k, s, why, len);
 	case V_STR_OPT:
 		value_free(cfg, k);

@@ -230,6 +230,8 @@ struct config {
 	/* [log] */
 	enum log_level log_level;
 	bool log_syslog;		/* false: stderr */
+	enum log_format log_format;
+	char *log_syslog_name;		/* owned; openlog() ident, line name */
 };
 
 /*

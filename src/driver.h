@@ -46,6 +46,11 @@ struct driver_rcpt {
 	 * "delivered to maildir" or "4.3.0 maildir write failed: ..." */
 	char reply[DRIVER_REPLY_LEN];
 	unsigned char sha[32];	/* SHA-256 of the bytes handed over */
+	/* Microseconds deliver() spent opening a connection for this
+	 * recipient (connect, greeting, EHLO, TLS), 0 if it reused one or
+	 * has none: the c of the log line's delays=a/b/c/d. The caller
+	 * zeroes it. */
+	uint64_t connect_us;
 };
 
 struct driver;

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct smtp_driver {
 	struct driver base;		/* first: (struct driver *) casts */
@@ -105,6 +106,15 @@ map_results(struct smtp_driver *d, struct driver_rcpt *r, size_t n, int rc,
 	}
 }
 
+static uint64_t
+mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 /* One transaction of body[0..len) to the n recipients r: 0 (results in
  * r) or DRIVER_UNAVAILABLE. sha is of the queued message. */
 static int
@@ -124,10 +134,15 @@ send_one(struct smtp_driver *d, const struct driver_msg *m, const void *body,
 	 * hung peer: one timeout is enough, report it unavailable. */
 	for (tries = 0; tries < 2; tries++) {
 		if (!smtp_client_connected(d->c)) {
+			uint64_t t0 = mono_us();
+
 			if (smtp_client_open(d->c, &err) < 0) {
 				fill_all(r, n, CLAIM_TEMPFAIL, d->peer, err);
 				return DRIVER_UNAVAILABLE;
 			}
+			t0 = mono_us() - t0;
+			for (size_t i = 0; i < n; i++)
+				r[i].connect_us += t0;
 			metrics_reconnect(base->ops->name);
 		}
 		rc = smtp_client_send(d->c, m->sender, d->rcpts, n, body, len,

@@ -86,6 +86,21 @@ session_find(struct ingress *in, uint64_t id)
 	return NULL;
 }
 
+/* "connect from" or "disconnect from" a client (Postfix's smtpd lines;
+ * without reverse DNS the name is "unknown"). proto: NULL or the
+ * listener's protocol, for the JSON fields. */
+static void
+log_conn(const char *event, const char *addr, const char *proto)
+{
+	struct log_field f[] = {
+		{ "event", event, false },
+		{ "client", addr, false },
+		{ "proto", proto, false },
+	};
+
+	log_event(LOG_LVL_INFO, f, 3, "%s from unknown[%s]%s", event, addr,
+		  proto != NULL && strcmp(proto, "LMTP") == 0 ? " (lmtp)" : "");
+}
 static void
 session_free(struct isession **sp)
 {
@@ -103,7 +118,7 @@ session_free(struct isession **sp)
 	if (s->next != NULL)
 		s->next->prev = s->prev;
 	in->nsessions--;
-	log_info("disconnect from [%s]", s->addr);
+	log_conn("disconnect", s->addr, NULL);
 	if (s->greet_ev != NULL)
 		event_free(s->greet_ev);
 	event_free(s->deadline_ev);
@@ -379,6 +394,41 @@ store_result(int rc)
 	}
 }
 
+/* The first lines of a message's life, once it has a queue id: where
+ * it came from (Postfix's smtpd line), its Message-ID (cleanup) and its
+ * envelope (qmgr). s is the session if it is still there. */
+static void
+log_queued(const struct commit_job *j, const char *qid,
+	   const struct isession *s)
+{
+	const char *addr = s != NULL ? s->addr : "unknown";
+	char size[24], nrcpt[24];
+	struct log_field c[] = {
+		{ "queue_id", qid, false },
+		{ "event", "client", false },
+		{ "client", addr, false },
+	};
+	struct log_field m[] = {
+		{ "queue_id", qid, false },
+		{ "event", "message-id", false },
+		{ "message_id", j->msgid, false },
+	};
+	struct log_field q[] = {
+		{ "queue_id", qid, false },
+		{ "event", "queued", false },
+		{ "from", j->sender, false },
+		{ "size", size, true },
+		{ "nrcpt", nrcpt, true },
+	};
+
+	snprintf(size, sizeof(size), "%zu", j->body_len);
+	snprintf(nrcpt, sizeof(nrcpt), "%zu", j->nrcpt);
+	log_event(LOG_LVL_INFO, c, 3, "%s: client=unknown[%s]", qid, addr);
+	log_event(LOG_LVL_INFO, m, 3, "%s: message-id=%s", qid, j->msgid);
+	log_event(LOG_LVL_INFO, q, 5, "%s: from=<%s>, size=%zu, nrcpt=%zu "
+		  "(queue active)", qid, j->sender, j->body_len, j->nrcpt);
+}
+
 /* Loop thread: answer the sessions whose messages were committed. */
 static void
 on_done(evutil_socket_t fd, short what, void *arg)
@@ -399,16 +449,14 @@ on_done(evutil_socket_t fd, short what, void *arg)
 	while ((j = jobs) != NULL) {
 		jobs = j->next;
 		store_qid_str(j->qid, qid);
+		s = session_find(in, j->session_id);
 		if (j->rc == STORE_OK) {
 			queued++;
-			log_info("%s: from=<%s>, size=%zu, nrcpt=%zu, "
-				 "message-id=%s (queue active)", qid,
-				 j->sender, j->body_len, j->nrcpt, j->msgid);
+			log_queued(j, qid, s);
 		} else {
 			log_err("cannot queue a message from <%s>: %s",
 				j->sender, j->error);
 		}
-		s = session_find(in, j->session_id);
 		if (s != NULL && s->waiting) {
 			s->waiting = false;
 			if (smtp_session_stored(s->smtp, store_result(j->rc),
@@ -494,6 +542,27 @@ sessions_from(const struct ingress *in, const char *addr)
 	return n;
 }
 
+/* A connection refused before its session: Postfix's smtpd reject
+ * line, the reply without its CRLF, and why. */
+static void
+log_connect_refused(const char *addr, const char *reply, const char *why)
+{
+	int n = (int)strcspn(reply, "\r\n");
+	char text[256];
+	struct log_field f[] = {
+		{ "queue_id", "NOQUEUE", false },
+		{ "event", "reject", false },
+		{ "command", "CONNECT", false },
+		{ "client", addr, false },
+		{ "reply", text, false },
+	};
+
+	snprintf(text, sizeof(text), "%.*s", n, reply);
+	log_event(LOG_LVL_WARN, f, sizeof(f) / sizeof(f[0]), "NOQUEUE: "
+		  "reject: CONNECT from unknown[%s]: %s; %s; proto=SMTP", addr,
+		  text, why);
+}
+
 static void
 on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	  struct sockaddr *sa, int salen, void *arg)
@@ -508,10 +577,10 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	getnameinfo(sa, (socklen_t)salen, addr, sizeof(addr), NULL, 0,
 		    NI_NUMERICHOST);
 	if (!config_network_allowed(in->cfg, sa)) {
-		log_warn("reject: connect from [%s]: client host not in "
-			 "[ingress] allow_networks", addr);
 		snprintf(reply, sizeof(reply), "554 5.7.1 <[%s]>: Client host "
 			 "rejected: Access denied\r\n", addr);
+		log_connect_refused(addr, reply, "client host not in "
+				    "[ingress] allow_networks");
 		refuse(fd, reply);
 		return;
 	}
@@ -519,11 +588,11 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	if (total || (in->cfg->ingress_max_sessions_per_ip > 0 &&
 		      sessions_from(in, addr) >=
 		      in->cfg->ingress_max_sessions_per_ip)) {
-		log_warn("reject: connect from [%s]: too many sessions%s",
-			 addr, total ? "" : " from this address");
 		snprintf(reply, sizeof(reply), "421 4.7.0 %s Error: too many "
 			 "connections from %s\r\n", in->cfg->ingress_hostname,
 			 addr);
+		log_connect_refused(addr, reply, total ? "too many sessions" :
+				    "too many sessions from this address");
 		refuse(fd, reply);
 		return;
 	}
@@ -559,7 +628,7 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd,
 		in->sessions->prev = s;
 	in->sessions = s;
 	in->nsessions++;
-	log_info("connect from [%s]%s", addr, lmtp ? " (lmtp)" : "");
+	log_conn("connect", addr, lmtp ? "LMTP" : "SMTP");
 	tv.tv_sec = s->cfg->ingress_idle_timeout;
 	tv.tv_usec = 0;
 	bufferevent_set_timeouts(s->bev, NULL, &tv);	/* reads: deadline */
@@ -650,11 +719,12 @@ ingress_new(struct event_base *base, struct config *cfg,
 		ingress_free(&in);
 		return NULL;
 	}
-	log_info("listening for SMTP on %s:%s%s%s%s",
+	log_info("listening for SMTP on %s:%s%s%s%s%s",
 		 cfg->ingress_listen.host, cfg->ingress_listen.port,
 		 in->lmtp_l ? ", LMTP on " : "",
 		 in->lmtp_l ? cfg->ingress_lmtp_listen.host : "",
-		 in->lmtp_l ? ":" : "");
+		 in->lmtp_l ? ":" : "",
+		 in->lmtp_l ? cfg->ingress_lmtp_listen.port : "");
 	return in;
 }
 

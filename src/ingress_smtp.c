@@ -188,6 +188,95 @@ count_error(struct smtp_session *s)
 	s->errors++;
 }
 
+/* --- refusals in the log ------------------------------------------------ */
+
+#define VERB_MAX	16
+
+/* The command word of line[0..n) for the log, cleaned, in upper case;
+ * "UNKNOWN" if there is none. */
+static void
+log_verb(char *verb, const char *line, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n && i < VERB_MAX - 1 && line[i] != ' '; i++) {
+		char c = line[i];
+
+		if (c >= 'a' && c <= 'z')
+			c = (char)(c - 'a' + 'A');
+		else if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+			   c == '-'))
+			c = '?';
+		verb[i] = c;
+	}
+	verb[i] = '\0';
+	if (i == 0)
+		snprintf(verb, VERB_MAX, "UNKNOWN");
+}
+
+/* The address of a RCPT TO:<...> line (cleaned) into rcpt (PATH_MAX_LEN
+ * bytes), "" if there is none. */
+static void
+log_rcpt(char *rcpt, const char *line, size_t n)
+{
+	const char *lt = memchr(line, '<', n), *gt;
+	struct buf b;
+
+	rcpt[0] = '\0';
+	if (lt == NULL)
+		return;
+	gt = memchr(lt, '>', n - (size_t)(lt - line));
+	if (gt == NULL)
+		return;
+	buf_init(&b);
+	put_clean(&b, lt + 1, (size_t)(gt - lt - 1), PATH_MAX_LEN - 1, "<>");
+	if (b.data != NULL)
+		snprintf(rcpt, PATH_MAX_LEN, "%s", b.data);
+	buf_free(&b);
+}
+
+/* If the reply appended to out from offset at refuses (4xx, 5xx), log
+ * it in the shape of Postfix's smtpd reject line: the first reply line,
+ * the command, and what the transaction had so far. rcpt: the RCPT's
+ * address, "" or NULL. */
+static void
+log_refusal(const struct smtp_session *s, const struct buf *out, size_t at,
+	    const char *verb, const char *rcpt)
+{
+	const char *p = out->data + at;
+	const char *proto = s->proto != NULL ? s->proto :
+		s->lim->lmtp ? "LMTP" : "SMTP";
+	char text[REPLY_MAX];
+	struct buf env;
+	struct log_field f[] = {
+		{ "queue_id", "NOQUEUE", false },
+		{ "event", "reject", false },
+		{ "command", verb, false },
+		{ "client", s->client_addr, false },
+		{ "reply", text, false },
+		{ "from", s->sender, false },
+		{ "to", rcpt != NULL && *rcpt != '\0' ? rcpt : NULL, false },
+		{ "proto", proto, false },
+		{ "helo", s->helo, false },
+	};
+
+	if (out->len <= at || (*p != '4' && *p != '5'))
+		return;
+	snprintf(text, sizeof(text), "%.*s", (int)strcspn(p, "\r\n"), p);
+	buf_init(&env);
+	if (s->sender != NULL)
+		buf_printf(&env, " from=<%s>", s->sender);
+	if (f[6].value != NULL)
+		buf_printf(&env, " to=<%s>", rcpt);
+	buf_printf(&env, " proto=%s", proto);
+	if (s->helo != NULL)
+		buf_printf(&env, " helo=<%s>", s->helo);
+	log_event(LOG_LVL_INFO, f, sizeof(f) / sizeof(f[0]), "NOQUEUE: "
+		  "reject: %s from %s[%s]: %s;%s", verb, s->client_name,
+		  s->client_addr, text, env.data);
+	buf_free(&env);
+}
+
 /* --- transaction -------------------------------------------------------- */
 
 static void
@@ -1077,7 +1166,18 @@ static enum smtp_event
 cmd_line(struct smtp_session *s, struct buf *out)
 {
 	enum smtp_event ev;
+	char verb[VERB_MAX], rcpt[PATH_MAX_LEN] = "";
+	size_t at = out->len;
 
+	/* before the line is parsed in place, or wiped (AUTH) */
+	if (s->auth_wait != AW_NONE) {
+		snprintf(verb, sizeof(verb), "AUTH");
+	} else {
+		log_verb(verb, s->line.data != NULL ? s->line.data : "",
+			 s->line.len);
+		if (strcmp(verb, "RCPT") == 0)
+			log_rcpt(rcpt, s->line.data, s->line.len);
+	}
 	if (s->auth_wait != AW_NONE && !s->line_nul) {
 		if (s->line_long) {
 			s->auth_wait = AW_NONE;
@@ -1112,11 +1212,27 @@ cmd_line(struct smtp_session *s, struct buf *out)
 	buf_reset(&s->line);
 	s->line_long = false;
 	s->line_nul = false;
+	log_refusal(s, out, at, verb, rcpt);
 	if (ev == SMTP_EV_NONE && s->errors >= s->max_errors) {
+		at = out->len;
 		reply(out, "421 4.7.0 %s Error: too many errors", s->hostname);
+		log_refusal(s, out, at, verb, rcpt);
 		ev = SMTP_EV_CLOSE;
 	}
 	return ev;
+}
+
+/* A bare CR or LF in a command line: refused, logged, the end. */
+static enum smtp_event
+bare_in_command(struct smtp_session *s, struct buf *out, const char *what)
+{
+	char verb[VERB_MAX];
+	size_t at = out->len;
+
+	log_verb(verb, s->line.data != NULL ? s->line.data : "", s->line.len);
+	reply(out, "550 5.5.2 Error: bare <%s> received", what);
+	log_refusal(s, out, at, verb, NULL);
+	return SMTP_EV_CLOSE;
 }
 
 /* One byte in command mode. Only CRLF ends a line (RFC 5321 2.3.8); a
@@ -1129,14 +1245,12 @@ cmd_byte(struct smtp_session *s, char c, struct buf *out)
 		s->line_cr = false;
 		if (c == '\n')
 			return cmd_line(s, out);
-		reply(out, "550 5.5.2 Error: bare <CR> received");
-		return SMTP_EV_CLOSE;
+		return bare_in_command(s, out, "CR");
 	}
 	if (c == '\r') {
 		s->line_cr = true;
 	} else if (c == '\n') {
-		reply(out, "550 5.5.2 Error: bare <LF> received");
-		return SMTP_EV_CLOSE;
+		return bare_in_command(s, out, "LF");
 	} else {
 		if (c == '\0')
 			s->line_nul = true;
@@ -1430,11 +1544,20 @@ finish_message(struct smtp_session *s)
 	buf_free(&pre);
 }
 
+/* The first accepted recipient, for a refusal's to= (as Postfix's
+ * END-OF-MESSAGE lines have it), NULL if none. */
+static const char *
+first_rcpt(const struct smtp_session *s)
+{
+	return s->nacc > 0 ? s->rcpts[s->acc[0]] : NULL;
+}
+
 /* CRLF.CRLF arrived: refuse the message or pause with it. */
 static enum smtp_event
 data_end(struct smtp_session *s, struct buf *out)
 {
 	enum smtp_event ev = SMTP_EV_NONE;
+	size_t at = out->len;
 
 	s->phase = PH_CMD;
 	if (s->bare != DF_NONE) {
@@ -1459,6 +1582,7 @@ data_end(struct smtp_session *s, struct buf *out)
 		s->phase = PH_PAUSED;
 		return SMTP_EV_MESSAGE;
 	}
+	log_refusal(s, out, at, "END-OF-MESSAGE", first_rcpt(s));
 	reset_tx(s);
 	return ev;
 }
@@ -1537,7 +1661,10 @@ smtp_session_feed(struct smtp_session *s, const char *data, size_t len,
 		return SMTP_EV_NONE;
 	}
 	if (!s->greeted && len > 0) {
+		size_t at = out->len;
+
 		reply(out, "554 5.5.0 Error: SMTP protocol synchronization");
+		log_refusal(s, out, at, "CONNECT", NULL);
 		ev = SMTP_EV_CLOSE;
 	}
 	while (i < len && ev == SMTP_EV_NONE) {
@@ -1583,6 +1710,7 @@ smtp_session_stored(struct smtp_session *s, enum smtp_store_result result,
 		    const char *qid, struct buf *out)
 {
 	struct buf q, text;
+	size_t at = out->len;
 
 	if (s->phase != PH_PAUSED)
 		panic("ingress_smtp: stored() without a waiting message");
@@ -1608,6 +1736,7 @@ smtp_session_stored(struct smtp_session *s, enum smtp_store_result result,
 		reply_per_rcpt(s, out, "421 4.3.0", false, text.data);
 		s->closed = true;
 	}
+	log_refusal(s, out, at, "END-OF-MESSAGE", first_rcpt(s));
 	buf_free(&text);
 	buf_free(&q);
 	reset_tx(s);

@@ -88,10 +88,12 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	    cfg->foreign_driver != d->cfg->foreign_driver ||
 	    (cfg->daemon_user == NULL) != (d->cfg->daemon_user == NULL) ||
 	    (cfg->daemon_user != NULL &&
-	     strcmp(cfg->daemon_user, d->cfg->daemon_user) != 0))
+	     strcmp(cfg->daemon_user, d->cfg->daemon_user) != 0) ||
+	    cfg->log_format != d->cfg->log_format ||
+	    strcmp(cfg->log_syslog_name, d->cfg->log_syslog_name) != 0)
 		log_warn("reload: [store] path, [workers] count, [foreign] "
-			 "driver, [daemon] user and listen addresses change "
-			 "only on restart");
+			 "driver, [daemon] user, [log] format and syslog_name "
+			 "and listen addresses change only on restart");
 	log_set_level(cfg->log_level);
 	ingress_set_config(d->in, cfg);
 	config_unref(&d->cfg);
@@ -390,6 +392,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	log_set_level(d.cfg->log_level);
+	log_setup(d.cfg->log_syslog_name, d.cfg->log_format);
 	signal(SIGPIPE, SIG_IGN);
 	if (!foreground && detach(&ready) < 0) {
 		fprintf(stderr, "posternd: cannot detach: %s\n",
@@ -397,7 +400,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (!foreground || d.cfg->log_syslog)
-		log_use_syslog("posternd");
+		log_use_syslog();
 	evthread_use_pthreads();
 	d.base = event_base_new();
 	if (d.base == NULL || start(&d, &err) < 0) {

@@ -62,6 +62,18 @@ struct worker {
 	 * ready entries. */
 	struct claim_item *next;
 	size_t ready;
+	/* When the batch in items was claimed, and the next one (store
+	 * clock, us): the a/b boundary of the delays= of its log lines. */
+	uint64_t claimed_us;
+	uint64_t next_claimed_us;
+	/* Per batch entry: when the driver began and ended its message
+	 * (owned, batch entries). */
+	struct worker_span *span;
+};
+
+struct worker_span {
+	uint64_t start_us;
+	uint64_t end_us;
 };
 
 struct worker_pool {
@@ -288,6 +300,7 @@ worker_pool_new(struct store *st, struct config *cfg, const char **error_r)
 		w->out = xcalloc(batch, sizeof(*w->out));
 		w->rcpts = xcalloc(batch, sizeof(*w->rcpts));
 		w->hdrs = xcalloc(batch, sizeof(*w->hdrs));
+		w->span = xcalloc(batch, sizeof(*w->span));
 		w->driver = driver_from_config(cfg, p->stop_pipe[0], error_r);
 		if (w->driver == NULL) {
 			worker_pool_stop(&p);
@@ -479,6 +492,7 @@ deliver_message(struct worker *w, size_t from, size_t to)
 		r[i].addr = it[i].rcpt;
 	}
 	rc = store_body_get(p->st, it->qid, &body, &len, &err);
+	w->span[from].start_us = store_now_us();
 	if (rc == 1) {
 		m.body = body;
 		m.body_len = len;
@@ -495,6 +509,9 @@ deliver_message(struct worker *w, size_t from, size_t to)
 				 rc == 0 ? "missing" : err);
 		}
 	}
+	w->span[from].end_us = store_now_us();
+	for (size_t i = 1; i < n; i++)
+		w->span[from + i] = w->span[from];
 	if (drc != DRIVER_UNAVAILABLE)
 		keep_headers(w, from, n, body, len);
 	free(body);
@@ -590,6 +607,108 @@ indoubt_note(const struct worker *w, const struct claim_outcome *o)
 	return "";
 }
 
+/* Seconds as Postfix writes its delays: at most two decimals, no
+ * trailing zeros ("0", "0.01", "1.5", "12"). */
+static void
+fmt_secs(char *buf, size_t len, uint64_t us)
+{
+	uint64_t cs = (us + 5000u) / 10000u;	/* rounded to 0.01 s */
+	size_t n;
+
+	if (cs % 100u == 0) {
+		snprintf(buf, len, "%" PRIu64, cs / 100u);
+		return;
+	}
+	snprintf(buf, len, "%" PRIu64 ".%02" PRIu64, cs / 100u, cs % 100u);
+	n = strlen(buf);
+	if (buf[n - 1] == '0')
+		buf[n - 1] = '\0';
+}
+
+/* The enhanced status code (RFC 3463) in a reply text, or a default
+ * for the result, into dsn (at least 12 bytes). */
+static void
+reply_dsn(char *dsn, size_t len, const char *reply, const char *status)
+{
+	for (const char *p = reply; p != NULL && *p != '\0'; p++) {
+		size_t a, b, c;
+
+		if ((p != reply && p[-1] != ' ' && p[-1] != '(') ||
+		    (*p != '2' && *p != '4' && *p != '5') || p[1] != '.')
+			continue;
+		a = strspn(p + 2, "0123456789");
+		if (a < 1 || a > 3 || p[2 + a] != '.')
+			continue;
+		b = strspn(p + 3 + a, "0123456789");
+		c = 3 + a + b;
+		if (b < 1 || b > 3 || (p[c] != '\0' && p[c] != ' ' &&
+				       p[c] != ',' && p[c] != ';' &&
+				       p[c] != ')'))
+			continue;
+		snprintf(dsn, len, "%.*s", (int)c, p);
+		return;
+	}
+	snprintf(dsn, len, "%s", strcmp(status, "sent") == 0 ? "2.0.0" :
+		 strcmp(status, "bounced") == 0 ? "5.0.0" :
+		 strcmp(status, "in-doubt") == 0 ? "4.4.2" : "4.0.0");
+}
+
+/* delays=a/b/c/d of batch entry i (postern.conf(5), LOG LINES). */
+static void
+entry_delays(const struct worker *w, size_t i, char *buf, size_t len)
+{
+	const struct worker_span *sp = &w->span[i];
+	uint64_t acc = w->items[i].accepted_us, c = w->rcpts[i].connect_us;
+	uint64_t us[4];
+	char part[4][24];
+
+	us[0] = w->claimed_us > acc ? w->claimed_us - acc : 0;
+	us[1] = w->claimed_us != 0 && sp->start_us > w->claimed_us ?
+		sp->start_us - w->claimed_us : 0;
+	us[2] = c;
+	us[3] = sp->end_us > sp->start_us + c ? sp->end_us - sp->start_us - c
+		: 0;
+	for (size_t k = 0; k < 4; k++)
+		fmt_secs(part[k], sizeof(part[k]), us[k]);
+	snprintf(buf, len, "%s/%s/%s/%s", part[0], part[1], part[2], part[3]);
+}
+
+/* One delivery line: Postfix's smtp line, with postern's notes and the
+ * attempt count after the reply. */
+static void
+log_delivery(const struct worker *w, size_t i, uint64_t now_us)
+{
+	const struct claim_outcome *o = &w->out[i];
+	const struct claim_item *it = &w->items[i];
+	uint64_t dl = now_us - it->accepted_us + 5000u;	/* rounded */
+	const char *status = o->dead ? "held" : status_name(o->recorded);
+	char qid[STORE_QID_STRLEN], delay[32], delays[100], dsn[16], att[16];
+	struct log_field f[] = {
+		{ "queue_id", store_qid_str(o->qid, qid), false },
+		{ "event", "delivery", false },
+		{ "status", status, false },
+		{ "to", it->rcpt, false },
+		{ "relay", w->driver->ops->name, false },
+		{ "delay", delay, true },
+		{ "delays", delays, false },
+		{ "dsn", dsn, false },
+		{ "attempts", att, true },
+		{ "reply", o->reply, false },
+	};
+
+	snprintf(delay, sizeof(delay), "%" PRIu64 ".%02" PRIu64,
+		 dl / 1000000u, dl % 1000000u / 10000u);
+	entry_delays(w, i, delays, sizeof(delays));
+	reply_dsn(dsn, sizeof(dsn), o->reply, status);
+	snprintf(att, sizeof(att), "%" PRIu32, o->attempts);
+	log_event(LOG_LVL_INFO, f, sizeof(f) / sizeof(f[0]),
+		  "%s: to=<%s>, relay=%s, delay=%s, delays=%s, dsn=%s, "
+		  "status=%s (%s)%s%s, attempts=%s", qid, it->rcpt,
+		  w->driver->ops->name, delay, delays, dsn, status, o->reply,
+		  indoubt_note(w, o), o->dead ? "; dead letter after [queue] "
+		  "max_attempts, held for the operator" : "", att);
+}
+
 static void
 log_outcomes(struct worker *w, size_t from, size_t to, uint64_t now_us)
 {
@@ -597,22 +716,46 @@ log_outcomes(struct worker *w, size_t from, size_t to, uint64_t now_us)
 
 	for (size_t i = from; i < to; i++) {
 		const struct claim_outcome *o = &w->out[i];
-		const struct claim_item *it = &w->items[i];
-		uint64_t delay = now_us - it->accepted_us;
 
 		if (!o->applied)
 			continue;
-		metrics_outcome(o->recorded, delay);
+		metrics_outcome(o->recorded, now_us - w->items[i].accepted_us);
 		metrics_foreign_seen(o->result, now_us);
-		log_info("%s: to=<%s>, relay=%s, delay=%" PRIu64 ".%02" PRIu64
-			 ", attempts=%u, status=%s (%s)%s%s",
-			 store_qid_str(o->qid, qid), it->rcpt,
-			 w->driver->ops->name, delay / 1000000u,
-			 delay % 1000000u / 10000u, it->attempts + 1,
-			 o->dead ? "held" : status_name(o->recorded), o->reply,
-			 indoubt_note(w, o), o->dead ? "; dead letter after "
-			 "[queue] max_attempts, held for the operator" : "");
+		log_delivery(w, i, now_us);
+		if (o->removed) {
+			struct log_field f[] = {
+				{ "queue_id", store_qid_str(o->qid, qid),
+				  false },
+				{ "event", "removed", false },
+			};
+
+			log_event(LOG_LVL_INFO, f, 2, "%s: removed", qid);
+		}
 	}
+}
+
+/* The line of a DSN for n recipients of it's message, sent or not
+ * (reply: the bounce relay's). */
+static void
+log_dsn(const struct claim_item *it, size_t n, bool sent, const char *reply)
+{
+	char qid[STORE_QID_STRLEN];
+	struct log_field f[] = {
+		{ "queue_id", store_qid_str(it->qid, qid), false },
+		{ "event", "dsn", false },
+		{ "status", sent ? "sent" : "failed", false },
+		{ "to", it->sender, false },
+		{ "reply", reply, false },
+	};
+
+	if (sent)
+		log_event(LOG_LVL_INFO, f, 5, "%s: sender non-delivery "
+			  "notification to <%s> for %zu recipient(s): sent "
+			  "(%s)", qid, it->sender, n, reply);
+	else
+		log_event(LOG_LVL_ERR, f, 5, "%s: sender non-delivery "
+			  "notification to <%s> NOT sent: %s", qid,
+			  it->sender, reply);
 }
 
 /* Send one DSN for the entries [from, to) of one message that bounced
@@ -634,7 +777,6 @@ send_dsn(struct worker *w, size_t from, size_t to, uint64_t now_us)
 			      .now = (time_t)(now_us / 1000000u),
 			      .headers = w->hdrs[from].data,
 			      .headers_len = w->hdrs[from].len };
-	char qid[STORE_QID_STRLEN];
 	struct buf text;
 	size_t n = 0;
 	int drc;
@@ -653,14 +795,7 @@ send_dsn(struct worker *w, size_t from, size_t to, uint64_t now_us)
 	m.body = text.data;
 	m.body_len = text.len;
 	drc = driver_deliver(w->bounce, &m, &rc, 1);
-	if (drc == 0 && rc.result == CLAIM_DELIVERED)
-		log_info("%s: sender non-delivery notification to <%s> for %zu "
-			 "recipient(s): sent (%s)", store_qid_str(it->qid, qid),
-			 it->sender, n, rc.reply);
-	else
-		log_err("%s: sender non-delivery notification to <%s> NOT sent: "
-			"%s", store_qid_str(it->qid, qid), it->sender,
-			rc.reply);
+	log_dsn(it, n, drc == 0 && rc.result == CLAIM_DELIVERED, rc.reply);
 	buf_free(&text);
 	free(dr);
 }
@@ -752,6 +887,7 @@ record_outcomes(struct worker *w, size_t n)
 					p->cfg->workers_batch,
 					p->cfg->workers_lease, how, w->next,
 					&w->ready, &due, &err);
+		w->next_claimed_us = now;
 		if (rc != STORE_OK) {
 			w->ready = 0;
 			log_debug("worker %u: outcomes with the next claim: "
@@ -918,8 +1054,10 @@ worker_main(void *arg)
 			n = w->ready;
 			w->ready = 0;
 			next_due = 0;
+			w->claimed_us = w->next_claimed_us;
 		} else {
 			n = claim_some(w, &next_due);
+			w->claimed_us = store_now_us();
 		}
 		if (n > 0) {
 			atomic_store(&w->busy_since_us, store_now_us());
@@ -1006,6 +1144,7 @@ worker_pool_stop(struct worker_pool **pp)
 		     j < p->cfg->workers_batch; j++)
 			buf_free(&p->w[i].hdrs[j]);
 		free(p->w[i].hdrs);
+		free(p->w[i].span);
 		free(p->w[i].items);
 		free(p->w[i].next);
 		free(p->w[i].out);

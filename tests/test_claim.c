@@ -4,6 +4,7 @@
  */
 #include "testlib.h"
 #include "corehelp.h"
+#include "queue.h"
 
 #include <pthread.h>
 #include <string.h>
@@ -748,6 +749,56 @@ test_claim_unknown_with_retry_policy_is_deferred(void)
 	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
 }
 
+static int
+first_attempts(const struct queue_msg *m, const struct queue_entry *e,
+	       size_t n, void *arg)
+{
+	(void)m;
+	(void)n;
+	*(uint32_t *)arg = e[0].attempts;
+	return 1;
+}
+
+/* The attempts an outcome reports (the log line) are those stored (what
+ * postern queue lists): an in-doubt entry was logged attempts=1 and
+ * listed (attempts 0). */
+static void
+test_claim_outcome_attempts_match_the_stored_count(void)
+{
+	struct claim_item it[1];
+	struct claim_outcome o;
+	uint32_t listed = 99;
+	size_t n;
+	uint64_t next;
+	const char *err;
+
+	fresh("attempts");
+	CU_ASSERT_EQUAL_FATAL(corehelp_fill(st, 1, 1, 1, SEC), 0);
+	claim_batch(st, 1, 1, 60, SEC, it, &n, &next, &err);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	CU_ASSERT_EQUAL(it[0].attempts, 0);
+	CU_ASSERT_EQUAL(claim_mark_sending(st, it, 1, NULL, &err), STORE_OK);
+	outcome_fill(&it[0], CLAIM_UNKNOWN, &o);
+	o.reply = "4.4.2 connection lost after end of data";
+	CU_ASSERT_EQUAL(claim_outcome(st, &o, 1, 2 * SEC, &err), STORE_OK);
+	CU_ASSERT_EQUAL(o.recorded, CLAIM_UNKNOWN);
+	CU_ASSERT_EQUAL(o.attempts, 1);
+	CU_ASSERT_EQUAL(o.removed, 0);
+	CU_ASSERT_EQUAL(queue_foreach(st, NULL, 2 * SEC, first_attempts,
+				      &listed, &err), STORE_OK);
+	CU_ASSERT_EQUAL(listed, o.attempts);
+	/* settled by a look: the second attempt, and the message goes */
+	claim_indoubt(st, 1, 1, 60, 3 * SEC, it, &n, &err);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	CU_ASSERT_EQUAL(it[0].attempts, 1);
+	outcome_fill(&it[0], CLAIM_DELIVERED, &o);
+	CU_ASSERT_EQUAL(claim_outcome(st, &o, 1, 4 * SEC, &err), STORE_OK);
+	CU_ASSERT_EQUAL(o.attempts, 2);
+	CU_ASSERT_EQUAL(o.removed, 1);
+	CU_ASSERT_EQUAL(counters().delivered, 1);
+	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+}
+
 static void
 test_claim_release_returns_to_pending(void)
 {
@@ -877,6 +928,8 @@ static CU_TestInfo claim_tests[] = {
 	{ "requeue is not an attempt", test_claim_requeue_is_not_an_attempt },
 	{ "unknown with retry policy is deferred",
 	  test_claim_unknown_with_retry_policy_is_deferred },
+	{ "outcome attempts match the stored count",
+	  test_claim_outcome_attempts_match_the_stored_count },
 	{ "release returns to pending", test_claim_release_returns_to_pending },
 	{ "backoff grows to cap with jitter",
 	  test_claim_backoff_grows_to_cap_with_jitter },

@@ -154,6 +154,8 @@ test_config_defaults_without_file(void)
 	CU_ASSERT_EQUAL(cfg->queue_in_doubt_policy, CONFIG_IN_DOUBT_HOLD);
 	CU_ASSERT_EQUAL(cfg->log_level, LOG_LVL_INFO);
 	CU_ASSERT_FALSE(cfg->log_syslog);
+	CU_ASSERT_EQUAL(cfg->log_format, LOG_FMT_TEXT);
+	CU_ASSERT_STRING_EQUAL(cfg->log_syslog_name, "postern");
 	config_unref(&cfg);
 	CU_ASSERT_PTR_NULL(cfg);
 }
@@ -459,6 +461,49 @@ test_config_error_names_file_line_and_key(void)
 	expect_exact("[ingress]\nallow_networks = 10.0.0.0/8 10.1.2.3/8\n",
 		     2, "[ingress] allow_networks: \"10.1.2.3/8\" has bits "
 		     "set past the prefix length /8");
+}
+
+static void
+test_config_log_format_and_syslog_name(void)
+{
+	struct config *cfg;
+	char name[65], text[128], want[256];
+
+	cfg = expect_ok("[log]\nformat = json\nsyslog_name = postfix/postern\n");
+	CU_ASSERT_EQUAL(cfg->log_format, LOG_FMT_JSON);
+	CU_ASSERT_STRING_EQUAL(cfg->log_syslog_name, "postfix/postern");
+	config_unref(&cfg);
+	cfg = expect_ok("[log]\nformat = syslog\nsyslog_name = mx-2.postern\n");
+	CU_ASSERT_EQUAL(cfg->log_format, LOG_FMT_SYSLOG);
+	CU_ASSERT_STRING_EQUAL(cfg->log_syslog_name, "mx-2.postern");
+	config_unref(&cfg);
+	cfg = expect_ok("[log]\nformat = text\n");
+	CU_ASSERT_EQUAL(cfg->log_format, LOG_FMT_TEXT);
+	config_unref(&cfg);
+	expect_exact("[log]\nlevel = info\nformat = xml\n", 3,
+		     "[log] format: \"xml\" is not one of: text, json, syslog");
+	/* a space, ':' or '[' would break the "NAME[PID]: " a reader of
+	 * the log splits on */
+	expect_exact("[log]\nsyslog_name = post fix\n", 2,
+		     "[log] syslog_name: \"post fix\" is not 1 to 63 "
+		     "letters, digits and \"-._/\"");
+	expect_exact("[log]\n\nsyslog_name = postern[1]\n", 3,
+		     "[log] syslog_name: \"postern[1]\" is not 1 to 63 "
+		     "letters, digits and \"-._/\"");
+	expect_exact("[log]\nsyslog_name =\n", 2,
+		     "[log] syslog_name: \"\" is not 1 to 63 letters, "
+		     "digits and \"-._/\"");
+	memset(name, 'a', 64);
+	name[64] = '\0';
+	snprintf(text, sizeof(text), "[log]\nsyslog_name = %s\n", name);
+	snprintf(want, sizeof(want), "[log] syslog_name: \"%s\" is not 1 to "
+		 "63 letters, digits and \"-._/\"", name);
+	expect_exact(text, 2, want);
+	name[63] = '\0';
+	snprintf(text, sizeof(text), "[log]\nsyslog_name = %s\n", name);
+	cfg = expect_ok(text);
+	CU_ASSERT_STRING_EQUAL(cfg->log_syslog_name, name);
+	config_unref(&cfg);
 }
 
 static void
@@ -1070,6 +1115,8 @@ static CU_TestInfo config_tests[] = {
 	{ "ccmail_section", test_config_ccmail_section },
 	{ "error_names_file_line_and_key",
 	  test_config_error_names_file_line_and_key },
+	{ "log_format_and_syslog_name",
+	  test_config_log_format_and_syslog_name },
 	{ "unknown_key", test_config_unknown_key },
 	{ "unknown_section", test_config_unknown_section },
 	{ "error_quotes_no_control_bytes",

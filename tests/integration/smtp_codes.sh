@@ -59,6 +59,56 @@ else
 	rc=1
 fi
 
+# Every refusal left a line in Postfix's smtpd shape, also those during
+# DATA (bare LF, NUL, smuggling) that only the client saw before.
+IP='127\.0\.0\.1'
+log_has() {	# LOG NAME PATTERN [COUNT]
+	local n
+	n=$(grep -c -- "$3" "$WORK/$1.log")
+	if [ "$n" -ge "${4:-1}" ]; then
+		echo "PASS log $2: expected ${4:-1}+ line(s), got $n"
+	else
+		echo "FAIL log $2: expected ${4:-1}+ line(s) matching $3, got $n"
+		rc=1
+	fi
+}
+R="NOQUEUE: reject:"
+H="proto=ESMTP helo=<[^>]*>$"
+log_has main "RCPT relay refusal" "$R RCPT from unknown\[$IP\]: 550 5\.7\.1 <b@elsewhere\.example>: Relay access denied; from=<a@home\.example> to=<b@elsewhere\.example> $H"
+log_has main "RCPT bad syntax" "$R RCPT from unknown\[$IP\]: 501 5\.1\.3 Bad recipient address syntax; from=<a@home\.example> to=<b@> $H"
+log_has main "unknown command" "$R FOO from unknown\[$IP\]: 500 5\.5\.2 Error: command not recognized; $H"
+log_has main "MAIL before HELO" "$R MAIL from unknown\[$IP\]: 503 5\.5\.1 Error: send HELO/EHLO first; proto=SMTP$"
+log_has main "bare LF in a command" "$R NOOP from unknown\[$IP\]: 550 5\.5\.2 Error: bare <LF> received; $H"
+log_has main "DATA: bare LF" "$R END-OF-MESSAGE from unknown\[$IP\]: 550 5\.5\.2 Error: bare <LF> received; from=<a@home\.example> to=<barelf@foreign\.example> $H"
+log_has main "DATA: bare CR" "$R END-OF-MESSAGE from unknown\[$IP\]: 550 5\.5\.2 Error: bare <CR> received; from=<a@home\.example> to=<barecr@foreign\.example> $H"
+log_has main "DATA: NUL" "$R END-OF-MESSAGE from unknown\[$IP\]: 550 5\.6\.0 Error: NUL character in message data; from=<a@home\.example> to=<nul@foreign\.example> $H"
+log_has main "DATA: smuggling" "$R END-OF-MESSAGE from unknown\[$IP\]: 550 5\.5\.2 Error: bare <[CL][RF]> received; from=<a@home\.example> to=<smuggle[1-4]@foreign\.example> $H" 4
+log_has main "DATA: too big" "$R END-OF-MESSAGE from unknown\[$IP\]: 552 5\.3\.4 Message size exceeds fixed limit; from=<a@home\.example> to=<big@foreign\.example> $H"
+log_has main "LMTP refusal" "$R [A-Z]* from unknown\[$IP\]: [45][0-9][0-9] .*proto=LMTP" 1
+log_has deny "connect refused by allow_networks" "$R CONNECT from unknown\[$IP\]: 554 5\.7\.1 <\[$IP\]>: Client host rejected: Access denied; "
+log_has limits "too many connections" "$R CONNECT from unknown\[127\.0\.0\.[0-9]*\]: 421 4\.7\.0 "
+# no injected command ran: no line names the smuggled recipients
+if grep -q 'inject[1-4]@foreign' "$WORK/main.log"; then
+	echo "FAIL log: a smuggled RCPT was run: $(grep 'inject' "$WORK/main.log" | head -2)"
+	rc=1
+else
+	echo "PASS log: no smuggled RCPT reached the command reader"
+fi
+# A message's life: one queue id on its client=, message-id=,
+# (queue active), delivery and removed lines.
+qid=$(grep -o '[0-9A-F]\{16\}: to=<swaks@foreign\.example>' "$WORK/main.log" | cut -c1-16)
+if [ -n "$qid" ] &&
+   grep -q "^postern: info: $qid: client=unknown\[$IP\]$" "$WORK/main.log" &&
+   grep -q "^postern: info: $qid: message-id=<" "$WORK/main.log" &&
+   grep -q "^postern: info: $qid: from=<a@home\.example>, size=[0-9]*, nrcpt=1 (queue active)$" "$WORK/main.log" &&
+   grep -q "^postern: info: $qid: to=<swaks@foreign\.example>, relay=maildir, delay=[0-9.]*, delays=[0-9.]*/[0-9.]*/[0-9.]*/[0-9.]*, dsn=2\.0\.0, status=sent (delivered to maildir), attempts=1$" "$WORK/main.log" &&
+   grep -q "^postern: info: $qid: removed$" "$WORK/main.log"; then
+	echo "PASS log: $qid has client, message-id, queue active, sent and removed lines"
+else
+	echo "FAIL log: the swaks message's lines: $(grep "${qid:-none}" "$WORK/main.log")"
+	rc=1
+fi
+
 # The daemons survived all of it and stop cleanly.
 for pair in "main:$MAIN_PID" "deny:$DENY_PID" "limits:$LIM_PID"; do
 	name=${pair%%:*} pid=${pair#*:}

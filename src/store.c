@@ -1409,6 +1409,12 @@ enqueue_one(struct store_wtx *w, const struct store_msg *m, uint64_t now_us,
 		return rc;
 	if (m->body_len > 0)
 		memcpy(v.mv_data, m->body, m->body_len);
+	if (m->qid_at != 0 && m->qid_at + 16 <= m->body_len) {
+		char q[17];
+
+		memcpy((char *)v.mv_data + m->qid_at, store_qid_str(qid, q),
+		       16);
+	}
 	w->c.accepted += idx;
 	w->c.pending += idx;
 	return 0;

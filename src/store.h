@@ -85,6 +85,10 @@ struct store_msg {
 	const char *msgid;		/* Message-ID, or "" */
 	const void *body;
 	size_t body_len;
+	/* Offset in body of 16 bytes that the enqueue overwrites with the
+	 * queue id in hex, in the stored copy (the ingress's Received:
+	 * "id" field); 0: none. */
+	size_t qid_at;
 };
 
 struct store;

@@ -29,6 +29,8 @@ struct admin_socket {
 	struct evconnlistener *lev;
 	struct worker_pool *pool;	/* borrowed */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	dev_t dev;			/* the socket file this daemon made: */
+	ino_t ino;			/* only that one is removed at exit */
 };
 
 static int
@@ -142,6 +144,10 @@ admin_socket_new(struct event_base *base, const char *store_dir,
 			 strerror(errno));
 		goto fail;
 	}
+	if (lstat(as->path, &sb) == 0) {
+		as->dev = sb.st_dev;
+		as->ino = sb.st_ino;
+	}
 	return as;
 fail:
 	*error_r = err;
@@ -152,10 +158,15 @@ fail:
 void
 admin_socket_free(struct admin_socket **as)
 {
+	struct stat sb;
+
 	if (as == NULL || *as == NULL)
 		return;
 	evconnlistener_free((*as)->lev);
-	unlink((*as)->path);
+	/* Never remove a socket this daemon did not make. */
+	if (lstat((*as)->path, &sb) == 0 && S_ISSOCK(sb.st_mode) &&
+	    sb.st_dev == (*as)->dev && sb.st_ino == (*as)->ino)
+		unlink((*as)->path);
 	free(*as);
 	*as = NULL;
 }

@@ -238,6 +238,7 @@ session_hand_over(struct isession *s)
 	smtp_session_message(s->smtp, &m);
 	job = commit_job_new(s->id, m.sender, m.rcpts, m.nrcpt, m.msgid,
 			     m.body, m.body_len);
+	job->qid_at = m.qid_at;
 	s->waiting = true;
 	bufferevent_disable(s->bev, EV_READ);
 	committer_push(s->in->committer, &job);

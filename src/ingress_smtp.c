@@ -116,6 +116,7 @@ struct smtp_session {
 	size_t line_off;	/* where it starts in body */
 	bool in_header;
 	size_t hdr_end;
+	size_t qid_at;		/* where the queue id goes in Received: */
 	size_t hdr_lines;
 	enum data_fault bare;	/* DF_BARE_LF or DF_BARE_CR */
 	enum data_fault fault;	/* any other reason to refuse */
@@ -1527,10 +1528,14 @@ finish_message(struct smtp_session *s)
 		buf_printf(&pre, "\t(using %s)\r\n", s->tls_desc);
 	esmtp = strcmp(s->proto, "ESMTP") == 0;
 	/* RFC 3848: ESMTPS, ESMTPA, ESMTPSA */
-	buf_printf(&pre, "\tby %s (postern) with %s%s%s;\r\n\t",
+	/* "id QID" as Postfix writes it: the store writes the queue id
+	 * over the zeros in the transaction that assigns it. */
+	buf_printf(&pre, "\tby %s (postern) with %s%s%s id ",
 		   s->hostname, s->proto,
 		   esmtp && s->tls_desc != NULL ? "S" : "",
 		   esmtp && s->auth_user != NULL ? "A" : "");
+	s->qid_at = pre.len;
+	buf_printf(&pre, "0000000000000000;\r\n\t");
 	buf_put_date(&pre, s->lim->now != NULL ? s->lim->now() : time(NULL));
 	buf_append(&pre, "\r\n", 2);
 	if (s->msgid == NULL) {
@@ -1703,6 +1708,7 @@ smtp_session_message(struct smtp_session *s, struct smtp_message *m_r)
 	m_r->msgid = s->msgid;
 	m_r->body = s->body.data;
 	m_r->body_len = s->body.len;
+	m_r->qid_at = s->qid_at;
 }
 
 enum smtp_event

@@ -122,6 +122,8 @@ struct smtp_message {
 	const char *msgid;
 	const char *body;
 	size_t body_len;
+	size_t qid_at;		/* body offset of the queue id in our
+				   Received: field (STORE_QID_LEN bytes) */
 };
 
 /* Fill *m_r with the waiting message. Calling it when no message waits

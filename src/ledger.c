@@ -316,22 +316,28 @@ struct vctx {
 	uint64_t total;		/* ledger records, for progress */
 };
 
+/* One problem: counted, written to out as a line, and handed to the
+ * report's on_problem with its kind (a stable name, for JSON) and the
+ * ledger record it is about (0: not one record). */
 static void
-problem(struct vctx *x, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+problem(struct vctx *x, const char *kind, uint64_t record,
+	const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 static void
-problem(struct vctx *x, const char *fmt, ...)
+problem(struct vctx *x, const char *kind, uint64_t record,
+	const char *fmt, ...)
 {
+	char text[1024];
 	va_list ap;
 
 	x->r->problems++;
-	if (x->out == NULL)
-		return;
 	va_start(ap, fmt);
-	vfprintf(x->out, fmt, ap);
+	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	fputc('\n', x->out);
+	if (x->out != NULL)
+		fprintf(x->out, "%s\n", text);
+	if (x->r->on_problem != NULL)
+		x->r->on_problem(kind, record, text, x->r->problem_arg);
 }
 
 /* Walk the chain; each record's own hash must be what the next one (or
@@ -366,10 +372,10 @@ verify_chain(struct vctx *x, uint64_t *terminal_r)
 			x->r->progress(x->r->records, x->total,
 				       x->r->progress_arg);
 		if (seq != last + 1)
-			problem(x, "ledger record %" PRIu64 ": sequence gap "
+			problem(x, "sequence_gap", seq, "ledger record %" PRIu64 ": sequence gap "
 				"after record %" PRIu64, seq, last);
 		if (ledger_rec_decode(&v, &rec) < 0) {
-			problem(x, "ledger record %" PRIu64 ": malformed "
+			problem(x, "malformed_record", seq, "ledger record %" PRIu64 ": malformed "
 				"(cannot be decoded)", seq);
 			sha256(v.mv_data, v.mv_size, prev);
 			last = seq;
@@ -377,7 +383,7 @@ verify_chain(struct vctx *x, uint64_t *terminal_r)
 			continue;
 		}
 		if (memcmp(rec.prev_hash, prev, 32) != 0 && prev_ok)
-			problem(x, "ledger record %" PRIu64 ": does not match "
+			problem(x, "chain_mismatch", last, "ledger record %" PRIu64 ": does not match "
 				"the hash chained in record %" PRIu64
 				" (tampered or corrupt): %s != %s", last, seq,
 				ledger_hex(prev, h1),
@@ -399,11 +405,11 @@ verify_chain(struct vctx *x, uint64_t *terminal_r)
 		ik.mv_data = ikey;
 		if (mdb_get(x->txn, st->db_ledger_idx, &ik, &iv) != 0 ||
 		    iv.mv_size != 8 || be64_get(iv.mv_data) != seq)
-			problem(x, "ledger record %" PRIu64 ": second terminal "
+			problem(x, "second_terminal", seq, "ledger record %" PRIu64 ": second terminal "
 				"record for queue id %016" PRIX64 " recipient "
 				"%u <%s>", seq, rec.qid, rec.idx, rec.rcpt);
 		if (mdb_get(x->txn, st->db_rcpts, &ik, &iv) == 0)
-			problem(x, "ledger record %" PRIu64 ": queue id %016"
+			problem(x, "terminal_still_queued", seq, "ledger record %" PRIu64 ": queue id %016"
 				PRIX64 " recipient %u is terminal but still "
 				"queued", seq, rec.qid, rec.idx);
 	}
@@ -411,10 +417,10 @@ verify_chain(struct vctx *x, uint64_t *terminal_r)
 	if (rc != MDB_NOTFOUND)
 		return rc;
 	if (head_seq != last)
-		problem(x, "ledger head names record %" PRIu64 " but the "
+		problem(x, "head_mismatch", head_seq, "ledger head names record %" PRIu64 " but the "
 			"last record is %" PRIu64, head_seq, last);
 	else if (last > 0 && memcmp(head_hash, prev, 32) != 0)
-		problem(x, "ledger record %" PRIu64 ": does not match the "
+		problem(x, "head_hash_mismatch", last, "ledger record %" PRIu64 ": does not match the "
 			"hash chained in the ledger head (tampered or corrupt)",
 			last);
 	return 0;
@@ -438,7 +444,7 @@ verify_queue(struct vctx *x)
 	while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
 		if (k.mv_size != STORE_KEY_RCPT_LEN ||
 		    store_rcpt_decode(&v, &rr) < 0) {
-			problem(x, "recipients: malformed entry");
+			problem(x, "malformed_entry", 0, "recipients: malformed entry");
 			continue;
 		}
 		qid = be64_get(k.mv_data);
@@ -455,7 +461,7 @@ verify_queue(struct vctx *x)
 		}
 		if (mdb_get(x->txn, rr.state == ST_ACTIVE ? st->db_active :
 			    st->db_notify, &nk, &nv) != 0)
-			problem(x, "queue id %016" PRIX64 " recipient %u is %s "
+			problem(x, "missing_from_index", 0, "queue id %016" PRIX64 " recipient %u is %s "
 				"but missing from its index", qid, idx,
 				store_state_name(rr.state));
 	}
@@ -465,11 +471,11 @@ verify_queue(struct vctx *x)
 	mdb_stat(x->txn, st->db_notify, &ns);
 	mdb_stat(x->txn, st->db_active, &as);
 	if (ns.ms_entries != x->r->counted.pending + x->r->counted.deferred)
-		problem(x, "notify holds %zu entries, expected %" PRIu64,
+		problem(x, "notify_count", 0, "notify holds %zu entries, expected %" PRIu64,
 			ns.ms_entries,
 			x->r->counted.pending + x->r->counted.deferred);
 	if (as.ms_entries != x->r->counted.active)
-		problem(x, "active holds %zu entries, expected %" PRIu64,
+		problem(x, "active_count", 0, "active holds %zu entries, expected %" PRIu64,
 			as.ms_entries, x->r->counted.active);
 	return 0;
 }
@@ -491,11 +497,11 @@ verify_counters(struct vctx *x)
 	for (int i = 0; i < 8; i++) {
 		c->accepted += cv[i];
 		if (sv[i] != cv[i])
-			problem(x, "counter %s is %" PRIu64 " but a full scan "
+			problem(x, "counter", 0, "counter %s is %" PRIu64 " but a full scan "
 				"finds %" PRIu64, names[i], sv[i], cv[i]);
 	}
 	if (s->accepted != c->accepted)
-		problem(x, "conservation: accepted %" PRIu64 " != delivered + "
+		problem(x, "conservation", 0, "conservation: accepted %" PRIu64 " != delivered + "
 			"bounced + deleted + queued %" PRIu64, s->accepted, c->accepted);
 }
 
@@ -512,23 +518,34 @@ ledger_verify_progress(struct store *st, FILE *out, struct verify_report *r,
 					void *arg),
 		       void *arg, const char **error_r)
 {
+	struct verify_hooks h = { .progress = progress, .arg = arg };
+
+	return ledger_verify_hooks(st, out, r, &h, error_r);
+}
+
+int
+ledger_verify_hooks(struct store *st, FILE *out, struct verify_report *r,
+		    const struct verify_hooks *h, const char **error_r)
+{
 	struct vctx x = { .st = st, .out = out, .r = r };
 	MDB_stat is;
 	uint64_t terminal;
 	int rc;
 
 	memset(r, 0, sizeof(*r));
-	r->progress = progress;
-	r->progress_arg = arg;
+	r->progress = h->progress;
+	r->progress_arg = h->arg;
+	r->on_problem = h->on_problem;
+	r->problem_arg = h->arg;
 	if ((rc = store_read_begin(st, &x.txn, error_r)) != STORE_OK)
 		return rc;
 	if (store_counters_load_txn(x.txn, st, &r->stored) != 0)
-		problem(&x, "counters record is malformed");
+		problem(&x, "malformed_counters", 0, "counters record is malformed");
 	if ((rc = verify_chain(&x, &terminal)) == 0 &&
 	    (rc = verify_queue(&x)) == 0) {
 		mdb_stat(x.txn, st->db_ledger_idx, &is);
 		if (is.ms_entries != terminal)
-			problem(&x, "ledger index holds %zu entries for %"
+			problem(&x, "index_count", 0, "ledger index holds %zu entries for %"
 				PRIu64 " terminal records", is.ms_entries,
 				terminal);
 		verify_counters(&x);

@@ -87,6 +87,21 @@ struct verify_report {
 	/* Filled in from ledger_verify_progress()'s arguments. */
 	void (*progress)(uint64_t done, uint64_t total, void *arg);
 	void *progress_arg;
+	void (*on_problem)(const char *kind, uint64_t record,
+			   const char *text, void *arg);
+	void *problem_arg;
+};
+
+/* What ledger_verify_hooks() calls as it goes; each may be NULL, both get
+ * arg. on_problem gets each problem's kind (a stable name for JSON:
+ * "chain_mismatch", "second_terminal", ... ledger.c problem()), the
+ * ledger record it is about (0: not one record) and the line written to
+ * out. */
+struct verify_hooks {
+	void (*progress)(uint64_t done, uint64_t total, void *arg);
+	void (*on_problem)(const char *kind, uint64_t record,
+			   const char *text, void *arg);
+	void *arg;
 };
 
 /* Check the whole store in one read transaction: the hash chain and its
@@ -106,6 +121,11 @@ ledger_verify_progress(struct store *st, FILE *out, struct verify_report *r,
 		       void (*progress)(uint64_t done, uint64_t total,
 					void *arg),
 		       void *arg, const char **error_r);
+
+/* The same, with both hooks. */
+int
+ledger_verify_hooks(struct store *st, FILE *out, struct verify_report *r,
+		    const struct verify_hooks *h, const char **error_r);
 
 /* Hex of a 32-byte hash into buf (65 bytes). */
 char *

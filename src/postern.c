@@ -246,10 +246,13 @@ verify_progress(uint64_t done, uint64_t total, void *arg)
 
 /* --- store and config ----------------------------------------------------- */
 
+/* Reading commands open the store read-only (mode STORE_OPEN_READONLY:
+ * data.mdb stays byte for byte as it was); changing commands with
+ * STORE_OPEN_EXISTING. Neither creates a store. */
 static int
-open_store(struct ctx *c)
+open_store(struct ctx *c, enum store_open_mode mode)
 {
-	struct store_settings set = { 0 };
+	struct store_settings set = { .mode = mode };
 	const char *err = NULL, *path = c->config_path;
 	struct stat sb;
 
@@ -573,7 +576,7 @@ cmd_queue(struct ctx *c, int argc, char **argv)
 	opts = NULL;
 	if (sel_ids(&s, argc - optind, argv + optind) < 0)
 		goto usage;
-	if ((rc = open_store(c)) != EXIT_OK)
+	if ((rc = open_store(c, STORE_OPEN_READONLY)) != EXIT_OK)
 		goto out;
 	if (queue_foreach(c->st, &s.f, l.now_us, list_fn, &l, &err) !=
 	    STORE_OK) {
@@ -770,7 +773,7 @@ cmd_show(struct ctx *c, int argc, char **argv)
 			"digits)\n", argv[optind]);
 		return EXIT_USAGE;
 	}
-	if ((rc = open_store(c)) != EXIT_OK)
+	if ((rc = open_store(c, STORE_OPEN_READONLY)) != EXIT_OK)
 		return rc;
 	f.qids = &qid;
 	f.nqids = 1;
@@ -1057,7 +1060,7 @@ cmd_change(struct ctx *c, const char *name, enum queue_op op, int argc,
 	}
 	out.dry = a.dry_run;
 	progress_init(&out.pg, name, !out.json && !isatty(STDOUT_FILENO));
-	if ((rc = open_store(c)) != EXIT_OK)
+	if ((rc = open_store(c, STORE_OPEN_EXISTING)) != EXIT_OK)
 		goto out;
 	rc = queue_change(c->st, &a, &s.f, change_report, &out, &applied,
 			  &skipped, &err);
@@ -1163,25 +1166,60 @@ audit_fn(const struct ledger_rec *r, void *arg)
 	return 0;
 }
 
+/* The hooks of audit --verify: progress on a terminal, and in JSON each
+ * problem as an object of the "problem_list" array. */
+struct verify_ui {
+	struct progress pg;
+	json_t *problems;	/* NULL: text output */
+};
+
+static void
+verify_ui_progress(uint64_t done, uint64_t total, void *arg)
+{
+	struct verify_ui *ui = arg;
+
+	verify_progress(done, total, &ui->pg);
+}
+
+static void
+verify_ui_problem(const char *kind, uint64_t record, const char *text,
+		  void *arg)
+{
+	struct verify_ui *ui = arg;
+	json_t *o;
+
+	if (ui->problems == NULL)
+		return;
+	o = json_object();
+	json_object_set_new(o, "kind", json_string(kind));
+	json_object_set_new(o, "record", record != 0 ?
+			    json_integer((json_int_t)record) : json_null());
+	json_object_set_new(o, "text", json_string(text));
+	json_array_append_new(ui->problems, o);
+}
+
 static int
 audit_verify(struct ctx *c, bool json)
 {
 	struct verify_report vr;
+	struct verify_ui ui = { .problems = json ? json_array() : NULL };
+	struct verify_hooks hooks = { verify_ui_progress, verify_ui_problem,
+				      &ui };
 	struct timespec t0, t1;
 	const char *err = NULL;
 	double secs;
 	int rc;
 
-	struct progress pg;
-
-	progress_init(&pg, "verify", !json);
+	progress_init(&ui.pg, "verify", !json);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	rc = ledger_verify_progress(c->st, json ? NULL : stdout, &vr,
-				    verify_progress, &pg, &err);
+	rc = ledger_verify_hooks(c->st, json ? NULL : stdout, &vr, &hooks,
+				 &err);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	progress_done(&pg);
-	if (rc < 0)
+	progress_done(&ui.pg);
+	if (rc < 0) {
+		json_decref(ui.problems);
 		return store_error("audit --verify", err);
+	}
 	secs = (double)(t1.tv_sec - t0.tv_sec) +
 	       (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	if (json) {
@@ -1203,6 +1241,7 @@ audit_verify(struct ctx *c, bool json)
 		json_object_set_new(o, "in_doubt", json_integer(
 			(json_int_t)vr.counted.indoubt));
 		json_object_set_new(o, "seconds", json_real(secs));
+		json_object_set_new(o, "problem_list", ui.problems);
 		print_json_line(o);
 		return rc == 0 ? EXIT_OK : EXIT_PROBLEM;
 	}
@@ -1292,7 +1331,7 @@ cmd_audit(struct ctx *c, int argc, char **argv)
 		fprintf(stderr, "postern audit: unexpected %s\n", argv[optind]);
 		return EXIT_USAGE;
 	}
-	if ((rc = open_store(c)) != EXIT_OK)
+	if ((rc = open_store(c, STORE_OPEN_READONLY)) != EXIT_OK)
 		return rc;
 	if (verify)
 		return audit_verify(c, a.fmt == FMT_JSON);
@@ -1338,7 +1377,7 @@ cmd_stats(struct ctx *c, int argc, char **argv)
 		fprintf(stderr, "usage: postern stats [--json]\n");
 		return EXIT_USAGE;
 	}
-	if ((rc = open_store(c)) != EXIT_OK)
+	if ((rc = open_store(c, STORE_OPEN_READONLY)) != EXIT_OK)
 		return rc;
 	if (queue_stats(c->st, now, &s, &err) != STORE_OK)
 		return store_error("stats", err);
@@ -1415,6 +1454,7 @@ usage(FILE *f)
 		"usage: postern [-c FILE] [-s STORE] COMMAND [OPTIONS] [ARGS]\n"
 		"  -c FILE   configuration (default %s if it exists)\n"
 		"  -s STORE  the store directory, instead of [store] path\n"
+		"  --version print the version and exit\n"
 		"commands:\n"
 		"  queue     list the queue, like mailq\n"
 		"  show      one message: envelope, states, history, headers\n"
@@ -1436,6 +1476,7 @@ main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ctx c = { 0 };
@@ -1448,6 +1489,8 @@ main(int argc, char **argv)
 		case 'c': c.config_path = optarg; break;
 		case 's': c.store_path = optarg; break;
 		case 'h': usage(stdout); return EXIT_OK;
+		case 'V': printf("postern %s\n", PACKAGE_VERSION);
+			return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
 		}
 	}

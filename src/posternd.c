@@ -19,12 +19,14 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -39,17 +41,23 @@ struct daemon {
 	struct admin_socket *admin;
 	struct admin_http *http;		/* NULL: no [admin] listen */
 	struct event *sigterm, *sigint, *sighup;
+	int lock_fd;			/* posternd.lock, held for life */
 	bool stopping;
 };
 
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: posternd [-f] [-c FILE]\n"
-		"  -c FILE  configuration file (default %s if it exists,\n"
-		"           else built-in defaults; see postern.conf(5))\n"
-		"  -f       stay in the foreground and log to stderr\n"
-		"  -h       this help\n", CONFIG_DEFAULT_PATH);
+	fprintf(f, "usage: posternd [-f] [-n] [-c FILE]\n"
+		"  -c FILE    configuration file (default %s if it exists,\n"
+		"             else built-in defaults; see postern.conf(5))\n"
+		"  -f         stay in the foreground and log to stderr\n"
+		"  -n         check the configuration (and the store, if there "
+		"is one)\n"
+		"             and exit: 0 good, 1 not\n"
+		"  -h, --help this help\n"
+		"  --version  print the version and exit\n",
+		CONFIG_DEFAULT_PATH);
 }
 
 static void
@@ -230,8 +238,64 @@ fail:
 	return -1;
 }
 
-/* Bind the listeners, drop root, then open the store and start the pool,
- * the committer and the admin socket. */
+/* One store, one daemon: an exclusive flock(2) on STORE/posternd.lock,
+ * held for the life of the process (the kernel drops it when the process
+ * dies, however it dies). A second posternd on the same store is refused
+ * with the holder's pid, before it opens the store or touches the admin
+ * socket. The file holds the holder's pid, for people. */
+static int
+lock_store(struct daemon *d, const char **error_r)
+{
+	static char err[2 * 4096 + 256];
+	char path[4096], pid[32];
+	ssize_t n;
+	int fd;
+
+	if (mkdir_p(d->cfg->store_path) < 0) {
+		snprintf(err, sizeof(err), "[store] path %s: cannot create: %s",
+			 d->cfg->store_path, strerror(errno));
+		goto fail;
+	}
+	if ((size_t)snprintf(path, sizeof(path), "%s/posternd.lock",
+			     d->cfg->store_path) >= sizeof(path)) {
+		snprintf(err, sizeof(err), "[store] path %s: too long",
+			 d->cfg->store_path);
+		goto fail;
+	}
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, sizeof(err), "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+
+		n = e == EWOULDBLOCK ? pread(fd, pid, sizeof(pid) - 1, 0) : -1;
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		if (e == EWOULDBLOCK)
+			snprintf(err, sizeof(err), "store %s is in use by "
+				 "posternd pid %s (%s is locked); one store has "
+				 "one daemon", d->cfg->store_path,
+				 pid[0] != '\0' ? pid : "?", path);
+		else
+			snprintf(err, sizeof(err), "%s: lock: %s", path,
+				 strerror(e));
+		close(fd);
+		goto fail;
+	}
+	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+		log_warn("%s: cannot write the pid: %s", path, strerror(errno));
+	d->lock_fd = fd;
+	return 0;
+fail:
+	*error_r = err;
+	return -1;
+}
+
+/* Bind the listeners, drop root, lock the store, then open it and start
+ * the pool, the committer and the admin socket. */
 static int
 start(struct daemon *d, const char **error_r)
 {
@@ -268,7 +332,8 @@ start(struct daemon *d, const char **error_r)
 		*error_r = err;
 		return -1;
 	}
-	if (store_open(d->cfg->store_path, &set, &d->st, error_r) != STORE_OK)
+	if (lock_store(d, error_r) < 0 ||
+	    store_open(d->cfg->store_path, &set, &d->st, error_r) != STORE_OK)
 		return -1;
 	if (claim_recover(d->st, store_now_us(), &rs, error_r) != STORE_OK)
 		return -1;
@@ -309,6 +374,41 @@ stop(struct daemon *d)
 	config_unref(&d->cfg);
 	if (d->base != NULL)
 		event_base_free(d->base);
+	if (d->lock_fd >= 0)
+		close(d->lock_fd);	/* the last thing: the store is closed */
+	d->lock_fd = -1;
+}
+
+/* posternd -n: the configuration loaded (its errors name file, line and
+ * key) and the store, if there is one, opened read-only: the schema
+ * version this posternd reads. Writes nothing. */
+static int
+check_only(struct daemon *d)
+{
+	struct store_settings set = { .mode = STORE_OPEN_READONLY };
+	struct store *st = NULL;
+	const char *err = NULL;
+	char path[4096];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/data.mdb", d->cfg->store_path);
+	if (stat(path, &sb) == 0) {
+		if (store_open(d->cfg->store_path, &set, &st, &err) !=
+		    STORE_OK) {
+			fprintf(stderr, "posternd: %s\n", err);
+			return 1;
+		}
+		store_close(&st);
+		printf("posternd: store %s: schema version %u, good\n",
+		       d->cfg->store_path, STORE_SCHEMA_VERSION);
+	} else {
+		printf("posternd: store %s: none yet; posternd makes it at "
+		       "start\n", d->cfg->store_path);
+	}
+	printf("posternd: configuration %s: good\n",
+	       d->config_path != NULL ? d->config_path :
+	       "(none: built-in defaults)");
+	return 0;
 }
 
 /* Detach; the parent waits for the child to say it started, so that a
@@ -373,11 +473,21 @@ main(int argc, char **argv)
 	struct stat sb;
 	int opt, ready = -1, null;
 
-	while ((opt = getopt(argc, argv, "c:fh")) != -1) {
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool check = false;
+
+	d.lock_fd = -1;
+	while ((opt = getopt_long(argc, argv, "c:fhnV", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': d.config_path = optarg; break;
 		case 'f': foreground = true; break;
+		case 'n': check = true; break;
 		case 'h': usage(stdout); return 0;
+		case 'V': printf("posternd %s\n", PACKAGE_VERSION); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
@@ -390,6 +500,12 @@ main(int argc, char **argv)
 	if (config_load(d.config_path, &d.cfg, &err) < 0) {
 		fprintf(stderr, "posternd: %s\n", err);
 		return 1;
+	}
+	if (check) {
+		int rc = check_only(&d);
+
+		config_unref(&d.cfg);
+		return rc;
 	}
 	log_set_level(d.cfg->log_level);
 	log_setup(d.cfg->log_syslog_name, d.cfg->log_format);

@@ -792,7 +792,7 @@ store_instance_alive_txn(MDB_txn *txn, struct store *st, uint64_t instance)
 }
 
 static int
-open_dbis(MDB_txn *txn, struct store *st)
+open_dbis(MDB_txn *txn, struct store *st, unsigned create)
 {
 	static const struct { const char *name; size_t off; unsigned flags; }
 	dbs[] = {
@@ -812,7 +812,7 @@ open_dbis(MDB_txn *txn, struct store *st)
 	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
 		MDB_dbi *dbi = (MDB_dbi *)((char *)st + dbs[i].off);
 
-		rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE | dbs[i].flags,
+		rc = mdb_dbi_open(txn, dbs[i].name, create | dbs[i].flags,
 				  dbi);
 		if (rc != 0)
 			return rc;
@@ -911,7 +911,107 @@ upgrade_txn(MDB_txn *txn, struct store *st)
 	return mdb_put(txn, st->db_meta, &k, &v, 0);
 }
 
-/* Check or write the schema version, register this instance. */
+/* Drop the instance records of processes that are gone: an instance is
+ * "alive" by its record (store_instance_alive_txn), so a missing record
+ * and a dead one mean the same to recovery, and the records no longer
+ * pile up, one per start. */
+static int
+prune_instances_txn(MDB_txn *txn, struct store *st, unsigned *pruned_r)
+{
+	const size_t plen = strlen(INSTANCE_PREFIX);
+	char key[64];
+	MDB_cursor *cur = NULL;
+	MDB_val k = { plen, (void *)INSTANCE_PREFIX }, v;
+	uint64_t inst;
+	int rc;
+
+	*pruned_r = 0;
+	if ((rc = mdb_cursor_open(txn, st->db_meta, &cur)) != 0)
+		return rc;
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	while (rc == 0 && k.mv_size > plen && k.mv_size < sizeof(key) &&
+	       memcmp(k.mv_data, INSTANCE_PREFIX, plen) == 0) {
+		memcpy(key, k.mv_data, k.mv_size);
+		key[k.mv_size] = '\0';
+		inst = strtoull(key + plen, NULL, 16);
+		if (inst != 0 && !store_instance_alive_txn(txn, st, inst)) {
+			if ((rc = mdb_cursor_del(cur, 0)) != 0)
+				break;
+			(*pruned_r)++;
+			/* Seek past the deleted key afresh rather than trust
+			 * the cursor's position after a delete. */
+			k.mv_size = strlen(key);
+			k.mv_data = key;
+			rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+			continue;
+		}
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
+}
+
+/* A reading or changing command's open: the store must be there, of this
+ * schema version; nothing is written in read-only mode. */
+static int
+open_schema_existing(struct store *st, const char **error_r)
+{
+	bool ro = st->set.mode == STORE_OPEN_READONLY;
+	MDB_txn *txn = NULL;
+	MDB_val k = { strlen(META_VERSION), META_VERSION }, v;
+	uint32_t ver;
+	int rc;
+
+	rc = mdb_txn_begin(st->env, NULL, ro ? MDB_RDONLY : 0, &txn);
+	if (rc != 0)
+		return store_fail(st, rc, "begin", error_r);
+	rc = mdb_dbi_open(txn, "meta", 0, &st->db_meta);
+	if (rc == 0)
+		rc = mdb_get(txn, st->db_meta, &k, &v);
+	if (rc == MDB_NOTFOUND) {
+		mdb_txn_abort(txn);
+		snprintf(errbuf, sizeof(errbuf), "%s holds an LMDB "
+			 "environment that is not a postern store (no schema "
+			 "version); refusing it", st->path);
+		*error_r = errbuf;
+		return STORE_ERR;
+	}
+	if (rc != 0)
+		goto fail;
+	ver = v.mv_size == 4 ? be32_get(v.mv_data) : 0;
+	if (ver != STORE_SCHEMA_VERSION) {
+		mdb_txn_abort(txn);
+		if (ver == 1)
+			snprintf(errbuf, sizeof(errbuf), "store %s has schema "
+				 "version 1: start posternd on it once to "
+				 "upgrade it to version %u", st->path,
+				 STORE_SCHEMA_VERSION);
+		else
+			snprintf(errbuf, sizeof(errbuf), "store %s has schema "
+				 "version %u, this postern reads version %u; "
+				 "refusing to open it", st->path, ver,
+				 STORE_SCHEMA_VERSION);
+		*error_r = errbuf;
+		return STORE_ERR;
+	}
+	if ((rc = open_dbis(txn, st, 0)) != 0 ||
+	    (rc = store_meta_u64_get(txn, st, META_STORE_ID,
+				     &st->store_id)) != 0)
+		goto fail;
+	/* Committing (also a read-only transaction) keeps the handles. */
+	rc = mdb_txn_commit(txn);
+	txn = NULL;
+	if (rc != 0)
+		goto fail;
+	return STORE_OK;
+fail:
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	return store_fail(st, rc, "open schema", error_r);
+}
+
+/* posternd's open: check or write the schema version, prune the records
+ * of instances that are gone, register this instance. */
 static int
 open_schema(struct store *st, const char **error_r)
 {
@@ -921,8 +1021,11 @@ open_schema(struct store *st, const char **error_r)
 	char key[64];
 	uint64_t next;
 	uint32_t upgrade_from = 0;
+	unsigned pruned = 0;
 	int rc;
 
+	if (st->set.mode != STORE_OPEN_DAEMON)
+		return open_schema_existing(st, error_r);
 	rc = mdb_txn_begin(st->env, NULL, 0, &txn);
 	if (rc != 0)
 		return store_fail(st, rc, "begin", error_r);
@@ -964,11 +1067,12 @@ open_schema(struct store *st, const char **error_r)
 	} else {
 		goto fail;
 	}
-	if ((rc = open_dbis(txn, st)) != 0 ||
+	if ((rc = open_dbis(txn, st, MDB_CREATE)) != 0 ||
 	    (upgrade_from != 0 && (rc = upgrade_txn(txn, st)) != 0) ||
 	    (rc = store_meta_u64_get(txn, st, META_STORE_ID,
 				     &st->store_id)) != 0 ||
-	    (rc = store_meta_u64_get(txn, st, "next_instance", &next)) != 0)
+	    (rc = store_meta_u64_get(txn, st, "next_instance", &next)) != 0 ||
+	    (rc = prune_instances_txn(txn, st, &pruned)) != 0)
 		goto fail;
 	st->instance = next + 1;
 	buf[0] = STORE_REC_VERSION;
@@ -988,6 +1092,9 @@ open_schema(struct store *st, const char **error_r)
 	txn = NULL;
 	if (rc != 0)
 		return store_fail(st, rc, "register instance", error_r);
+	if (pruned > 0)
+		log_info("store %s: pruned %u record(s) of instances that are "
+			 "gone", st->path, pruned);
 	if (upgrade_from != 0)
 		log_info("store %s: upgraded from schema version %u to %u",
 			 st->path, upgrade_from, STORE_SCHEMA_VERSION);
@@ -1009,7 +1116,9 @@ env_open(struct store *st, const char **error_r)
 	if ((rc = mdb_env_set_maxdbs(st->env, 16)) != 0 ||
 	    (rc = mdb_env_set_maxreaders(st->env, 256)) != 0 ||
 	    (rc = mdb_env_set_mapsize(st->env, st->set.map_size)) != 0 ||
-	    (rc = mdb_env_open(st->env, st->path, MDB_NOTLS, 0600)) != 0) {
+	    (rc = mdb_env_open(st->env, st->path, MDB_NOTLS |
+			       (st->set.mode == STORE_OPEN_READONLY ?
+				MDB_RDONLY : 0), 0600)) != 0) {
 		mdb_env_close(st->env);
 		st->env = NULL;
 		snprintf(errbuf, sizeof(errbuf), "cannot open store %s: %s",
@@ -1038,7 +1147,21 @@ store_open(const char *path, const struct store_settings *set,
 	int rc;
 
 	*store_r = NULL;
-	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+	if (set != NULL && set->mode != STORE_OPEN_DAEMON) {
+		struct stat sb;
+
+		snprintf(errbuf, sizeof(errbuf), "%s/data.mdb", path);
+		if (stat(errbuf, &sb) < 0) {
+			int e = errno;
+
+			snprintf(errbuf, sizeof(errbuf), "no store in %s "
+				 "(%s/data.mdb: %s); only posternd creates a "
+				 "store: is [store] path right? use -c FILE or "
+				 "-s DIR", path, path, strerror(e));
+			*error_r = errbuf;
+			return STORE_ERR;
+		}
+	} else if (mkdir(path, 0700) < 0 && errno != EEXIST) {
 		snprintf(errbuf, sizeof(errbuf), "cannot create store "
 			 "directory %s: %s", path, strerror(errno));
 		*error_r = errbuf;
@@ -1318,6 +1441,12 @@ enqueue_one(struct store_wtx *w, const struct store_msg *m, uint64_t now_us,
 		return rc;
 	if (m->body_len > 0)
 		memcpy(v.mv_data, m->body, m->body_len);
+	if (m->qid_at != 0 && m->qid_at + 16 <= m->body_len) {
+		char q[17];
+
+		memcpy((char *)v.mv_data + m->qid_at, store_qid_str(qid, q),
+		       16);
+	}
 	w->c.accepted += idx;
 	w->c.pending += idx;
 	return 0;

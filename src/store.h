@@ -49,7 +49,22 @@ struct store_counters {
 	uint64_t deleted;	/* removed by the operator (postern delete) */
 };
 
+/* Who opens the store, and so what store_open() may write. */
+enum store_open_mode {
+	/* posternd (and the tests): create the store if there is none,
+	 * upgrade an old schema, register this process as an instance (and
+	 * prune the records of instances that are gone). */
+	STORE_OPEN_DAEMON = 0,
+	/* postern's changing commands: the store must exist; nothing is
+	 * registered, so nothing is left behind when the process exits. */
+	STORE_OPEN_EXISTING,
+	/* postern's reading commands: MDB_RDONLY; not one byte of data.mdb
+	 * is written. A store that needs an upgrade is refused. */
+	STORE_OPEN_READONLY,
+};
+
 struct store_settings {
+	enum store_open_mode mode;
 	uint64_t map_size;	/* initial map size in bytes (0: 64 MiB) */
 	uint64_t map_max;	/* the map never grows past this (0: 16 GiB) */
 	unsigned backoff_min;	/* seconds before the first retry (0: 300) */
@@ -70,13 +85,19 @@ struct store_msg {
 	const char *msgid;		/* Message-ID, or "" */
 	const void *body;
 	size_t body_len;
+	/* Offset in body of 16 bytes that the enqueue overwrites with the
+	 * queue id in hex, in the stored copy (the ingress's Received:
+	 * "id" field); 0: none. */
+	size_t qid_at;
 };
 
 struct store;
 
-/* Open (or create) the store in directory path, creating the directory if
- * needed. Refuses a store of another schema version, naming both. Runs
- * mdb_reader_check and registers this process as a new instance. On success
+/* Open the store in directory path. STORE_OPEN_DAEMON creates the
+ * directory and the store if needed and registers this process as a new
+ * instance; the other modes refuse a directory that holds no store
+ * (data.mdb) and write nothing at open (set->mode). Refuses a store of
+ * another schema version, naming both. Runs mdb_reader_check. On success
  * the caller owns *store_r and frees it with store_close(). */
 int
 store_open(const char *path, const struct store_settings *set,

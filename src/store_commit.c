@@ -135,7 +135,7 @@ commit_batch(struct committer *c, struct commit_job *jobs, size_t n)
 	for (j = jobs; j != NULL; j = j->next, i++)
 		m[i] = (struct store_msg){ j->sender,
 			(const char *const *)j->rcpts, j->nrcpt, j->msgid,
-			j->body, j->body_len };
+			j->body, j->body_len, j->qid_at };
 	rc = store_enqueue(c->st, m, n, store_now_us(), qids, &err);
 	i = 0;
 	for (j = jobs; j != NULL; j = j->next, i++) {

@@ -25,6 +25,7 @@ struct commit_job {
 	char *msgid;
 	char *body;
 	size_t body_len;
+	size_t qid_at;		/* store_msg.qid_at; 0: none */
 	/* filled in by the committer: */
 	int rc;			/* STORE_OK or a store_rc */
 	uint64_t qid;

@@ -43,7 +43,7 @@ child_loop(const char *path, int fd, unsigned seed)
 
 		for (size_t i = 0; i < nm; i++)
 			m[i] = (struct store_msg){ "s@home.example", rcpts,
-				nr, "<c@home.example>", "body\r\n", 6 };
+				nr, "<c@home.example>", "body\r\n", 6, 0 };
 		if (store_enqueue(st, m, nm, store_now_us(), qids,
 				  &err) != STORE_OK)
 			_exit(3);

@@ -47,7 +47,7 @@ enqueue1(const char *sender, const char *rcpt, uint64_t at_us)
 {
 	const char *rcpts[1] = { rcpt };
 	struct store_msg m = { sender, rcpts, 1, "<zoo@send.example>",
-			       "Subject: zoo\r\n\r\nbody\r\n", 23 };
+			       "Subject: zoo\r\n\r\nbody\r\n", 23, 0 };
 	uint64_t qid = 0;
 	const char *err;
 

@@ -124,7 +124,7 @@ test_store_upgrades_schema_1(void)
 {
 	static const char *const rcpts[] = { "a@x.example", "b@x.example" };
 	struct store_msg m = { "s@home.example", rcpts, 2, "<u@x>", "x\r\n",
-			       3 };
+			       3, 0 };
 	struct store_counters c;
 	struct verify_report vr;
 	char path[512];

@@ -74,8 +74,13 @@ wait_files "$MD/tls@foreign.example" 1 || fail "may: not delivered"
 F=$(find "$MD/tls@foreign.example" -type f | head -1)
 grep -q '^	(using TLSv1\.[23] with cipher [A-Z0-9_-]* ([0-9]*/[0-9]* bits))' "$F" ||
 	fail "may: Received: has no TLS comment: $(head -4 "$F")"
-grep -q 'by test.postern.invalid (postern) with ESMTPS;' "$F" ||
+grep -q 'by test.postern.invalid (postern) with ESMTPS id [0-9A-F]\{16\};' "$F" ||
 	fail "may: not ESMTPS: $(head -4 "$F")"
+# The store writes the queue id into the Received: field it commits.
+qid=$(sed -n 's/.*(postern) with ESMTPS id \([0-9A-F]\{16\}\);.*/\1/p' "$F" | head -1)
+[ -n "$qid" ] && [ "$qid" != 0000000000000000 ] &&
+	"$POSTERN" -c "$WORK/may.conf" show "$qid" | grep -q "^Queue id: *$qid\|$qid" ||
+	fail "may: Received: id $qid is not the message's queue id"
 echo "PASS may: swaks --tls delivered; Received: notes TLS and ESMTPS"
 
 "$PYTHON" - "$PORT" <<'PY' || fail "may: EHLO before/after TLS"
@@ -120,7 +125,7 @@ echo "$OUT" | grep -q '^<~  235 2.7.0' ||
 	fail "may: no 235: $(echo "$OUT" | grep '<~' | tail -5)"
 wait_files "$MD/auth@foreign.example" 1 || fail "may: AUTH mail not delivered"
 F=$(find "$MD/auth@foreign.example" -type f | head -1)
-grep -q '(postern) with ESMTPSA;' "$F" || fail "may: not ESMTPSA: $(head -4 "$F")"
+grep -q '(postern) with ESMTPSA id [0-9A-F]\{16\};' "$F" || fail "may: not ESMTPSA: $(head -4 "$F")"
 echo "PASS may: swaks --tls --auth PLAIN: 235 2.7.0, delivered, ESMTPSA"
 
 swaks_to bad@foreign.example --tls --auth PLAIN --auth-user joe \

@@ -40,7 +40,7 @@ enqueue(const char *kind, const char *rcpt0, const char *rcpt1,
 	struct store_msg m = { "sender@home.example", rcpts,
 			       rcpt1 != NULL ? 2 : 1, "<mkstore@home.example>",
 			       "Subject: mkstore\r\nX-Kind: test\r\n\r\n"
-			       "body line\r\n", 0 };
+			       "body line\r\n", 0, 0 };
 	uint64_t qid;
 
 	m.body_len = strlen(m.body);

@@ -288,7 +288,38 @@ EOF
 run 1 -s "$WORK/tampered" audit --verify &&
 	has "$OUT" "ledger record 2: does not match the hash chained in record 3"
 has "$OUT" "verify: FAILED"
-run 1 -s "$WORK/tampered" audit --verify --json && has "$OUT" '"sound":false'
+run 1 -s "$WORK/tampered" audit --verify --json && py "$OUT" <<'EOF'
+import json, sys
+v = json.loads(open(sys.argv[1]).read())
+assert not v["sound"] and v["problems"] == len(v["problem_list"]) >= 1, v
+p = v["problem_list"][0]
+assert p["kind"] == "chain_mismatch" and p["record"] == 2, p
+assert "ledger record 2: does not match the hash chained in record 3" in p["text"], p
+EOF
+
+# Reading commands write nothing: data.mdb byte for byte the same after
+# queue, show, stats and audit (no instance record, no upgrade).
+sum0=$(sha256sum <"$ST/data.mdb")
+run 0 $S queue
+run 0 $S queue --json
+run 0 $S show "$(q delivered | head -n 1)"
+run 0 $S stats
+run 0 $S audit
+run 0 $S audit --verify
+[ "$(sha256sum <"$ST/data.mdb")" = "$sum0" ] ||
+	bad "a reading command changed data.mdb"
+
+# Only posternd makes a store: -s on a directory that holds none is
+# refused (rc 3) and nothing is created there.
+mkdir "$WORK/nostore"
+for cmd in queue stats "audit --verify" "replay --deferred"; do
+	run 3 -s "$WORK/nostore" $cmd && has "$ERR" "no store in $WORK/nostore"
+done
+[ -z "$(ls -A "$WORK/nostore")" ] || bad "postern -s created files: $(ls "$WORK/nostore")"
+
+run 0 --version && has "$OUT" "postern "
+"$POSTERND" --version | grep -q '^posternd ' || bad "posternd --version"
+"$POSTERND" --help | grep -q 'usage: posternd' || bad "posternd --help"
 
 # ---------------------------------------------------------------------
 # Running daemon under load
@@ -301,6 +332,26 @@ EXPECT=$((MSGS * 2))
 write_config "$CONF" "$WORK/load" "$PORT" "max_sessions = 100"
 start_daemon "$CONF" "$LOG" || fail "daemon did not start"
 L="-c $CONF"
+
+# One store, one daemon: a second posternd on the same store (another
+# port, another Maildir) is refused, names the first one's pid, and
+# leaves its admin socket alone.
+sock0=$(stat -c %i "$WORK/load/store/posternd.sock") || bad "no admin socket"
+write_config "$WORK/second.conf" "$WORK/second" "$(free_port)"
+sed -i "s|^path = .*|path = $WORK/load/store|" "$WORK/second.conf"
+rc2=0
+timeout 20 "$POSTERND" -f -c "$WORK/second.conf" >"$WORK/second.log" 2>&1 || rc2=$?
+[ "$rc2" = 1 ] || bad "a second posternd on the store exited $rc2, not 1"
+grep -q "cannot start: store $WORK/load/store is in use by posternd pid $DAEMON_PID" \
+	"$WORK/second.log" || bad "second posternd: $(tail -1 "$WORK/second.log")"
+[ "$(stat -c %i "$WORK/load/store/posternd.sock" 2>/dev/null)" = "$sock0" ] ||
+	bad "the second posternd touched the first one's admin socket"
+run 0 $L replay --deferred && hasnt_err=$(grep -c "no posternd is running" "$ERR")
+[ "${hasnt_err:-0}" = 0 ] || bad "postern replay no longer finds the running posternd"
+# posternd -n: checks the configuration and the store, starts nothing.
+"$POSTERND" -n -c "$CONF" >"$WORK/check.out" 2>&1 &&
+	grep -q "store $WORK/load/store: schema version" "$WORK/check.out" ||
+	bad "posternd -n: $(cat "$WORK/check.out")"
 now() { date +%s.%N; }
 calc() { "$PYTHON" -c "print($1)"; }
 # stat_of NAME: one field of postern stats --json

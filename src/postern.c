@@ -390,7 +390,32 @@ struct listing {
 	bool json;
 	uint64_t now_us;
 	uint64_t msgs, rcpts, bytes;
+	struct store_nexthop nh;	/* why pending entries wait, if down */
 };
+
+/* Under a pending or deferred entry while the next hop is down, as
+ * Postfix's queue listing shows the reason under each message. */
+static bool
+waits_for_nexthop(const struct listing *l, const struct queue_entry *e)
+{
+	return l->nh.down &&
+	       (e->state == ST_PENDING || e->state == ST_DEFERRED);
+}
+
+static json_t *
+nexthop_json(const struct listing *l)
+{
+	char t[64];
+	json_t *o = json_object();
+
+	fmt_iso(l->nh.since_us, t, sizeof(t));
+	json_object_set_new(o, "reason", json_string(l->nh.reason));
+	json_object_set_new(o, "down_since", json_string(t));
+	json_object_set_new(o, "failing_seconds", json_integer(
+		(json_int_t)((l->now_us > l->nh.since_us ?
+			      l->now_us - l->nh.since_us : 0) / 1000000u)));
+	return o;
+}
 
 static json_t *
 entry_json(const struct queue_entry *e)
@@ -474,8 +499,14 @@ list_fn(const struct queue_msg *m, const struct queue_entry *e, size_t n,
 	if (l->json) {
 		json_t *o = msg_json(m), *a = json_array();
 
-		for (size_t i = 0; i < n; i++)
-			json_array_append_new(a, entry_json(&e[i]));
+		for (size_t i = 0; i < n; i++) {
+			json_t *eo = entry_json(&e[i]);
+
+			if (waits_for_nexthop(l, &e[i]))
+				json_object_set_new(eo, "next_hop_down",
+						    nexthop_json(l));
+			json_array_append_new(a, eo);
+		}
 		json_object_set_new(o, "recipients", a);
 		print_json_line(o);
 		return 0;
@@ -498,6 +529,16 @@ list_fn(const struct queue_msg *m, const struct queue_entry *e, size_t n,
 		       e[i].attempts, extra);
 		if (e[i].reply[0] != '\0')
 			printf("            last reply: %s\n", e[i].reply);
+		if (waits_for_nexthop(l, &e[i])) {
+			char age[32];
+
+			fmt_age(l->now_us > l->nh.since_us ?
+				l->now_us - l->nh.since_us : 0, age,
+				sizeof(age));
+			fmt_time(l->nh.since_us, t, sizeof(t));
+			printf("            (next hop down for %s, since %s: "
+			       "%s)\n", age, t, l->nh.reason);
+		}
 	}
 	return 0;
 }
@@ -578,6 +619,10 @@ cmd_queue(struct ctx *c, int argc, char **argv)
 		goto usage;
 	if ((rc = open_store(c, STORE_OPEN_READONLY)) != EXIT_OK)
 		goto out;
+	if (store_nexthop_get(c->st, &l.nh, &err) != STORE_OK) {
+		rc = store_error("queue", err);
+		goto out;
+	}
 	if (queue_foreach(c->st, &s.f, l.now_us, list_fn, &l, &err) !=
 	    STORE_OK) {
 		rc = store_error("queue", err);

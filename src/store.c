@@ -493,6 +493,87 @@ write_once(struct store *st, store_txn_fn *fn, void *arg,
 	return rc;
 }
 
+/* --- the next hop's state (meta "nexthop") ------------------------------- */
+
+#define META_NEXTHOP "nexthop"
+
+static int
+nexthop_decode(const MDB_val *v, struct store_nexthop *nh)
+{
+	const unsigned char *p = v->mv_data, *end = p + v->mv_size;
+
+	if (v->mv_size < 1 + 8 + 8 + 2 || p[0] != STORE_REC_VERSION)
+		return -1;
+	nh->since_us = be64_get(p + 1);
+	nh->last_us = be64_get(p + 9);
+	p += 17;
+	if (store_str_get(&p, end, nh->reason, STORE_REPLY_MAX) < 0 ||
+	    p != end)
+		return -1;
+	nh->down = true;
+	return 0;
+}
+
+struct nexthop_args {
+	const char *reason;	/* NULL: up */
+	uint64_t now_us;
+};
+
+static int
+nexthop_txn(struct store_wtx *w, void *arg)
+{
+	struct nexthop_args *a = arg;
+	struct store_nexthop old = { 0 };
+	unsigned char buf[1 + 8 + 8 + 2 + STORE_REPLY_MAX];
+	MDB_val k = { strlen(META_NEXTHOP), META_NEXTHOP }, v;
+	int rc;
+
+	rc = mdb_get(w->txn, w->st->db_meta, &k, &v);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return rc;
+	if (a->reason == NULL)
+		return rc == MDB_NOTFOUND ? 0 :
+		       mdb_del(w->txn, w->st->db_meta, &k, NULL);
+	if (rc == 0 && nexthop_decode(&v, &old) < 0)
+		old.down = false;	/* unreadable: start afresh */
+	buf[0] = STORE_REC_VERSION;
+	be64_put(buf + 1, old.down ? old.since_us : a->now_us);
+	be64_put(buf + 9, a->now_us);
+	v.mv_size = 17 + store_str_put(buf + 17, a->reason, STORE_REPLY_MAX);
+	v.mv_data = buf;
+	return mdb_put(w->txn, w->st->db_meta, &k, &v, 0);
+}
+
+int
+store_nexthop_set(struct store *st, const char *reason, uint64_t now_us,
+		  const char **error_r)
+{
+	struct nexthop_args a = { reason, now_us };
+
+	return store_write(st, nexthop_txn, &a, error_r);
+}
+
+int
+store_nexthop_get(struct store *st, struct store_nexthop *nh_r,
+		  const char **error_r)
+{
+	MDB_val k = { strlen(META_NEXTHOP), META_NEXTHOP }, v;
+	MDB_txn *txn;
+	int rc;
+
+	memset(nh_r, 0, sizeof(*nh_r));
+	if ((rc = store_read_begin(st, &txn, error_r)) != STORE_OK)
+		return rc;
+	rc = mdb_get(txn, st->db_meta, &k, &v);
+	if (rc == 0 && nexthop_decode(&v, nh_r) < 0)
+		rc = MDB_CORRUPTED;
+	store_read_end(st, &txn);
+	if (rc == MDB_NOTFOUND)
+		return STORE_OK;
+	return rc == 0 ? STORE_OK : store_fail(st, rc, "next hop state",
+					      error_r);
+}
+
 const uint64_t store_commit_bounds_us[STORE_COMMIT_NBOUNDS] = {
 	100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000,
 	250000, 1000000,
@@ -981,10 +1062,10 @@ open_schema_existing(struct store *st, const char **error_r)
 	ver = v.mv_size == 4 ? be32_get(v.mv_data) : 0;
 	if (ver != STORE_SCHEMA_VERSION) {
 		mdb_txn_abort(txn);
-		if (ver == 1)
+		if (ver == 1 || ver == 2)
 			snprintf(errbuf, sizeof(errbuf), "store %s has schema "
-				 "version 1: start posternd on it once to "
-				 "upgrade it to version %u", st->path,
+				 "version %u: start posternd on it once to "
+				 "upgrade it to version %u", st->path, ver,
 				 STORE_SCHEMA_VERSION);
 		else
 			snprintf(errbuf, sizeof(errbuf), "store %s has schema "
@@ -1038,8 +1119,8 @@ open_schema(struct store *st, const char **error_r)
 	if (rc == 0) {
 		uint32_t ver = v.mv_size == 4 ? be32_get(v.mv_data) : 0;
 
-		if (ver == 1) {
-			upgrade_from = 1;
+		if (ver == 1 || ver == 2) {
+			upgrade_from = ver;
 		} else if (ver != STORE_SCHEMA_VERSION) {
 			mdb_txn_abort(txn);
 			snprintf(errbuf, sizeof(errbuf),

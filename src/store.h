@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 /* The schema version this build reads and writes (lmdb-schema/VERSIONS.md). */
-#define STORE_SCHEMA_VERSION 2u
+#define STORE_SCHEMA_VERSION 3u
 
 /* Return codes. Negative is failure; every failure also sets *error_r to a
  * message that stays valid until the next store call on the same thread. */
@@ -139,6 +139,28 @@ store_has_room(struct store *st, uint64_t need);
 
 void
 store_map_usage(struct store *st, uint64_t *map_size_r, uint64_t *used_r);
+
+/* The foreign side's next hop as the workers last saw it, kept in the
+ * store so that postern queue can say why mail waits (meta "nexthop",
+ * lmdb-schema/meta.md): present only while the next hop is down. */
+struct store_nexthop {
+	bool down;
+	uint64_t since_us;		/* down since (the first failure) */
+	uint64_t last_us;		/* the last failure */
+	char reason[512 + 1];		/* what the driver said, last */
+};
+
+/* Down (again): keeps since_us of an earlier record, sets reason and
+ * last_us; or up (reason NULL): removes the record. One write
+ * transaction; any thread. */
+int
+store_nexthop_set(struct store *st, const char *reason, uint64_t now_us,
+		  const char **error_r);
+
+/* The record, or nh_r->down = false if there is none. */
+int
+store_nexthop_get(struct store *st, struct store_nexthop *nh_r,
+		  const char **error_r);
 
 /* How long write commits took (mdb_txn_commit with its fdatasync; one per
  * group commit): upper bounds of the buckets in microseconds, and the

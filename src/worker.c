@@ -93,6 +93,9 @@ struct worker_pool {
 	atomic_uint_fast64_t indoubt_after_us;
 	atomic_uint_fast64_t indoubt_pause_us;
 	atomic_bool peer_down;		/* logged as down: log "up" once */
+	/* Held across a change of peer_down and its store_nexthop_set(),
+	 * so that the store's record ends in the order of the changes. */
+	pthread_mutex_t nexthop_lock;
 	/* Written once at stop; its read end, readable from then on, cuts
 	 * the drivers' network waits short (smtp_client cancel_fd). */
 	int stop_pipe[2];
@@ -287,6 +290,7 @@ worker_pool_new(struct store *st, struct config *cfg, const char **error_r)
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
 	pthread_cond_init(&p->backoff_cond, NULL);
+	pthread_mutex_init(&p->nexthop_lock, NULL);
 	atomic_store(&p->indoubt_due, true);
 	if (pipe2(p->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
 		panic("worker: pipe2: %s", strerror(errno));
@@ -566,13 +570,25 @@ peer_unavailable(struct worker *w, size_t from, size_t n, const char *reason)
 	h ^= h >> 29;
 	w->reconnect_at_us = now + w->reconnect_us * 3 / 4 +
 			     h % (w->reconnect_us / 2 + 1);
-	if (pool_stopping(p))
+	if (pool_stopping(p)) {
 		log_info("worker %u: stopping: %zu entries put back", w->id,
 			 n - from);
-	else if (!atomic_exchange(&p->peer_down, true))
-		log_warn("%s: next hop unavailable: %s; mail stays queued, "
-			 "reconnecting with backoff (at most %" PRIu64 " s)",
-			 w->driver->ops->name, reason, max / 1000000u);
+	} else {
+		pthread_mutex_lock(&p->nexthop_lock);
+		if (!atomic_exchange(&p->peer_down, true)) {
+			log_warn("%s: next hop unavailable: %s; mail stays "
+				 "queued, reconnecting with backoff (at most %"
+				 PRIu64 " s)", w->driver->ops->name, reason,
+				 max / 1000000u);
+			/* For postern queue: why the mail waits, since
+			 * when. */
+			if (store_nexthop_set(p->st, reason, now, &err) !=
+			    STORE_OK)
+				log_warn("cannot record the next hop's "
+					 "state: %s", err);
+		}
+		pthread_mutex_unlock(&p->nexthop_lock);
+	}
 	log_debug("worker %u: %zu entries put back, next connection in %"
 		  PRIu64 " ms", w->id, n - from,
 		  (w->reconnect_at_us - now) / 1000u);
@@ -583,12 +599,20 @@ peer_available(struct worker *w)
 {
 	w->reconnect_us = 0;
 	w->reconnect_at_us = 0;
+	if (!atomic_load(&w->pool->peer_down))
+		return;		/* the common case: no lock */
+	pthread_mutex_lock(&w->pool->nexthop_lock);
 	if (atomic_exchange(&w->pool->peer_down, false)) {
+		const char *err;
+
 		log_info("%s: next hop is back, delivering",
 			 w->driver->ops->name);
+		if (store_nexthop_set(w->pool->st, NULL, 0, &err) != STORE_OK)
+			log_warn("cannot clear the next hop's state: %s", err);
 		/* the others are waiting out their own backoff: end it */
 		worker_pool_wake(w->pool);
 	}
+	pthread_mutex_unlock(&w->pool->nexthop_lock);
 }
 
 /* Why an in-doubt reply ended where it did, for the log line. */
@@ -1107,6 +1131,12 @@ worker_pool_alive(struct worker_pool *p, uint64_t now_us, unsigned *alive_r,
 int
 worker_pool_start(struct worker_pool *p, const char **error_r)
 {
+	const char *err;
+
+	/* A next hop that was down when the last run ended is not known to
+	 * be down now: the first failure says so again. */
+	if (store_nexthop_set(p->st, NULL, 0, &err) != STORE_OK)
+		log_warn("cannot clear the next hop's state: %s", err);
 	for (size_t i = 0; i < p->count; i++) {
 		if (pthread_create(&p->w[i].thread, NULL, worker_main,
 				   &p->w[i]) != 0) {
@@ -1154,6 +1184,7 @@ worker_pool_stop(struct worker_pool **pp)
 	close(p->stop_pipe[1]);
 	pthread_cond_destroy(&p->cond);
 	pthread_cond_destroy(&p->backoff_cond);
+	pthread_mutex_destroy(&p->nexthop_lock);
 	pthread_mutex_destroy(&p->lock);
 	config_unref(&p->cfg);
 	free(p->w);

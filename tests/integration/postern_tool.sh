@@ -482,6 +482,38 @@ e = int(sys.argv[2])
 assert s["accepted"] == e and s["delivered"] == e and s["messages"] == 0, s
 EOF
 
+# ---------------------------------------------------------------------
+# A next hop that is down: postern queue says why the mail waits
+# ---------------------------------------------------------------------
+stop_daemon "$DAEMON_PID"
+DOWN=$(free_port)	# nothing listens there
+write_config "$WORK/down.conf" "$WORK/down" "$(free_port)"
+printf '[foreign]\ndriver = smtp\n[smtp]\nrelay = 127.0.0.1:%s\ntls = none\n' \
+	"$DOWN" >>"$WORK/down.conf"
+start_daemon "$WORK/down.conf" "$WORK/down.log" || fail "down: no start"
+dport=$(sed -n 's/^listen = 127.0.0.1://p' "$WORK/down.conf")
+"$PYTHON" - "$dport" <<'EOF' || bad "down: the message was not accepted"
+import smtplib, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30)
+s.sendmail("a@home.example", ["waits@foreign.example"],
+           "Subject: waits\r\n\r\nbody\r\n")
+s.quit()
+EOF
+for i in $(seq 1 100); do
+	grep -q 'next hop unavailable' "$WORK/down.log" && break
+	sleep 0.1
+done
+sleep 0.5	# the record is written just after the line
+run 0 -c "$WORK/down.conf" queue &&
+	has "$OUT" "(next hop down for " && has "$OUT" "Connection refused"
+run 0 -c "$WORK/down.conf" queue --json && py "$OUT" <<'EOF'
+import json, sys
+m = json.loads(open(sys.argv[1]).read().splitlines()[0])
+d = m["recipients"][0]["next_hop_down"]
+assert "Connection refused" in d["reason"] and d["failing_seconds"] >= 0, d
+EOF
+stop_daemon "$DAEMON_PID"
+
 if [ $rc -ne 0 ]; then
 	echo "--- daemon log, not info (head) ---"
 	grep -v ': info: ' "$LOG" | head -20

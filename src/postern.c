@@ -30,6 +30,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -941,7 +942,30 @@ struct change_out {
 	size_t missing;		/* named ids that do not exist */
 	size_t seen;
 	struct progress pg;
+	const struct queue_op_args *a;	/* for the mail log */
 };
+
+/* An operator's change in the mail log, as Postfix logs postsuper's:
+ * syslog, facility mail, as SYSLOG_NAME/admin, one line per entry
+ * changed, with the queue id first, the recipient, the operation, who
+ * and why. Only what was committed is logged (queue_change reports a
+ * batch after its commit). */
+static void
+log_change(const struct change_out *o, const struct queue_change *ch)
+{
+	char q[STORE_QID_STRLEN], reason[600] = "";
+
+	if (o->dry || !ch->applied || ch->idx == UINT32_MAX)
+		return;
+	if (o->a->reason != NULL)
+		snprintf(reason, sizeof(reason), ", reason=\"%s\"",
+			 o->a->reason);
+	/* %s only: a recipient or reason cannot hold a newline (they come
+	 * from the store and the command line; syslog escapes the rest). */
+	syslog(LOG_MAIL | LOG_INFO, "%s: to=<%s>, %s by %s%s: %s",
+	       store_qid_str(ch->qid, q), ch->rcpt, queue_op_name(o->a->op),
+	       o->a->who, reason, ch->why);
+}
 
 static void
 change_report(const struct queue_change *ch, void *arg)
@@ -949,6 +973,7 @@ change_report(const struct queue_change *ch, void *arg)
 	struct change_out *o = arg;
 	char q[STORE_QID_STRLEN];
 
+	log_change(o, ch);
 	if (ch->idx == UINT32_MAX)
 		o->missing++;
 	/* Each entry is listed on stdout; a terminal on stderr also gets
@@ -1020,6 +1045,7 @@ cmd_change(struct ctx *c, const char *name, enum queue_op op, int argc,
 	struct option *opts = opts_with_filters(own, 6);
 	struct queue_op_args a = { .op = op, .who = operator_name() };
 	struct change_out out = { 0 };
+	static char ident[80];	/* openlog() keeps the pointer */
 	const char *err = NULL;
 	struct sel s = { 0 };
 	bool yes = false, resolve = op == 0;
@@ -1104,9 +1130,15 @@ cmd_change(struct ctx *c, const char *name, enum queue_op op, int argc,
 		return EXIT_USAGE;
 	}
 	out.dry = a.dry_run;
+	out.a = &a;
 	progress_init(&out.pg, name, !out.json && !isatty(STDOUT_FILENO));
 	if ((rc = open_store(c, STORE_OPEN_EXISTING)) != EXIT_OK)
 		goto out;
+	if (!a.dry_run) {
+		snprintf(ident, sizeof(ident), "%s/admin",
+			 c->cfg->log_syslog_name);
+		openlog(ident, LOG_PID, LOG_MAIL);
+	}
 	rc = queue_change(c->st, &a, &s.f, change_report, &out, &applied,
 			  &skipped, &err);
 	progress_done(&out.pg);

@@ -483,6 +483,55 @@ assert s["accepted"] == e and s["delivered"] == e and s["messages"] == 0, s
 EOF
 
 # ---------------------------------------------------------------------
+# Operator changes reach the mail log: syslog, as postern/admin, one
+# line per entry with the queue id, the recipient, who and why. Checked
+# in a private mount namespace whose /dev is a tmpfs holding a /dev/log
+# that a listener of this test reads (the machine may have no syslogd).
+# ---------------------------------------------------------------------
+if command -v unshare >/dev/null && command -v mount >/dev/null &&
+	unshare --mount --propagation private true 2>/dev/null; then
+	"$MKSTORE" "$WORK/logged" >"$WORK/kinds2" || bad "mkstore for the log"
+	PL=$(awk '$1 == "pending2" { print $2 }' "$WORK/kinds2")
+	cat >"$WORK/devlog.py" <<'EOF'
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("/dev/log")
+open(sys.argv[1] + ".ready", "w").close()
+s.settimeout(10)
+with open(sys.argv[1], "w") as out:
+    try:
+        while True:
+            out.write(s.recv(8192).decode("utf-8", "replace") + "\n")
+            out.flush()
+    except socket.timeout:
+        pass
+EOF
+	unshare --mount --propagation private sh -c '
+		mount -t tmpfs -o mode=0755 devlog /dev &&
+		mknod -m 666 /dev/null c 1 3 && mknod -m 666 /dev/urandom c 1 9 ||
+			exit 1
+		"$1" "$2/devlog.py" "$2/syslog" & lp=$!
+		while [ ! -e "$2/syslog.ready" ]; do sleep 0.05; done
+		"$3" -s "$2/logged" hold --reason "look first" "$4" >/dev/null 2>&1
+		"$3" -s "$2/logged" release "$4" >/dev/null 2>&1
+		"$3" -s "$2/logged" hold --dry-run "$4" >/dev/null 2>&1
+		kill $lp' sh "$PYTHON" "$WORK" "$POSTERN" "$PL" ||
+		bad "could not run postern under a private /dev/log"
+	py "$WORK/syslog" "$PL" <<'EOF'
+import re, sys
+lines = open(sys.argv[1]).read().splitlines()
+qid = sys.argv[2]
+held = [l for l in lines if re.search(r"postern/admin\[\d+\]: %s: to=<[^>]+>, hold by \S+, reason=\"look first\": " % qid, l)]
+freed = [l for l in lines if re.search(r"postern/admin\[\d+\]: %s: to=<[^>]+>, release by \S+: " % qid, l)]
+assert len(held) == 2 and len(freed) == 2 and len(lines) == 4, lines
+assert all("<22>" in l[:6] for l in lines), lines   # facility mail, info
+EOF
+	echo "operator change in the mail log: $(head -n 1 "$WORK/syslog")"
+else
+	echo "note: no private mount namespace here: the mail log lines of operator changes are not checked"
+fi
+
+# ---------------------------------------------------------------------
 # A next hop that is down: postern queue says why the mail waits
 # ---------------------------------------------------------------------
 stop_daemon "$DAEMON_PID"

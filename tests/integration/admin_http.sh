@@ -6,12 +6,7 @@
 command -v curl >/dev/null 2>&1 || skip "curl not found (Debian package curl)"
 command -v swaks >/dev/null 2>&1 || skip "swaks not found (Debian package swaks)"
 
-port=$(free_port)
-aport=$(free_port)
-conf=$WORK/postern.conf
-write_config "$conf" "$WORK" "$port"
-printf '[admin]\nlisten = 127.0.0.1:%s\n' "$aport" >>"$conf"
-start_daemon "$conf" "$WORK/posternd.log" || fail "posternd did not start"
+start_admin_daemon
 
 for i in 1 2 3; do
 	swaks --server "127.0.0.1:$port" -f a@home.example \

@@ -67,6 +67,31 @@ write_config() {
 	} >"$file"
 }
 
+# track_sink PID HOST PORT WHAT: a peer started in the background (its
+# pid killed at EXIT with the daemons); wait up to 5 s for HOST:PORT to
+# listen, or fail naming WHAT.
+track_sink() {
+	local i
+	SINK_PID=$1
+	DAEMON_PIDS="$DAEMON_PIDS $SINK_PID"
+	for i in $(seq 1 50); do
+		(exec 3<>"/dev/tcp/$2/$3") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	fail "$4 did not listen on $2:$3"
+}
+
+# start_admin_daemon: posternd on the test defaults with [admin] listen;
+# sets port, aport (the admin HTTP port) and conf.
+start_admin_daemon() {
+	port=$(free_port)
+	aport=$(free_port)
+	conf=$WORK/postern.conf
+	write_config "$conf" "$WORK" "$port"
+	printf '[admin]\nlisten = 127.0.0.1:%s\n' "$aport" >>"$conf"
+	start_daemon "$conf" "$WORK/posternd.log" || fail "posternd did not start"
+}
+
 # start_daemon CONF LOG: run posternd -f in the background, wait (up to
 # 15 s) until it logs "started", set DAEMON_PID. Returns 1 on failure.
 start_daemon() {

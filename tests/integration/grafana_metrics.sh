@@ -12,12 +12,7 @@ command -v swaks >/dev/null 2>&1 || skip "swaks not found (Debian package swaks)
 dashboard=$HERE/../../contrib/grafana/postern.json
 [ -f "$dashboard" ] || fail "no dashboard at $dashboard"
 
-port=$(free_port)
-aport=$(free_port)
-conf=$WORK/postern.conf
-write_config "$conf" "$WORK" "$port"
-printf '[admin]\nlisten = 127.0.0.1:%s\n' "$aport" >>"$conf"
-start_daemon "$conf" "$WORK/posternd.log" || fail "posternd did not start"
+start_admin_daemon
 
 # One delivered message, so that every series has been through a change.
 swaks --server "127.0.0.1:$port" -f a@home.example -t r1@foreign.example \

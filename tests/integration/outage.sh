@@ -87,17 +87,11 @@ net_setup() {
 # start_sink [options]: on $SINK_HOST:$SPORT (in $NS when set); dumps to
 # $DUMP; sets SINK_PID.
 start_sink() {
-	local i pre=()
+	local pre=()
 	[ "$SINK_HOST" != 127.0.0.1 ] && pre=(ip netns exec "$NS")
 	"${pre[@]}" "$SINK" "${SINK_USER[@]}" -c -d "$DUMP/%M." "$@" \
 		"$SINK_HOST:$SPORT" 100 >>"$WORK/sink.out" 2>&1 &
-	SINK_PID=$!
-	DAEMON_PIDS="$DAEMON_PIDS $SINK_PID"
-	for i in $(seq 1 50); do
-		(exec 3<>"/dev/tcp/$SINK_HOST/$SPORT") 2>/dev/null && return 0
-		sleep 0.1
-	done
-	fail "smtp-sink did not listen on $SINK_HOST:$SPORT"
+	track_sink $! "$SINK_HOST" "$SPORT" smtp-sink
 }
 
 stop_sink() {

@@ -40,17 +40,11 @@ fi
 
 # start_sink NAME [options...]: on $SPORT; sets SINK_PID.
 start_sink() {
-	local name=$1 i
+	local name=$1
 	shift
 	"$SINK" "${SINK_USER[@]}" "$@" "127.0.0.1:$SPORT" 100 \
 		>>"$WORK/$name.sink" 2>&1 &
-	SINK_PID=$!
-	DAEMON_PIDS="$DAEMON_PIDS $SINK_PID"
-	for i in $(seq 1 50); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$SPORT") 2>/dev/null && return 0
-		sleep 0.1
-	done
-	fail "$name: smtp-sink did not listen on $SPORT"
+	track_sink $! 127.0.0.1 "$SPORT" "$name: smtp-sink"
 }
 
 stop_sink() {

@@ -45,19 +45,13 @@ fi
 # start_sink NAME PORT [options...]: dumps to $WORK/NAME.dump/, counters
 # to $WORK/NAME.sink; sets SINK_PID.
 start_sink() {
-	local name=$1 port=$2 i
+	local name=$1 port=$2
 	shift 2
 	mkdir -p "$WORK/$name.dump"
 	chmod 777 "$WORK/$name.dump"
 	"$SINK" "${SINK_USER[@]}" -c -d "$WORK/$name.dump/%M." "$@" \
 		"127.0.0.1:$port" 100 >>"$WORK/$name.sink" 2>&1 &
-	SINK_PID=$!
-	DAEMON_PIDS="$DAEMON_PIDS $SINK_PID"
-	for i in $(seq 1 50); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-		sleep 0.1
-	done
-	fail "$name: smtp-sink did not listen on $port"
+	track_sink $! 127.0.0.1 "$port" "$name: smtp-sink"
 }
 
 stop_sink() {

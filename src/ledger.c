@@ -372,10 +372,12 @@ verify_chain(struct vctx *x, uint64_t *terminal_r)
 			x->r->progress(x->r->records, x->total,
 				       x->r->progress_arg);
 		if (seq != last + 1)
-			problem(x, "sequence_gap", seq, "ledger record %" PRIu64 ": sequence gap "
+			problem(x, "sequence_gap", seq,
+				"ledger record %" PRIu64 ": sequence gap "
 				"after record %" PRIu64, seq, last);
 		if (ledger_rec_decode(&v, &rec) < 0) {
-			problem(x, "malformed_record", seq, "ledger record %" PRIu64 ": malformed "
+			problem(x, "malformed_record", seq,
+				"ledger record %" PRIu64 ": malformed "
 				"(cannot be decoded)", seq);
 			sha256(v.mv_data, v.mv_size, prev);
 			last = seq;
@@ -383,7 +385,8 @@ verify_chain(struct vctx *x, uint64_t *terminal_r)
 			continue;
 		}
 		if (memcmp(rec.prev_hash, prev, 32) != 0 && prev_ok)
-			problem(x, "chain_mismatch", last, "ledger record %" PRIu64 ": does not match "
+			problem(x, "chain_mismatch", last,
+				"ledger record %" PRIu64 ": does not match "
 				"the hash chained in record %" PRIu64
 				" (tampered or corrupt): %s != %s", last, seq,
 				ledger_hex(prev, h1),
@@ -405,11 +408,13 @@ verify_chain(struct vctx *x, uint64_t *terminal_r)
 		ik.mv_data = ikey;
 		if (mdb_get(x->txn, st->db_ledger_idx, &ik, &iv) != 0 ||
 		    iv.mv_size != 8 || be64_get(iv.mv_data) != seq)
-			problem(x, "second_terminal", seq, "ledger record %" PRIu64 ": second terminal "
+			problem(x, "second_terminal", seq,
+				"ledger record %" PRIu64 ": second terminal "
 				"record for queue id %016" PRIX64 " recipient "
 				"%u <%s>", seq, rec.qid, rec.idx, rec.rcpt);
 		if (mdb_get(x->txn, st->db_rcpts, &ik, &iv) == 0)
-			problem(x, "terminal_still_queued", seq, "ledger record %" PRIu64 ": queue id %016"
+			problem(x, "terminal_still_queued", seq,
+				"ledger record %" PRIu64 ": queue id %016"
 				PRIX64 " recipient %u is terminal but still "
 				"queued", seq, rec.qid, rec.idx);
 	}
@@ -417,10 +422,12 @@ verify_chain(struct vctx *x, uint64_t *terminal_r)
 	if (rc != MDB_NOTFOUND)
 		return rc;
 	if (head_seq != last)
-		problem(x, "head_mismatch", head_seq, "ledger head names record %" PRIu64 " but the "
+		problem(x, "head_mismatch", head_seq,
+			"ledger head names record %" PRIu64 " but the "
 			"last record is %" PRIu64, head_seq, last);
 	else if (last > 0 && memcmp(head_hash, prev, 32) != 0)
-		problem(x, "head_hash_mismatch", last, "ledger record %" PRIu64 ": does not match the "
+		problem(x, "head_hash_mismatch", last,
+			"ledger record %" PRIu64 ": does not match the "
 			"hash chained in the ledger head (tampered or corrupt)",
 			last);
 	return 0;
@@ -444,7 +451,8 @@ verify_queue(struct vctx *x)
 	while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
 		if (k.mv_size != STORE_KEY_RCPT_LEN ||
 		    store_rcpt_decode(&v, &rr) < 0) {
-			problem(x, "malformed_entry", 0, "recipients: malformed entry");
+			problem(x, "malformed_entry", 0,
+				"recipients: malformed entry");
 			continue;
 		}
 		qid = be64_get(k.mv_data);
@@ -461,7 +469,8 @@ verify_queue(struct vctx *x)
 		}
 		if (mdb_get(x->txn, rr.state == ST_ACTIVE ? st->db_active :
 			    st->db_notify, &nk, &nv) != 0)
-			problem(x, "missing_from_index", 0, "queue id %016" PRIX64 " recipient %u is %s "
+			problem(x, "missing_from_index", 0,
+				"queue id %016" PRIX64 " recipient %u is %s "
 				"but missing from its index", qid, idx,
 				store_state_name(rr.state));
 	}
@@ -471,11 +480,13 @@ verify_queue(struct vctx *x)
 	mdb_stat(x->txn, st->db_notify, &ns);
 	mdb_stat(x->txn, st->db_active, &as);
 	if (ns.ms_entries != x->r->counted.pending + x->r->counted.deferred)
-		problem(x, "notify_count", 0, "notify holds %zu entries, expected %" PRIu64,
+		problem(x, "notify_count", 0,
+			"notify holds %zu entries, expected %" PRIu64,
 			ns.ms_entries,
 			x->r->counted.pending + x->r->counted.deferred);
 	if (as.ms_entries != x->r->counted.active)
-		problem(x, "active_count", 0, "active holds %zu entries, expected %" PRIu64,
+		problem(x, "active_count", 0,
+			"active holds %zu entries, expected %" PRIu64,
 			as.ms_entries, x->r->counted.active);
 	return 0;
 }
@@ -497,11 +508,13 @@ verify_counters(struct vctx *x)
 	for (int i = 0; i < 8; i++) {
 		c->accepted += cv[i];
 		if (sv[i] != cv[i])
-			problem(x, "counter", 0, "counter %s is %" PRIu64 " but a full scan "
+			problem(x, "counter", 0,
+				"counter %s is %" PRIu64 " but a full scan "
 				"finds %" PRIu64, names[i], sv[i], cv[i]);
 	}
 	if (s->accepted != c->accepted)
-		problem(x, "conservation", 0, "conservation: accepted %" PRIu64 " != delivered + "
+		problem(x, "conservation", 0,
+			"conservation: accepted %" PRIu64 " != delivered + "
 			"bounced + deleted + queued %" PRIu64, s->accepted, c->accepted);
 }
 
@@ -540,12 +553,14 @@ ledger_verify_hooks(struct store *st, FILE *out, struct verify_report *r,
 	if ((rc = store_read_begin(st, &x.txn, error_r)) != STORE_OK)
 		return rc;
 	if (store_counters_load_txn(x.txn, st, &r->stored) != 0)
-		problem(&x, "malformed_counters", 0, "counters record is malformed");
+		problem(&x, "malformed_counters", 0,
+			"counters record is malformed");
 	if ((rc = verify_chain(&x, &terminal)) == 0 &&
 	    (rc = verify_queue(&x)) == 0) {
 		mdb_stat(x.txn, st->db_ledger_idx, &is);
 		if (is.ms_entries != terminal)
-			problem(&x, "index_count", 0, "ledger index holds %zu entries for %"
+			problem(&x, "index_count", 0,
+				"ledger index holds %zu entries for %"
 				PRIu64 " terminal records", is.ms_entries,
 				terminal);
 		verify_counters(&x);

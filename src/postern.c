@@ -50,6 +50,26 @@ struct ctx {
 
 /* --- small helpers -------------------------------------------------------- */
 
+/* A JSON string of s. jansson refuses bytes that are not UTF-8 (a
+ * foreign reply or an 8-bit address may hold them) and json_object_set_new
+ * would then drop the field without a word: such bytes become '?'. */
+static json_t *
+json_text(const char *s)
+{
+	json_t *j = json_string(s);
+	char *copy;
+
+	if (j != NULL)
+		return j;
+	copy = xstrdup(s);
+	for (unsigned char *p = (unsigned char *)copy; *p != '\0'; p++)
+		if (*p > 0x7e)
+			*p = '?';
+	j = json_string(copy);
+	free(copy);
+	return j;
+}
+
 static void
 fmt_time(uint64_t us, char *buf, size_t cap)
 {
@@ -410,8 +430,8 @@ nexthop_json(const struct listing *l)
 	json_t *o = json_object();
 
 	fmt_iso(l->nh.since_us, t, sizeof(t));
-	json_object_set_new(o, "reason", json_string(l->nh.reason));
-	json_object_set_new(o, "down_since", json_string(t));
+	json_object_set_new(o, "reason", json_text(l->nh.reason));
+	json_object_set_new(o, "down_since", json_text(t));
 	json_object_set_new(o, "failing_seconds", json_integer(
 		(json_int_t)((l->now_us > l->nh.since_us ?
 			      l->now_us - l->nh.since_us : 0) / 1000000u)));
@@ -425,23 +445,23 @@ entry_json(const struct queue_entry *e)
 	json_t *o = json_object();
 
 	json_object_set_new(o, "index", json_integer(e->idx));
-	json_object_set_new(o, "address", json_string(e->rcpt));
-	json_object_set_new(o, "state", json_string(store_state_name(e->state)));
+	json_object_set_new(o, "address", json_text(e->rcpt));
+	json_object_set_new(o, "state", json_text(store_state_name(e->state)));
 	json_object_set_new(o, "attempts", json_integer(e->attempts));
 	if (e->state == ST_PENDING || e->state == ST_DEFERRED) {
 		fmt_iso(e->next_try_us, t, sizeof(t));
-		json_object_set_new(o, "next_try", json_string(t));
+		json_object_set_new(o, "next_try", json_text(t));
 	}
 	if (e->state == ST_ACTIVE) {
 		fmt_iso(e->lease_until_us, t, sizeof(t));
-		json_object_set_new(o, "lease_until", json_string(t));
+		json_object_set_new(o, "lease_until", json_text(t));
 		json_object_set_new(o, "worker", json_integer(e->owner_worker));
 		json_object_set_new(o, "owner_alive",
 				    json_boolean(e->owner_alive));
 	}
 	json_object_set_new(o, "dead_letter", json_boolean(e->dead));
 	json_object_set_new(o, "may_have_been_sent", json_boolean(e->sending));
-	json_object_set_new(o, "last_reply", json_string(e->reply));
+	json_object_set_new(o, "last_reply", json_text(e->reply));
 	return o;
 }
 
@@ -452,12 +472,12 @@ msg_json(const struct queue_msg *m)
 	json_t *o = json_object();
 
 	fmt_iso(m->accepted_us, t, sizeof(t));
-	json_object_set_new(o, "queue_id", json_string(store_qid_str(m->qid,
+	json_object_set_new(o, "queue_id", json_text(store_qid_str(m->qid,
 								     q)));
 	json_object_set_new(o, "size", json_integer(m->body_len));
-	json_object_set_new(o, "arrival", json_string(t));
-	json_object_set_new(o, "sender", json_string(m->sender));
-	json_object_set_new(o, "message_id", json_string(m->msgid));
+	json_object_set_new(o, "arrival", json_text(t));
+	json_object_set_new(o, "sender", json_text(m->sender));
+	json_object_set_new(o, "message_id", json_text(m->msgid));
 	json_object_set_new(o, "recipients_total", json_integer(m->nrcpt));
 	json_object_set_new(o, "recipients_queued",
 			    json_integer(m->remaining));
@@ -717,21 +737,21 @@ ledger_json(const struct ledger_rec *r)
 	fmt_iso(r->accepted_us, t1, sizeof(t1));
 	fmt_iso(r->done_us, t2, sizeof(t2));
 	json_object_set_new(o, "seq", json_integer((json_int_t)r->seq));
-	json_object_set_new(o, "kind", json_string(ledger_kind_name(r->kind)));
+	json_object_set_new(o, "kind", json_text(ledger_kind_name(r->kind)));
 	json_object_set_new(o, "queue_id",
-			    json_string(store_qid_str(r->qid, q)));
+			    json_text(store_qid_str(r->qid, q)));
 	json_object_set_new(o, "recipient_index", json_integer(r->idx));
-	json_object_set_new(o, "recipient", json_string(r->rcpt));
-	json_object_set_new(o, "message_id", json_string(r->msgid));
-	json_object_set_new(o, "accepted", json_string(t1));
-	json_object_set_new(o, "done", json_string(t2));
+	json_object_set_new(o, "recipient", json_text(r->rcpt));
+	json_object_set_new(o, "message_id", json_text(r->msgid));
+	json_object_set_new(o, "accepted", json_text(t1));
+	json_object_set_new(o, "done", json_text(t2));
 	json_object_set_new(o, "accepted_us",
 			    json_integer((json_int_t)r->accepted_us));
 	json_object_set_new(o, "done_us",
 			    json_integer((json_int_t)r->done_us));
 	json_object_set_new(o, "body_sha256",
-			    json_string(ledger_hex(r->body_sha, h)));
-	json_object_set_new(o, "reply", json_string(r->reply));
+			    json_text(ledger_hex(r->body_sha, h)));
+	json_object_set_new(o, "reply", json_text(r->reply));
 	return o;
 }
 
@@ -874,7 +894,7 @@ cmd_show(struct ctx *c, int argc, char **argv)
 			char q[STORE_QID_STRLEN];
 
 			json_object_set_new(o, "queue_id",
-					    json_string(store_qid_str(qid, q)));
+					    json_text(store_qid_str(qid, q)));
 		}
 		for (size_t i = 0; i < nev; i++) {
 			json_t *e = json_object();
@@ -882,12 +902,12 @@ cmd_show(struct ctx *c, int argc, char **argv)
 
 			fmt_iso(ev[i].at_us, t, sizeof(t));
 			json_object_set_new(e, "index", json_integer(ev[i].idx));
-			json_object_set_new(e, "at", json_string(t));
-			json_object_set_new(e, "from", json_string(
+			json_object_set_new(e, "at", json_text(t));
+			json_object_set_new(e, "from", json_text(
 				store_state_name(ev[i].from)));
-			json_object_set_new(e, "to", json_string(
+			json_object_set_new(e, "to", json_text(
 				store_state_name(ev[i].to)));
-			json_object_set_new(e, "note", json_string(ev[i].note));
+			json_object_set_new(e, "note", json_text(ev[i].note));
 			json_array_append_new(h, e);
 		}
 		json_object_set_new(o, "history", h);
@@ -904,7 +924,7 @@ cmd_show(struct ctx *c, int argc, char **argv)
 				EVP_EncodeBlock((unsigned char *)enc, raw,
 						(int)len);
 				json_object_set_new(o, "body_base64",
-						    json_string(enc));
+						    json_text(enc));
 				free(enc);
 			}
 		}
@@ -942,7 +962,8 @@ struct change_out {
 	size_t missing;		/* named ids that do not exist */
 	size_t seen;
 	struct progress pg;
-	const struct queue_op_args *a;	/* for the mail log */
+	const struct queue_op_args *a;	/* borrowed: cmd_change's, for the
+					   mail log */
 };
 
 /* An operator's change in the mail log, as Postfix logs postsuper's:
@@ -954,14 +975,23 @@ static void
 log_change(const struct change_out *o, const struct queue_change *ch)
 {
 	char q[STORE_QID_STRLEN], reason[600] = "";
+	size_t n = 0;
 
 	if (o->dry || !ch->applied || ch->idx == UINT32_MAX)
 		return;
-	if (o->a->reason != NULL)
-		snprintf(reason, sizeof(reason), ", reason=\"%s\"",
-			 o->a->reason);
-	/* %s only: a recipient or reason cannot hold a newline (they come
-	 * from the store and the command line; syslog escapes the rest). */
+	/* reason="...", with " and \ escaped; cmd_change refused control
+	 * characters in it, and a recipient in the store has none. */
+	if (o->a->reason != NULL) {
+		n = (size_t)snprintf(reason, sizeof(reason), ", reason=\"");
+		for (const char *r = o->a->reason; *r != '\0' &&
+		     n + 4 < sizeof(reason); r++) {
+			if (*r == '"' || *r == '\\')
+				reason[n++] = '\\';
+			reason[n++] = *r;
+		}
+		reason[n++] = '"';
+		reason[n] = '\0';
+	}
 	syslog(LOG_MAIL | LOG_INFO, "%s: to=<%s>, %s by %s%s: %s",
 	       store_qid_str(ch->qid, q), ch->rcpt, queue_op_name(o->a->op),
 	       o->a->who, reason, ch->why);
@@ -983,18 +1013,18 @@ change_report(const struct queue_change *ch, void *arg)
 		json_t *j = json_object();
 
 		json_object_set_new(j, "queue_id",
-				    json_string(store_qid_str(ch->qid, q)));
+				    json_text(store_qid_str(ch->qid, q)));
 		if (ch->idx != UINT32_MAX) {
 			json_object_set_new(j, "index", json_integer(ch->idx));
 			json_object_set_new(j, "recipient",
-					    json_string(ch->rcpt));
+					    json_text(ch->rcpt));
 		}
 		json_object_set_new(j, o->dry ? "would_change" : "changed",
 				    json_boolean(ch->applied));
 		if (ch->ledger_seq != 0)
 			json_object_set_new(j, "ledger_seq", json_integer(
 				(json_int_t)ch->ledger_seq));
-		json_object_set_new(j, "what", json_string(ch->why));
+		json_object_set_new(j, "what", json_text(ch->why));
 		print_json_line(j);
 		return;
 	}
@@ -1060,7 +1090,19 @@ cmd_change(struct ctx *c, const char *name, enum queue_op op, int argc,
 		switch (opt) {
 		case OPT_DRY: a.dry_run = true; break;
 		case OPT_YES: yes = true; break;
-		case OPT_REASON: a.reason = optarg; break;
+		case OPT_REASON:
+			/* It goes into the ledger and the mail log as one
+			 * line: no control characters. */
+			for (const char *r = optarg; *r != '\0'; r++)
+				if ((unsigned char)*r < 0x20 || *r == 0x7f) {
+					fprintf(stderr, "postern %s: --reason: "
+						"control characters (a newline, "
+						"a tab) are not allowed\n",
+						name);
+					goto usage_quiet;
+				}
+			a.reason = optarg;
+			break;
 		case OPT_JSON: out.json = true; break;
 		case OPT_DELIVERED:
 		case OPT_REDELIVER:
@@ -1247,7 +1289,8 @@ audit_fn(const struct ledger_rec *r, void *arg)
  * problem as an object of the "problem_list" array. */
 struct verify_ui {
 	struct progress pg;
-	json_t *problems;	/* NULL: text output */
+	json_t *problems;	/* NULL: text output; owned until it is set
+				   into the summary object */
 };
 
 static void
@@ -1268,10 +1311,10 @@ verify_ui_problem(const char *kind, uint64_t record, const char *text,
 	if (ui->problems == NULL)
 		return;
 	o = json_object();
-	json_object_set_new(o, "kind", json_string(kind));
+	json_object_set_new(o, "kind", json_text(kind));
 	json_object_set_new(o, "record", record != 0 ?
 			    json_integer((json_int_t)record) : json_null());
-	json_object_set_new(o, "text", json_string(text));
+	json_object_set_new(o, "text", json_text(text));
 	json_array_append_new(ui->problems, o);
 }
 

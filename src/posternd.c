@@ -248,10 +248,19 @@ lock_store(struct daemon *d, const char **error_r)
 {
 	static char err[2 * 4096 + 256];
 	char path[4096], pid[32];
+	struct passwd *pw = NULL;
 	ssize_t n;
 	int fd;
 
-	if (mkdir_p(d->cfg->store_path) < 0) {
+	/* Still root, before binding: the directory (and so the lock file)
+	 * must be [daemon] user's, as drop_root() checks later. */
+	if (geteuid() == 0 && d->cfg->daemon_user != NULL &&
+	    (pw = getpwnam(d->cfg->daemon_user)) != NULL && pw->pw_uid == 0)
+		pw = NULL;
+	if (pw != NULL) {
+		if (check_store_owner(d->cfg, pw, err, sizeof(err)) < 0)
+			goto fail;
+	} else if (mkdir_p(d->cfg->store_path) < 0) {
 		snprintf(err, sizeof(err), "[store] path %s: cannot create: %s",
 			 d->cfg->store_path, strerror(errno));
 		goto fail;
@@ -262,7 +271,7 @@ lock_store(struct daemon *d, const char **error_r)
 			 d->cfg->store_path);
 		goto fail;
 	}
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		snprintf(err, sizeof(err), "%s: %s", path, strerror(errno));
 		goto fail;
@@ -284,6 +293,9 @@ lock_store(struct daemon *d, const char **error_r)
 		close(fd);
 		goto fail;
 	}
+	if (pw != NULL && fchown(fd, pw->pw_uid, pw->pw_gid) < 0)
+		log_warn("%s: cannot give it to %s: %s", path, pw->pw_name,
+			 strerror(errno));
 	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
 	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n)
 		log_warn("%s: cannot write the pid: %s", path, strerror(errno));
@@ -294,8 +306,8 @@ fail:
 	return -1;
 }
 
-/* Bind the listeners, drop root, lock the store, then open it and start
- * the pool, the committer and the admin socket. */
+/* Lock the store, bind the listeners, drop root, then open the store and
+ * start the pool, the committer and the admin socket. */
 static int
 start(struct daemon *d, const char **error_r)
 {
@@ -311,6 +323,10 @@ start(struct daemon *d, const char **error_r)
 	struct claim_recover_stats rs;
 	static char err[512];
 
+	/* First: a second posternd on this store stops here, before it
+	 * binds a port that the running one holds. */
+	if (lock_store(d, error_r) < 0)
+		return -1;
 	d->in = ingress_new(d->base, d->cfg, error_r);
 	if (d->in == NULL)
 		return -1;
@@ -332,8 +348,7 @@ start(struct daemon *d, const char **error_r)
 		*error_r = err;
 		return -1;
 	}
-	if (lock_store(d, error_r) < 0 ||
-	    store_open(d->cfg->store_path, &set, &d->st, error_r) != STORE_OK)
+	if (store_open(d->cfg->store_path, &set, &d->st, error_r) != STORE_OK)
 		return -1;
 	if (claim_recover(d->st, store_now_us(), &rs, error_r) != STORE_OK)
 		return -1;
@@ -391,16 +406,29 @@ check_only(struct daemon *d)
 	char path[4096];
 	struct stat sb;
 
+	uint32_t ver;
+
 	snprintf(path, sizeof(path), "%s/data.mdb", d->cfg->store_path);
 	if (stat(path, &sb) == 0) {
-		if (store_open(d->cfg->store_path, &set, &st, &err) !=
+		if (store_schema_version(d->cfg->store_path, &ver, &err) !=
 		    STORE_OK) {
 			fprintf(stderr, "posternd: %s\n", err);
 			return 1;
 		}
-		store_close(&st);
-		printf("posternd: store %s: schema version %u, good\n",
-		       d->cfg->store_path, STORE_SCHEMA_VERSION);
+		if (ver != 0 && ver < STORE_SCHEMA_VERSION) {
+			/* A start upgrades it (lmdb-schema/VERSIONS.md). */
+			printf("posternd: store %s: schema version %u, "
+			       "upgraded to %u when posternd starts\n",
+			       d->cfg->store_path, ver, STORE_SCHEMA_VERSION);
+		} else if (store_open(d->cfg->store_path, &set, &st, &err) !=
+			   STORE_OK) {
+			fprintf(stderr, "posternd: %s\n", err);
+			return 1;
+		} else {
+			store_close(&st);
+			printf("posternd: store %s: schema version %u, good\n",
+			       d->cfg->store_path, ver);
+		}
 	} else {
 		printf("posternd: store %s: none yet; posternd makes it at "
 		       "start\n", d->cfg->store_path);

@@ -468,6 +468,7 @@ write_once(struct store *st, store_txn_fn *fn, void *arg,
 		rc = counters_save(w.txn, st, &w.c);
 	if (rc == 0) {
 		struct timespec t0, t1;
+		int64_t ns;
 		uint64_t dt;
 		size_t i;
 
@@ -475,8 +476,10 @@ write_once(struct store *st, store_txn_fn *fn, void *arg,
 		rc = mdb_txn_commit(w.txn);
 		w.txn = NULL;	/* gone, whether the commit worked or not */
 		clock_gettime(CLOCK_MONOTONIC, &t1);
-		dt = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000u +
-		     (uint64_t)(t1.tv_nsec - t0.tv_nsec) / 1000u;
+		/* Signed first: tv_nsec goes down across a second. */
+		ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 +
+		     (int64_t)(t1.tv_nsec - t0.tv_nsec);
+		dt = ns > 0 ? (uint64_t)ns / 1000u : 0;
 		for (i = 0; i < STORE_COMMIT_NBOUNDS &&
 		     dt > store_commit_bounds_us[i]; i++)
 			;
@@ -491,6 +494,37 @@ write_once(struct store *st, store_txn_fn *fn, void *arg,
 	pthread_rwlock_unlock(&st->txn_lock);
 	*fail_r = w.fail;
 	return rc;
+}
+
+int
+store_schema_version(const char *path, uint32_t *ver_r, const char **error_r)
+{
+	MDB_env *env = NULL;
+	MDB_txn *txn = NULL;
+	MDB_dbi meta;
+	MDB_val k = { strlen(META_VERSION), META_VERSION }, v;
+	int rc;
+
+	*ver_r = 0;
+	if ((rc = mdb_env_create(&env)) == 0 &&
+	    (rc = mdb_env_set_maxdbs(env, 16)) == 0 &&
+	    (rc = mdb_env_open(env, path, MDB_RDONLY | MDB_NOTLS, 0600)) == 0 &&
+	    (rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)) == 0 &&
+	    (rc = mdb_dbi_open(txn, "meta", 0, &meta)) == 0 &&
+	    (rc = mdb_get(txn, meta, &k, &v)) == 0)
+		*ver_r = v.mv_size == 4 ? be32_get(v.mv_data) : 0;
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	if (env != NULL)
+		mdb_env_close(env);
+	if (rc != 0) {
+		snprintf(errbuf, sizeof(errbuf), "store %s: cannot read its "
+			 "schema version: %s", path, rc == MDB_NOTFOUND ?
+			 "not a postern store" : mdb_strerror(rc));
+		*error_r = errbuf;
+		return STORE_ERR;
+	}
+	return STORE_OK;
 }
 
 /* --- the next hop's state (meta "nexthop") ------------------------------- */
@@ -514,6 +548,9 @@ nexthop_decode(const MDB_val *v, struct store_nexthop *nh)
 	return 0;
 }
 
+/* On the caller's stack; the group commit may run nexthop_txn on another
+ * writer's thread while the caller waits, so both pointers are borrowed
+ * for the call only. */
 struct nexthop_args {
 	const char *reason;	/* NULL: up */
 	uint64_t now_us;
@@ -565,8 +602,10 @@ store_nexthop_get(struct store *st, struct store_nexthop *nh_r,
 	if ((rc = store_read_begin(st, &txn, error_r)) != STORE_OK)
 		return rc;
 	rc = mdb_get(txn, st->db_meta, &k, &v);
+	/* A display hint only: a record that cannot be read shows nothing
+	 * (the next write replaces it). */
 	if (rc == 0 && nexthop_decode(&v, nh_r) < 0)
-		rc = MDB_CORRUPTED;
+		memset(nh_r, 0, sizeof(*nh_r));
 	store_read_end(st, &txn);
 	if (rc == MDB_NOTFOUND)
 		return STORE_OK;
@@ -974,9 +1013,10 @@ store_history_drop_txn(struct store_wtx *w, uint64_t qid)
 	return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
 }
 
-/* Schema 1 -> 2 (lmdb-schema/VERSIONS.md), in the open transaction: the
- * "history" database is already created by open_dbis(); the counters
- * record gains "deleted" (0); then the version. */
+/* Schema 1 or 2 -> 3 (lmdb-schema/VERSIONS.md), in the open transaction:
+ * the "history" database is already created by open_dbis(); the counters
+ * record gains "deleted" (0) if it lacks it (1 -> 2); then the version
+ * (2 -> 3 adds only the meta key "nexthop", absent until it is needed). */
 static int
 upgrade_txn(MDB_txn *txn, struct store *st)
 {

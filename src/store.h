@@ -140,6 +140,13 @@ store_has_room(struct store *st, uint64_t need);
 void
 store_map_usage(struct store *st, uint64_t *map_size_r, uint64_t *used_r);
 
+/* The schema version of the store in directory path (which must hold
+ * one), read without writing anything and without a struct store: for
+ * posternd -n, which says whether a start would upgrade it. */
+int
+store_schema_version(const char *path, uint32_t *ver_r,
+		     const char **error_r);
+
 /* The foreign side's next hop as the workers last saw it, kept in the
  * store so that postern queue can say why mail waits (meta "nexthop",
  * lmdb-schema/meta.md): present only while the next hop is down. */
@@ -151,13 +158,16 @@ struct store_nexthop {
 };
 
 /* Down (again): keeps since_us of an earlier record, sets reason and
- * last_us; or up (reason NULL): removes the record. One write
- * transaction; any thread. */
+ * last_us (the workers write it when the next hop goes down, when the
+ * reason changes, and at most once a minute while it stays down); or up
+ * (reason NULL): removes the record. One write transaction; any thread;
+ * reason is borrowed for the call. */
 int
 store_nexthop_set(struct store *st, const char *reason, uint64_t now_us,
 		  const char **error_r);
 
-/* The record, or nh_r->down = false if there is none. */
+/* The record, or nh_r->down = false if there is none (or it cannot be
+ * read). */
 int
 store_nexthop_get(struct store *st, struct store_nexthop *nh_r,
 		  const char **error_r);

@@ -94,8 +94,12 @@ struct worker_pool {
 	atomic_uint_fast64_t indoubt_pause_us;
 	atomic_bool peer_down;		/* logged as down: log "up" once */
 	/* Held across a change of peer_down and its store_nexthop_set(),
-	 * so that the store's record ends in the order of the changes. */
+	 * so that the store's record ends in the order of the changes; it
+	 * also guards the three fields after it. */
 	pthread_mutex_t nexthop_lock;
+	uint64_t nexthop_at_us;		/* record written (0: not, or failed) */
+	char nexthop_reason[256];	/* the reason written */
+	atomic_bool nexthop_stale;	/* a clear failed: try again */
 	/* Written once at stop; its read end, readable from then on, cuts
 	 * the drivers' network waits short (smtp_client cancel_fd). */
 	int stop_pipe[2];
@@ -580,12 +584,25 @@ peer_unavailable(struct worker *w, size_t from, size_t n, const char *reason)
 				 "queued, reconnecting with backoff (at most %"
 				 PRIu64 " s)", w->driver->ops->name, reason,
 				 max / 1000000u);
-			/* For postern queue: why the mail waits, since
-			 * when. */
+			p->nexthop_at_us = 0;
+		}
+		/* For postern queue: why the mail waits, since when. The
+		 * reason the workers saw last, written when it changes and
+		 * at most once a minute otherwise (again after a failed
+		 * write). */
+		if (p->nexthop_at_us == 0 || now >= p->nexthop_at_us +
+		    60000000u || strncmp(reason, p->nexthop_reason,
+					 sizeof(p->nexthop_reason) - 1) != 0) {
+			snprintf(p->nexthop_reason, sizeof(p->nexthop_reason),
+				 "%s", reason);
+			p->nexthop_at_us = now;
+			atomic_store(&p->nexthop_stale, false);
 			if (store_nexthop_set(p->st, reason, now, &err) !=
-			    STORE_OK)
+			    STORE_OK) {
+				p->nexthop_at_us = 0;
 				log_warn("cannot record the next hop's "
 					 "state: %s", err);
+			}
 		}
 		pthread_mutex_unlock(&p->nexthop_lock);
 	}
@@ -599,20 +616,30 @@ peer_available(struct worker *w)
 {
 	w->reconnect_us = 0;
 	w->reconnect_at_us = 0;
-	if (!atomic_load(&w->pool->peer_down))
-		return;		/* the common case: no lock */
-	pthread_mutex_lock(&w->pool->nexthop_lock);
-	if (atomic_exchange(&w->pool->peer_down, false)) {
-		const char *err;
+	struct worker_pool *p = w->pool;
+	const char *err;
+	bool was_down;
 
+	if (!atomic_load(&p->peer_down) && !atomic_load(&p->nexthop_stale))
+		return;		/* the common case: no lock */
+	pthread_mutex_lock(&p->nexthop_lock);
+	was_down = atomic_exchange(&p->peer_down, false);
+	if (was_down)
 		log_info("%s: next hop is back, delivering",
 			 w->driver->ops->name);
-		if (store_nexthop_set(w->pool->st, NULL, 0, &err) != STORE_OK)
+	if (was_down || atomic_load(&p->nexthop_stale)) {
+		p->nexthop_at_us = 0;
+		if (store_nexthop_set(p->st, NULL, 0, &err) != STORE_OK) {
+			atomic_store(&p->nexthop_stale, true);
 			log_warn("cannot clear the next hop's state: %s", err);
-		/* the others are waiting out their own backoff: end it */
-		worker_pool_wake(w->pool);
+		} else {
+			atomic_store(&p->nexthop_stale, false);
+		}
 	}
-	pthread_mutex_unlock(&w->pool->nexthop_lock);
+	/* the others are waiting out their own backoff: end it */
+	if (was_down)
+		worker_pool_wake(p);
+	pthread_mutex_unlock(&p->nexthop_lock);
 }
 
 /* Why an in-doubt reply ended where it did, for the log line. */

@@ -339,11 +339,13 @@ L="-c $CONF"
 sock0=$(stat -c %i "$WORK/load/store/posternd.sock") || bad "no admin socket"
 write_config "$WORK/second.conf" "$WORK/second" "$(free_port)"
 sed -i "s|^path = .*|path = $WORK/load/store|" "$WORK/second.conf"
-rc2=0
-timeout 20 "$POSTERND" -f -c "$WORK/second.conf" >"$WORK/second.log" 2>&1 || rc2=$?
-[ "$rc2" = 1 ] || bad "a second posternd on the store exited $rc2, not 1"
-grep -q "cannot start: store $WORK/load/store is in use by posternd pid $DAEMON_PID" \
-	"$WORK/second.log" || bad "second posternd: $(tail -1 "$WORK/second.log")"
+for c2 in "$WORK/second.conf" "$CONF"; do	# also the same port
+	rc2=0
+	timeout 20 "$POSTERND" -f -c "$c2" >"$WORK/second.log" 2>&1 || rc2=$?
+	[ "$rc2" = 1 ] || bad "a second posternd on the store exited $rc2, not 1"
+	grep -q "cannot start: store $WORK/load/store is in use by posternd pid $DAEMON_PID" \
+		"$WORK/second.log" || bad "second posternd: $(tail -1 "$WORK/second.log")"
+done
 [ "$(stat -c %i "$WORK/load/store/posternd.sock" 2>/dev/null)" = "$sock0" ] ||
 	bad "the second posternd touched the first one's admin socket"
 run 0 $L replay --deferred && hasnt_err=$(grep -c "no posternd is running" "$ERR")
@@ -513,7 +515,7 @@ EOF
 		"$1" "$2/devlog.py" "$2/syslog" & lp=$!
 		while [ ! -e "$2/syslog.ready" ]; do sleep 0.05; done
 		"$3" -s "$2/logged" hold --reason "look first" "$4" >/dev/null 2>&1
-		"$3" -s "$2/logged" release "$4" >/dev/null 2>&1
+		"$3" -s "$2/logged" release --reason "say \"ok\"" "$4" >/dev/null 2>&1
 		"$3" -s "$2/logged" hold --dry-run "$4" >/dev/null 2>&1
 		kill $lp' sh "$PYTHON" "$WORK" "$POSTERN" "$PL" ||
 		bad "could not run postern under a private /dev/log"
@@ -522,11 +524,13 @@ import re, sys
 lines = open(sys.argv[1]).read().splitlines()
 qid = sys.argv[2]
 held = [l for l in lines if re.search(r"postern/admin\[\d+\]: %s: to=<[^>]+>, hold by \S+, reason=\"look first\": " % qid, l)]
-freed = [l for l in lines if re.search(r"postern/admin\[\d+\]: %s: to=<[^>]+>, release by \S+: " % qid, l)]
+freed = [l for l in lines if re.search(r"postern/admin\[\d+\]: %s: to=<[^>]+>, release by \S+, " % qid, l) and 'reason="say \\"ok\\"": ' in l]
 assert len(held) == 2 and len(freed) == 2 and len(lines) == 4, lines
 assert all("<22>" in l[:6] for l in lines), lines   # facility mail, info
 EOF
 	echo "operator change in the mail log: $(head -n 1 "$WORK/syslog")"
+	run 2 -s "$WORK/logged" hold --reason "$(printf 'two\nlines')" "$PL" &&
+		has "$ERR" "control characters"
 else
 	echo "note: no private mount namespace here: the mail log lines of operator changes are not checked"
 fi

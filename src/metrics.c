@@ -90,31 +90,28 @@ get(atomic_uint_fast64_t *a)
 	return atomic_load_explicit(a, memory_order_relaxed);
 }
 
-/* The store's write commits (each with its fdatasync) as a histogram. */
+/* A Prometheus histogram: help text, then the cumulative buckets of
+ * counts[0..n] (per bucket, not cumulative; counts[n]: above the last of
+ * bounds_us[0..n)), the sum and the count. */
 static void
-render_commit_latency(struct store *st, struct buf *b)
+render_histogram(struct buf *b, const char *name, const char *help,
+		 const uint64_t *bounds_us, const uint64_t *counts, size_t n,
+		 uint64_t sum_us)
 {
-	uint64_t counts[STORE_COMMIT_NBOUNDS + 1], sum_us, cum = 0;
+	uint64_t cum = 0;
 
-	store_commit_latency(st, counts, &sum_us);
-	buf_append_str(b,
-		"# HELP postern_store_commit_seconds How long the store's "
-		"write commits took, fdatasync included (one per group "
-		"commit).\n# TYPE postern_store_commit_seconds histogram\n");
-	for (size_t i = 0; i <= STORE_COMMIT_NBOUNDS; i++) {
+	buf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	for (size_t i = 0; i <= n; i++) {
 		cum += counts[i];
-		if (i < STORE_COMMIT_NBOUNDS)
-			buf_printf(b, "postern_store_commit_seconds_bucket"
-				   "{le=\"%g\"} %" PRIu64 "\n",
-				   (double)store_commit_bounds_us[i] / 1e6,
-				   cum);
+		if (i < n)
+			buf_printf(b, "%s_bucket{le=\"%g\"} %" PRIu64 "\n",
+				   name, (double)bounds_us[i] / 1e6, cum);
 		else
-			buf_printf(b, "postern_store_commit_seconds_bucket"
-				   "{le=\"+Inf\"} %" PRIu64 "\n", cum);
+			buf_printf(b, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n",
+				   name, cum);
 	}
-	buf_printf(b, "postern_store_commit_seconds_sum %.6f\n"
-		   "postern_store_commit_seconds_count %" PRIu64 "\n",
-		   (double)sum_us / 1e6, cum);
+	buf_printf(b, "%s_sum %.6f\n%s_count %" PRIu64 "\n", name,
+		   (double)sum_us / 1e6, name, cum);
 }
 
 int
@@ -124,7 +121,9 @@ metrics_render(struct store *st, struct buf *b, uint64_t now_us)
 					       "bounced", "in-doubt" };
 	struct store_counters c;
 	const char *err;
-	uint64_t map_size, used, oldest_qid, oldest_us, cum = 0;
+	uint64_t map_size, used, oldest_qid, oldest_us;
+	uint64_t lat[NBOUNDS + 1], commits[STORE_COMMIT_NBOUNDS + 1];
+	uint64_t commit_sum_us;
 	int rc = 0;
 
 	buf_append_str(b,
@@ -133,24 +132,17 @@ metrics_render(struct store *st, struct buf *b, uint64_t now_us)
 	for (int r = CLAIM_DELIVERED; r <= CLAIM_UNKNOWN; r++)
 		buf_printf(b, "postern_outcomes_total{result=\"%s\"} %" PRIu64
 			   "\n", results[r], get(&outcomes[r]));
-	buf_append_str(b,
-		"# HELP postern_delivery_latency_seconds From acceptance to "
-		"delivery.\n# TYPE postern_delivery_latency_seconds "
-		"histogram\n");
-	for (size_t i = 0; i <= NBOUNDS; i++) {
-		cum += get(&lat_count[i]);
-		if (i < NBOUNDS)
-			buf_printf(b, "postern_delivery_latency_seconds_bucket"
-				   "{le=\"%g\"} %" PRIu64 "\n",
-				   (double)lat_bounds[i] / 1e6, cum);
-		else
-			buf_printf(b, "postern_delivery_latency_seconds_bucket"
-				   "{le=\"+Inf\"} %" PRIu64 "\n", cum);
-	}
-	buf_printf(b, "postern_delivery_latency_seconds_sum %.6f\n"
-		   "postern_delivery_latency_seconds_count %" PRIu64 "\n",
-		   (double)get(&lat_sum_us) / 1e6, cum);
-	render_commit_latency(st, b);
+	for (size_t i = 0; i <= NBOUNDS; i++)
+		lat[i] = get(&lat_count[i]);
+	render_histogram(b, "postern_delivery_latency_seconds",
+			 "From acceptance to delivery.", lat_bounds, lat,
+			 NBOUNDS, get(&lat_sum_us));
+	store_commit_latency(st, commits, &commit_sum_us);
+	render_histogram(b, "postern_store_commit_seconds",
+			 "How long the store's write commits took, fdatasync "
+			 "included (one per group commit).",
+			 store_commit_bounds_us, commits, STORE_COMMIT_NBOUNDS,
+			 commit_sum_us);
 	buf_append_str(b,
 		"# HELP postern_smtp_replies_total Final replies the ingress "
 		"sent, by code.\n# TYPE postern_smtp_replies_total counter\n");

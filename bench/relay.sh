@@ -1,15 +1,25 @@
 #!/bin/bash
 # relay.sh - postern against Postfix as a relay, on loopback, in one run.
 #
-#   A: smtp-source -> Postfix (a private instance) -> smtp-sink
-#   B: smtp-source -> posternd (driver = smtp)    -> smtp-sink
-#   C: smtp-source -> posternd (driver = maildir)
+#   A:  smtp-source -> Postfix (a private instance) -> smtp-sink
+#   B:  smtp-source -> posternd (driver = smtp)    -> smtp-sink
+#   B0: B with [ingress] resubmit_window = 0 (the resubmission index off;
+#       B runs with the default, 5d: on)
+#   H:  smtp-source -----------------------------> smtp-sink (the harness
+#       alone: no relay, the most these tools carry on this machine)
+#   C:  smtp-source -> posternd (driver = maildir)
 #
 # Run as root from the build tree after `make`:  bash bench/relay.sh
 # Knobs (environment):
 #   MSGS=20000        messages per run
 #   SIZES="4096 65536" message sizes (smtp-source -l)
-#   PAIRS=3           A B pairs per size, run alternately (A B A B ...)
+#   PAIRS=3           rounds per size, each A B [B0] [H]: run alternately
+#                     (A B B0 H A B0 B H ...: B and B0 swap places every
+#                     other round)
+#   HARNESS=1         also run H each round (0: no)
+#   RESUBMIT=1        also run B0 each round (0: no). Skipped, with a line
+#                     that says why, when `posternd -n` refuses the key
+#                     (a posternd from before resubmit_window)
 #   SESSIONS=20       smtp-source sessions; PER_CONN=1 messages a session
 #   WORKERS=16 BATCH=16 COMMIT_WAIT=2ms   posternd [workers] / [ingress]
 #   GROUP_WAIT=3ms    posternd [store] group_wait
@@ -28,6 +38,18 @@
 # relay: a cpuacct cgroup made for it), peak RSS (the largest sum of
 # Pss of the relay's processes, sampled every 0.2 s), accept->delivered
 # latency p50/p99 (postern: its ledger; Postfix: delay= of its log).
+# H has no relay: its CPU and Pss are those of smtp-source + smtp-sink
+# (a cgroup of their own, which they are in during every run), and it
+# has no latency or fsyncs.
+# The summary prints the medians per relay and size, then per size:
+#   ratio postern/Postfix: B's msg/s over A's, and CPU a message;
+#   share of the harness alone: B's (and C's, A's) msg/s in percent of
+#     H's. B's share is the figure to raise: 100 % would be a relay that
+#     costs the harness nothing;
+#   index cost: what the resubmission index costs B, from the medians of
+#     B and B0: "X % of msg/s" is (B0 - B) / B0 of the messages/s, "Y %
+#     CPU/msg" is (B - B0) / B0 of the CPU a message. A negative figure
+#     (B did better than B0) is noise; with PAIRS=1 either is mostly noise.
 # fsyncs per message come from a separate pass under strace -f -c
 # (fsync, fdatasync, msync, sync_file_range), which slows the relay;
 # the latency pass offers half of posternd's best 4 KiB rate in 0.1 s
@@ -55,6 +77,8 @@ GROUP_WAIT=${GROUP_WAIT:-3ms}
 FSYNC_MSGS=${FSYNC_MSGS:-2000}
 LAT_SECS=${LAT_SECS:-10}
 MAILDIR=${MAILDIR:-1}
+HARNESS=${HARNESS:-1}
+RESUBMIT=${RESUBMIT:-1}
 PROFILE=${PROFILE:-}
 SYSCALLS=${SYSCALLS:-}
 TRACE="-e trace=fsync,fdatasync,msync,sync_file_range"
@@ -76,6 +100,10 @@ PERF=$(command -v perf)
 CGROOT=/sys/fs/cgroup/cpuacct
 [ -d /sys/fs/cgroup/cpu,cpuacct ] && CGROOT=/sys/fs/cgroup/cpu,cpuacct
 [ -w "$CGROOT" ] || skip "no writable cpuacct cgroup at $CGROOT"
+
+# sh -c "$CG_EXEC" - CG CMD...: CMD in cgroup CG (exec: $! is CMD's pid)
+# shellcheck disable=SC2016
+CG_EXEC='echo $$ >"$1/cgroup.procs"; shift; exec "$@"'
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/postern-bench.XXXXXX") || fail "mktemp"
 chmod 755 "$WORK"
@@ -147,10 +175,14 @@ rss_sampler() {
 }
 
 # --- the sink ------------------------------------------------------------------
+# smtp-sink and smtp-source run in a cgroup of their own: H's CPU and Pss
+cg_new harness
+HN_CG=$CG
 SINK_PID=""
 start_sink() {
 	SINK_OUT=$WORK/sink.$1.out
-	"$SINK" -u nobody -c "127.0.0.1:$SPORT" 256 >"$SINK_OUT" 2>&1 &
+	sh -c "$CG_EXEC" - "$HN_CG" \
+		"$SINK" -u nobody -c "127.0.0.1:$SPORT" 256 >"$SINK_OUT" 2>&1 &
 	SINK_PID=$!
 	PIDS="$PIDS $SINK_PID"
 	wait_port "$SPORT" || fail "smtp-sink did not listen on $SPORT"
@@ -196,9 +228,12 @@ start_postfix
 cg_new postern
 PN_CG=$CG
 PN_PID=""
-# start_postern NAME DRIVER: a fresh store under $WORK/NAME
-start_postern() {
-	local dir=$WORK/$1 conf=$WORK/$1.conf
+# postern_conf NAME DRIVER [RESUBMIT_WINDOW]: write $WORK/NAME.conf (PN_CONF)
+# for a fresh store under $WORK/NAME; [ingress] resubmit_window only when
+# given (the default otherwise)
+postern_conf() {
+	local dir=$WORK/$1 conf=$WORK/$1.conf rw=""
+	[ -n "${3:-}" ] && rw="resubmit_window = $3"
 	rm -rf "$dir"
 	mkdir -p "$dir/maildir"
 	PNPORT=$(free_port)
@@ -213,6 +248,7 @@ hostname = bench.postern.invalid
 max_sessions = 100
 max_sessions_per_ip = 100
 commit_wait = $COMMIT_WAIT
+$rw
 [workers]
 count = $WORKERS
 batch = $BATCH
@@ -225,11 +261,16 @@ tls = none
 [maildir]
 root = $dir/maildir
 EOF
+	PN_CONF=$conf
 	PN_LOG=$WORK/$1.log
 	PN_STORE=$dir/store
 	PN_MAILDIR=$dir/maildir
-	sh -c 'echo $$ >"$1/cgroup.procs"; shift; exec "$@"' - "$PN_CG" \
-		"$POSTERND" -f -c "$conf" >"$PN_LOG" 2>&1 &
+}
+# start_postern NAME DRIVER [RESUBMIT_WINDOW]: posternd on postern_conf's
+start_postern() {
+	postern_conf "$@"
+	sh -c "$CG_EXEC" - "$PN_CG" \
+		"$POSTERND" -f -c "$PN_CONF" >"$PN_LOG" 2>&1 &
 	PN_PID=$!
 	PIDS="$PIDS $PN_PID"
 	wait_port "$PNPORT" || fail "posternd did not start: $(tail -3 "$PN_LOG")"
@@ -245,7 +286,8 @@ maildir_count() {
 # --- one measured run ---------------------------------------------------------
 # source PORT SIZE N
 source_msgs() {
-	"$SOURCE" -s "$SESSIONS" -C "$PER_CONN" -m "$3" -l "$2" \
+	sh -c "$CG_EXEC" - "$HN_CG" \
+		"$SOURCE" -s "$SESSIONS" -C "$PER_CONN" -m "$3" -l "$2" \
 		-f a@home.example -t b@foreign.example "127.0.0.1:$1" \
 		>>"$WORK/source.out" 2>&1
 }
@@ -283,27 +325,37 @@ postfix_settle() {
 	done
 }
 
+# KIND: postfix (A), postern (B), postern0 (B0), harness (H), maildir (C)
 measure() {
-	local kind=$1 size=$2 cg t0 t1 c0 c1 rss_pid n dl lat fs perf_pid
+	local kind=$1 size=$2 cg t0 t1 c0 c1 rss_pid n dl lat fs perf_pid pn=""
 	: >"$WORK/rss"
 	case $kind in
+	harness)
+		cg=$HN_CG
+		start_sink "$kind.$size"
+		port=$SPORT ;;
 	postfix)
 		cg=$PF_CG
 		start_sink "$kind.$size"
 		: >"$PFDIR/maillog"
 		port=$PFPORT ;;
 	postern)
-		cg=$PN_CG
+		cg=$PN_CG pn=1
 		start_sink "$kind.$size"
 		start_postern "run" smtp
 		port=$PNPORT ;;
+	postern0)
+		cg=$PN_CG pn=1
+		start_sink "$kind.$size"
+		start_postern "run" smtp 0
+		port=$PNPORT ;;
 	maildir)
-		cg=$PN_CG
+		cg=$PN_CG pn=1
 		start_postern "run" maildir
 		port=$PNPORT ;;
 	esac
 	perf_pid=""
-	if [ "$kind" != postfix ] && [ -n "$PERF" ]; then
+	if [ -n "$pn" ] && [ -n "$PERF" ]; then
 		"$PERF" stat -x, -o "$WORK/perf.stat" -p "$PN_PID" -e \
 			syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync \
 			2>/dev/null &
@@ -353,9 +405,12 @@ measure() {
 		grep 'status=sent' "$PFDIR/maillog" |
 			grep -o ' delay=[0-9.]*' | cut -d= -f2 >"$dl"
 		stop_sink
+	elif [ -z "$pn" ]; then
+		: >"$dl"	# the harness alone: no relay, no latency
+		stop_sink
 	else
 		stop_postern
-		[ "$kind" = postern ] && stop_sink
+		[ "$kind" != maildir ] && stop_sink
 		ledger_delays "$PN_STORE" "$dl"
 	fi
 	lat=$(percentiles "$dl")
@@ -430,12 +485,34 @@ latency_pass() {
 
 # --- the run -----------------------------------------------------------------
 echo "relay.sh: $MSGS messages, sizes $SIZES, $PAIRS pairs, $SESSIONS sessions, posternd workers $WORKERS batch $BATCH in_doubt_window $WINDOW commit_wait $COMMIT_WAIT group_wait $GROUP_WAIT"
+# B0 only with a posternd that knows [ingress] resubmit_window: ask
+# posternd -n about the very configuration B0 runs with
+RW_SKIP=""
+if [ "$RESUBMIT" = 1 ]; then
+	postern_conf "rwcheck" smtp 0
+	if ! out=$("$POSTERND" -n -c "$PN_CONF" 2>&1); then
+		echo "SKIP the index on/off pair (B0): posternd -n refuses resubmit_window = 0: $(echo "$out" | tail -1)"
+		RW_SKIP="B0 skipped: this posternd refuses [ingress] resubmit_window"
+		RESUBMIT=0
+	fi
+	rm -rf "$WORK/rwcheck"
+else
+	RW_SKIP="RESUBMIT=$RESUBMIT"
+fi
+echo "runs: A postfix, B postern$([ "$RESUBMIT" = 1 ] && echo ", B0 postern0 (resubmit_window = 0)")$([ "$HARNESS" = 1 ] && echo ", H harness (no relay)")$([ "$MAILDIR" = 1 ] && echo ", C maildir")"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for size in $SIZES; do
 	for p in $(seq 1 "$PAIRS"); do
 		echo "size $size pair $p"
 		measure postfix "$size"
-		measure postern "$size"
+		if [ "$RESUBMIT" = 1 ] && [ $((p % 2)) = 0 ]; then
+			measure postern0 "$size"
+			measure postern "$size"
+		else
+			measure postern "$size"
+			[ "$RESUBMIT" = 1 ] && measure postern0 "$size"
+		fi
+		[ "$HARNESS" = 1 ] && measure harness "$size"
 	done
 	[ "$MAILDIR" = 1 ] && measure maildir "$size"
 done
@@ -456,7 +533,7 @@ echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 printf '%-8s %6s %7s %9s %8s %7s %7s %10s %9s\n' relay size msg/s "CPU s/1k" "Pss MiB" "p50 ms" "p99 ms" fsync/msg "(strace)"
 for size in $SIZES; do
-	for kind in postfix postern maildir; do
+	for kind in harness postfix postern postern0 maildir; do
 		grep -q "^$kind $size " "$RESULTS" || continue
 		fs=-
 		[ "$size" = 4096 ] && [ "$kind" = postfix ] && fs=$FS_PF
@@ -470,14 +547,39 @@ for size in $SIZES; do
 	done
 done | tee "$WORK/medians"
 echo "(medians over the runs; fsync/msg: perf count during each run (posternd);"
-echo " (strace): the separate ${FSYNC_MSGS}-message pass under strace -f -c, 4096 B)"
+echo " (strace): the separate ${FSYNC_MSGS}-message pass under strace -f -c, 4096 B;"
+[ "$RESUBMIT" = 1 ] &&
+	echo " postern0: posternd with [ingress] resubmit_window = 0, the index off;"
+[ "$HARNESS" = 1 ] &&
+	echo " harness: smtp-source -> smtp-sink, no relay: its CPU and Pss are theirs;"
+echo " CPU s/1k and Pss of the other rows: the relay's processes only)"
 echo
 for size in $SIZES; do
-	awk -v s="$size" '$2 == s && $1 == "postfix" { r = $3; c = $4 }
-		$2 == s && $1 == "postern" { pr = $3; pc = $4 }
-		END { if (r > 0 && pr > 0)
+	awk -v s="$size" -v rw="$RW_SKIP" '$2 != s { next }
+		{ r[$1] = $3; c[$1] = $4 }
+		END {
+		if (r["postfix"] > 0 && r["postern"] > 0)
 			printf "ratio postern/Postfix at %s B: throughput %.2fx, CPU per message %.3f (Postfix/postern %.1fx)\n",
-				s, pr / r, pc / c, c / pc }' "$WORK/medians"
+				s, r["postern"] / r["postfix"],
+				c["postern"] / c["postfix"], c["postfix"] / c["postern"]
+		h = r["harness"]
+		if (h > 0) {
+			printf "share of the harness alone at %s B (%d msg/s, %.3f CPU s/1000): postern %.1f %% (the figure to raise)",
+				s, h, c["harness"], r["postern"] / h * 100
+			if ("maildir" in r)
+				printf ", maildir %.1f %%", r["maildir"] / h * 100
+			printf ", Postfix %.1f %%\n", r["postfix"] / h * 100
+		} else
+			printf "share of the harness alone at %s B: n/a (HARNESS=0)\n", s
+		on = r["postern"]; off = r["postern0"]
+		if (on > 0 && off > 0 && c["postern0"] > 0)
+			printf "index cost at %s B: %.1f %% of msg/s, %.1f %% CPU/msg (on, default: %d msg/s, %.3f CPU s/1000; off, resubmit_window = 0: %d msg/s, %.3f CPU s/1000)\n",
+				s, (off - on) / off * 100,
+				(c["postern"] - c["postern0"]) / c["postern0"] * 100,
+				on, c["postern"], off, c["postern0"]
+		else
+			printf "index cost at %s B: n/a (%s)\n", s, rw
+		}' "$WORK/medians"
 done
 set -- $LAT
 echo "half-rate latency (posternd, 4096 B, ${half:-0} msg/s offered, $1 messages): p50 ${2} ms, p99 ${3} ms"

@@ -176,6 +176,8 @@ static const struct key keys[] = {
 	  1, UINT_MAX, NULL, "600s" },
 	{ "ingress", "commit_wait", V_MSECS, F(ingress_commit_wait_ms),
 	  0, 1000, NULL, "2ms" },
+	{ "ingress", "resubmit_window", V_SECS, F(ingress_resubmit_window),
+	  0, 366u * 86400u, NULL, "5d" },
 	{ "ingress", "tls", V_ENUM, F(ingress_tls), 0, 0, tls_names, "none" },
 	{ "ingress", "tls_cert", V_PATH_OPT, F(ingress_tls_cert), 0, 0, NULL,
 	  "" },

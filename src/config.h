@@ -167,6 +167,7 @@ struct config {
 	unsigned ingress_idle_timeout;	/* seconds to wait for a command */
 	unsigned ingress_data_timeout;	/* seconds for the whole DATA phase */
 	unsigned ingress_commit_wait_ms; /* group commit: extra wait, ms */
+	unsigned ingress_resubmit_window; /* seconds; 0: no index */
 	enum config_tls ingress_tls;	/* STARTTLS: none, may, encrypt */
 	char *ingress_tls_cert;		/* PEM chain; NULL: not set */
 	char *ingress_tls_key;		/* PEM key; NULL: not set */

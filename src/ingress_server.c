@@ -239,6 +239,9 @@ session_hand_over(struct isession *s)
 	job = commit_job_new(s->id, m.sender, m.rcpts, m.nrcpt, m.msgid,
 			     m.body, m.body_len);
 	job->qid_at = m.qid_at;
+	job->trace_len = m.trace_len;
+	job->client = xmalloc(strlen(s->addr) + 3);
+	sprintf(job->client, "[%s]", s->addr);
 	s->waiting = true;
 	bufferevent_disable(s->bev, EV_READ);
 	committer_push(s->in->committer, &job);
@@ -430,6 +433,53 @@ log_queued(const struct commit_job *j, const char *qid,
 		  "(queue active)", qid, j->sender, j->body_len, j->nrcpt);
 }
 
+/* The recipients the resubmission index recognised: one line each,
+ * under the queue id they were queued as, and the queue ids for the
+ * reply (*orig_r: NULL if there are none; else nrcpt pointers into
+ * *buf_r, NULL for a recipient queued now). */
+static void
+log_resubmissions(const struct commit_job *j, const struct isession *s,
+		  const char ***orig_r, char **buf_r)
+{
+	const char *addr = s != NULL ? s->addr : "unknown";
+	size_t n = 0;
+
+	*orig_r = NULL;
+	*buf_r = NULL;
+	for (size_t i = 0; i < j->nrcpt; i++)
+		n += j->resub[i].qid != 0;
+	if (n == 0)
+		return;
+	*orig_r = xcalloc(j->nrcpt, sizeof(**orig_r));
+	*buf_r = xcalloc(j->nrcpt, STORE_QID_STRLEN);
+	for (size_t i = 0; i < j->nrcpt; i++) {
+		char *q = *buf_r + i * STORE_QID_STRLEN, first[32];
+		time_t t;
+		struct tm tm;
+		struct log_field f[] = {
+			{ "queue_id", q, false },
+			{ "event", "resubmission", false },
+			{ "client", addr, false },
+			{ "from", j->sender, false },
+			{ "to", j->rcpts[i], false },
+			{ "message_id", j->msgid, false },
+			{ "first_queued", first, false },
+		};
+
+		if (j->resub[i].qid == 0)
+			continue;
+		store_qid_str(j->resub[i].qid, q);
+		(*orig_r)[i] = q;
+		t = (time_t)(j->resub[i].first_us / 1000000u);
+		gmtime_r(&t, &tm);
+		strftime(first, sizeof(first), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		log_event(LOG_LVL_INFO, f, 7, "%s: resubmission: client="
+			  "unknown[%s], from=<%s>, to=<%s>, message-id=%s, "
+			  "first queued %s: not queued again", q, addr,
+			  j->sender, j->rcpts[i], j->msgid, first);
+	}
+}
+
 /* Loop thread: answer the sessions whose messages were committed. */
 static void
 on_done(evutil_socket_t fd, short what, void *arg)
@@ -449,24 +499,33 @@ on_done(evutil_socket_t fd, short what, void *arg)
 	pthread_mutex_unlock(&in->done_lock);
 	while ((j = jobs) != NULL) {
 		jobs = j->next;
+		const char **orig = NULL;
+		char *obuf = NULL;
+
 		store_qid_str(j->qid, qid);
 		s = session_find(in, j->session_id);
 		if (j->rc == STORE_OK) {
-			queued++;
-			log_queued(j, qid, s);
+			log_resubmissions(j, s, &orig, &obuf);
+			if (j->qid != 0) {
+				queued++;
+				log_queued(j, qid, s);
+			}
 		} else {
 			log_err("cannot queue a message from <%s>: %s",
 				j->sender, j->error);
 		}
 		if (s != NULL && s->waiting) {
 			s->waiting = false;
-			if (smtp_session_stored(s->smtp, store_result(j->rc),
-						qid, &s->out) == SMTP_EV_CLOSE)
+			if (smtp_session_stored_resub(s->smtp,
+				store_result(j->rc), j->qid != 0 ? qid : NULL,
+				orig, &s->out) == SMTP_EV_CLOSE)
 				s->closing = true;
 			else
 				bufferevent_enable(s->bev, EV_READ);
 			session_read(s);	/* pipelined input waits */
 		}
+		free(orig);
+		free(obuf);
 		commit_job_free(&j);
 	}
 	if (queued > 0)

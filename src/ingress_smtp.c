@@ -117,6 +117,7 @@ struct smtp_session {
 	bool in_header;
 	size_t hdr_end;
 	size_t qid_at;		/* where the queue id goes in Received: */
+	size_t trace_len;	/* bytes of ours before the client's */
 	size_t hdr_lines;
 	enum data_fault bare;	/* DF_BARE_LF or DF_BARE_CR */
 	enum data_fault fault;	/* any other reason to refuse */
@@ -1543,6 +1544,7 @@ finish_message(struct smtp_session *s)
 		buf_printf(&pre, "Message-ID: %s\r\n", s->msgid);
 	}
 	n = s->body.len;
+	s->trace_len = pre.len;
 	buf_append(&s->body, pre.data, pre.len);
 	memmove(s->body.data + pre.len, s->body.data, n);
 	memcpy(s->body.data, pre.data, pre.len);
@@ -1709,23 +1711,92 @@ smtp_session_message(struct smtp_session *s, struct smtp_message *m_r)
 	m_r->body = s->body.data;
 	m_r->body_len = s->body.len;
 	m_r->qid_at = s->qid_at;
+	m_r->trace_len = s->trace_len;
+}
+
+/* A queue id as a reply may quote it. */
+static void
+qid_clean(struct buf *q, const char *qid)
+{
+	put_clean(q, qid != NULL ? qid : "?", qid != NULL ? strlen(qid) : 1,
+		  QID_MAX, HEADER_AVOID);
+}
+
+#define RESUB_TEXT "(resubmission, not queued again)"
+
+/* The 250 of a message some of whose recipients the resubmission index
+ * recognised (orig_qids: smtp_session_stored_resub). */
+static void
+reply_resub(struct smtp_session *s, struct buf *out, const char *qid,
+	    const char *const *orig_qids)
+{
+	struct buf q, o;
+	size_t old = 0, first = s->nrcpt;
+
+	buf_init(&q);
+	buf_init(&o);
+	qid_clean(&q, qid);
+	for (size_t i = 0; i < s->nrcpt; i++)
+		if (orig_qids[i] != NULL && old++ == 0)
+			first = i;
+	if (first < s->nrcpt)
+		qid_clean(&o, orig_qids[first]);
+	if (s->lim->lmtp) {
+		for (size_t i = 0; i < s->nacc; i++) {
+			const char *oq = orig_qids[s->acc[i]];
+			struct buf b;
+
+			buf_init(&b);
+			if (oq != NULL)
+				qid_clean(&b, oq);
+			if (oq != NULL)
+				reply(out, "250 2.1.5 <%s> Ok: already queued "
+				      "as %s " RESUB_TEXT, s->rcpts[s->acc[i]],
+				      b.data);
+			else
+				reply(out, "250 2.1.5 <%s> Ok: queued as %s",
+				      s->rcpts[s->acc[i]], q.data);
+			buf_free(&b);
+		}
+	} else if (old == s->nrcpt) {
+		reply(out, "250 2.0.0 Ok: already queued as %s " RESUB_TEXT,
+		      o.data);
+	} else {
+		reply(out, "250 2.0.0 Ok: queued as %s (%zu of %zu recipients "
+		      "already queued as %s, resubmission, not queued again)",
+		      q.data, old, s->nrcpt, o.data);
+	}
+	buf_free(&o);
+	buf_free(&q);
 }
 
 enum smtp_event
 smtp_session_stored(struct smtp_session *s, enum smtp_store_result result,
 		    const char *qid, struct buf *out)
 {
+	return smtp_session_stored_resub(s, result, qid, NULL, out);
+}
+
+enum smtp_event
+smtp_session_stored_resub(struct smtp_session *s,
+			  enum smtp_store_result result, const char *qid,
+			  const char *const *orig_qids, struct buf *out)
+{
 	struct buf q, text;
 	size_t at = out->len;
+	bool resub = false;
 
 	if (s->phase != PH_PAUSED)
 		panic("ingress_smtp: stored() without a waiting message");
+	for (size_t i = 0; orig_qids != NULL && i < s->nrcpt; i++)
+		resub = resub || orig_qids[i] != NULL;
 	buf_init(&q);
 	buf_init(&text);
-	put_clean(&q, qid != NULL ? qid : "?", qid != NULL ? strlen(qid) : 1,
-		  QID_MAX, HEADER_AVOID);
+	qid_clean(&q, qid);
 	if (s->closed) {
 		/* timed out meanwhile: the client is gone */
+	} else if (result == SMTP_STORE_OK && resub) {
+		reply_resub(s, out, qid, orig_qids);
 	} else if (result == SMTP_STORE_OK) {
 		buf_printf(&text, "Ok: queued as %s", q.data);
 		reply_per_rcpt(s, out, s->lim->lmtp ? "250 2.1.5" : "250 2.0.0",

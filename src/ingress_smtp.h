@@ -124,6 +124,8 @@ struct smtp_message {
 	size_t body_len;
 	size_t qid_at;		/* body offset of the queue id in our
 				   Received: field (STORE_QID_LEN bytes) */
+	size_t trace_len;	/* body's first trace_len bytes are ours
+				   (Received:, a Message-ID: we made) */
 };
 
 /* Fill *m_r with the waiting message. Calling it when no message waits
@@ -148,6 +150,17 @@ enum smtp_store_result {
 enum smtp_event
 smtp_session_stored(struct smtp_session *s, enum smtp_store_result result,
 		    const char *qid, struct buf *out);
+
+/* The same, when the resubmission index recognised some recipients:
+ * orig_qids has one entry per smtp_message.rcpts, the queue id that
+ * recipient was queued as before (not queued again), or NULL for one
+ * queued now as qid (which may then be NULL if every entry is non-NULL).
+ * A 250 names both: "Ok: already queued as QID (resubmission, not queued
+ * again)"; LMTP says it per recipient. */
+enum smtp_event
+smtp_session_stored_resub(struct smtp_session *s,
+			  enum smtp_store_result result, const char *qid,
+			  const char *const *orig_qids, struct buf *out);
 
 /* The TLS handshake after SMTP_EV_STARTTLS is done. desc (copied,
  * cleaned) describes it for the Received: header, e.g. "TLSv1.3 with

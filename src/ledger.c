@@ -80,7 +80,7 @@ ledger_rec_decode(const MDB_val *v, struct ledger_rec *r)
 	    store_str_get(&p, end, r->msgid, STORE_MSGID_MAX) < 0 ||
 	    store_str_get(&p, end, r->reply, STORE_REPLY_MAX) < 0 || p != end)
 		return -1;
-	if (r->kind < LEDGER_DELIVERED || r->kind > LEDGER_NOTE)
+	if (r->kind < LEDGER_DELIVERED || r->kind > LEDGER_RESUBMISSION)
 		return -1;
 	return 0;
 }
@@ -93,6 +93,7 @@ ledger_kind_name(enum ledger_kind kind)
 	case LEDGER_BOUNCED:	return "bounced";
 	case LEDGER_DELETED:	return "deleted";
 	case LEDGER_NOTE:	return "note";
+	case LEDGER_RESUBMISSION: return "resubmission";
 	}
 	return "?";
 }
@@ -153,7 +154,7 @@ ledger_append_txn(struct store_wtx *w, struct ledger_rec *rec)
 	k.mv_data = ikey;
 	v.mv_size = 8;
 	v.mv_data = sbuf;
-	rc = rec->kind == LEDGER_NOTE ? 0 :
+	rc = rec->kind == LEDGER_NOTE || rec->kind == LEDGER_RESUBMISSION ? 0 :
 	     mdb_put(w->txn, st->db_ledger_idx, &k, &v, MDB_NOOVERWRITE);
 	if (rc == MDB_KEYEXIST) {
 		w->fail = "ledger already holds a terminal record for this "
@@ -196,6 +197,8 @@ ledger_append_txn(struct store_wtx *w, struct ledger_rec *rec)
 		w->c.bounced++;
 	else if (rec->kind == LEDGER_DELETED)
 		w->c.deleted++;
+	else if (rec->kind == LEDGER_RESUBMISSION)
+		w->c.resubmitted++;
 	return 0;
 }
 
@@ -396,6 +399,10 @@ verify_chain(struct vctx *x, uint64_t *terminal_r)
 		last = seq;
 		if (rec.kind == LEDGER_NOTE)
 			continue;
+		if (rec.kind == LEDGER_RESUBMISSION) {
+			x->r->counted.resubmitted++;
+			continue;
+		}
 		if (rec.kind == LEDGER_DELIVERED)
 			x->r->counted.delivered++;
 		else if (rec.kind == LEDGER_BOUNCED)
@@ -516,6 +523,13 @@ verify_counters(struct vctx *x)
 		problem(x, "conservation", 0,
 			"conservation: accepted %" PRIu64 " != delivered + "
 			"bounced + deleted + queued %" PRIu64, s->accepted, c->accepted);
+	/* Not an entry, so outside the sum: each recognised resubmission
+	 * has its ledger record. */
+	if (s->resubmitted != c->resubmitted)
+		problem(x, "counter", 0,
+			"counter resubmitted is %" PRIu64 " but the ledger "
+			"holds %" PRIu64 " resubmission records",
+			s->resubmitted, c->resubmitted);
 }
 
 int

@@ -21,9 +21,15 @@ enum ledger_kind {
 	LEDGER_BOUNCED = 2,
 	LEDGER_DELETED = 3,	/* removed by the operator */
 	LEDGER_NOTE = 4,
+	/* A message the home side sent again, recognised by the
+	 * resubmission index and not queued again: qid and idx name the
+	 * entry it was queued as, accepted_us when; body_sha is the digest
+	 * of the body as received (without postern's trace fields). Not
+	 * terminal; counted in store_counters.resubmitted. */
+	LEDGER_RESUBMISSION = 5,
 };
 
-/* "delivered", "bounced", "deleted", "note". */
+/* "delivered", "bounced", "deleted", "note", "resubmission". */
 const char *
 ledger_kind_name(enum ledger_kind kind);
 

@@ -121,7 +121,7 @@ metrics_render(struct store *st, struct buf *b, uint64_t now_us)
 					       "bounced", "in-doubt" };
 	struct store_counters c;
 	const char *err;
-	uint64_t map_size, used, oldest_qid, oldest_us;
+	uint64_t map_size, used, oldest_qid, oldest_us, rs_entries, rs_bytes;
 	uint64_t lat[NBOUNDS + 1], commits[STORE_COMMIT_NBOUNDS + 1];
 	uint64_t commit_sum_us;
 	int rc = 0;
@@ -169,6 +169,23 @@ metrics_render(struct store *st, struct buf *b, uint64_t now_us)
 		   "postern_entries_total{state=\"bounced\"} %" PRIu64 "\n"
 		   "postern_entries_total{state=\"deleted\"} %" PRIu64 "\n",
 		   c.accepted, c.delivered, c.bounced, c.deleted);
+	buf_printf(b, "# HELP postern_resubmissions_total Recipients of "
+		   "messages the home side sent again, recognised by the "
+		   "resubmission index and not queued again.\n"
+		   "# TYPE postern_resubmissions_total counter\n"
+		   "postern_resubmissions_total %" PRIu64 "\n",
+		   c.resubmitted);
+	if (store_resubmit_stat(st, &rs_entries, &rs_bytes, &err) ==
+	    STORE_OK)
+		buf_printf(b, "# HELP postern_resubmit_index_entries "
+			   "Entries the resubmission index remembers.\n"
+			   "# TYPE postern_resubmit_index_entries gauge\n"
+			   "postern_resubmit_index_entries %" PRIu64 "\n"
+			   "# HELP postern_resubmit_index_bytes Bytes of "
+			   "the store's pages that hold the index.\n"
+			   "# TYPE postern_resubmit_index_bytes gauge\n"
+			   "postern_resubmit_index_bytes %" PRIu64 "\n",
+			   rs_entries, rs_bytes);
 	buf_append_str(b,
 		"# HELP postern_queue_entries Entries queued, by state.\n"
 		"# TYPE postern_queue_entries gauge\n");

@@ -796,6 +796,23 @@ print_headers(const char *body, size_t len)
 	}
 }
 
+/* The entries of the message shown that came again (at most
+ * SHOW_RESUB_MAX, in recipient order). */
+#define SHOW_RESUB_MAX 64
+struct show_resub {
+	struct store_resubmit_info v[SHOW_RESUB_MAX];
+	size_t n;
+};
+
+static int
+show_resub_fn(const struct store_resubmit_info *ri, void *arg)
+{
+	struct show_resub *rs = arg;
+
+	rs->v[rs->n++] = *ri;
+	return rs->n == SHOW_RESUB_MAX;
+}
+
 static int
 cmd_show(struct ctx *c, int argc, char **argv)
 {
@@ -808,6 +825,7 @@ cmd_show(struct ctx *c, int argc, char **argv)
 	struct queue_filter f = { 0 };
 	struct show sh = { 0 };
 	struct show_ledger sl = { 0 };
+	struct show_resub rs = { 0 };
 	struct queue_event *ev = NULL;
 	bool body = false;
 	const char *err = NULL;
@@ -851,8 +869,15 @@ cmd_show(struct ctx *c, int argc, char **argv)
 		json_decref(sh.o);
 		return store_error("show", err);
 	}
+	if (store_resubmit_foreach_qid(c->st, qid, show_resub_fn, &rs,
+				       &err) != STORE_OK) {
+		free(ev);
+		json_decref(sl.a);
+		json_decref(sh.o);
+		return store_error("show", err);
+	}
 	if (!sh.json) {
-		if (nev > 0)
+		if (nev > 0 || rs.n > 0)
 			printf("history:\n");
 		for (size_t i = 0; i < nev; i++) {
 			char t[64];
@@ -861,6 +886,16 @@ cmd_show(struct ctx *c, int argc, char **argv)
 			printf("  [%u] %s  %s -> %s  %s\n", ev[i].idx, t,
 			       store_state_name(ev[i].from),
 			       store_state_name(ev[i].to), ev[i].note);
+		}
+		for (size_t i = 0; i < rs.n; i++) {
+			char t[64], f[64];
+
+			fmt_time(rs.v[i].last_us, t, sizeof(t));
+			fmt_time(rs.v[i].first_us, f, sizeof(f));
+			printf("  [%u] %s  resubmitted %u time%s since it was "
+			       "queued at %s, not queued again\n", rs.v[i].idx,
+			       t, rs.v[i].count, rs.v[i].count == 1 ? "" : "s",
+			       f);
 		}
 	}
 	sl.queued = sh.found;
@@ -911,6 +946,22 @@ cmd_show(struct ctx *c, int argc, char **argv)
 			json_array_append_new(h, e);
 		}
 		json_object_set_new(o, "history", h);
+		h = json_array();
+		for (size_t i = 0; i < rs.n; i++) {
+			json_t *e = json_object();
+			char t[64];
+
+			json_object_set_new(e, "index",
+					    json_integer(rs.v[i].idx));
+			json_object_set_new(e, "count",
+					    json_integer(rs.v[i].count));
+			fmt_iso(rs.v[i].first_us, t, sizeof(t));
+			json_object_set_new(e, "queued", json_text(t));
+			fmt_iso(rs.v[i].last_us, t, sizeof(t));
+			json_object_set_new(e, "last", json_text(t));
+			json_array_append_new(h, e);
+		}
+		json_object_set_new(o, "resubmissions", h);
 		json_object_set_new(o, "ledger", sl.a);
 		if (raw != NULL && body) {
 			json_t *b = json_stringn(raw, len);
@@ -1478,6 +1529,7 @@ cmd_stats(struct ctx *c, int argc, char **argv)
 	bool json = false;
 	const char *err = NULL;
 	char q[STORE_QID_STRLEN], age[32], t[64];
+	uint64_t rs_entries = 0, rs_bytes = 0;
 	int opt, rc;
 
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1499,7 +1551,9 @@ cmd_stats(struct ctx *c, int argc, char **argv)
 	}
 	if ((rc = open_store(c, STORE_OPEN_READONLY)) != EXIT_OK)
 		return rc;
-	if (queue_stats(c->st, now, &s, &err) != STORE_OK)
+	if (queue_stats(c->st, now, &s, &err) != STORE_OK ||
+	    store_resubmit_stat(c->st, &rs_entries, &rs_bytes, &err) !=
+	    STORE_OK)
 		return store_error("stats", err);
 	if (json) {
 		json_t *o = json_object(), *hq = json_array(),
@@ -1524,6 +1578,8 @@ cmd_stats(struct ctx *c, int argc, char **argv)
 		J("map_size", s.map_size);
 		J("map_used", s.map_used);
 		J("ledger_records", s.ledger_records);
+		J("resubmissions", s.c.resubmitted);
+		J("resubmit_index_entries", rs_entries);
 #undef J
 		for (int i = 0; i < 24; i++) {
 			json_array_append_new(hq, json_integer(
@@ -1553,6 +1609,10 @@ cmd_stats(struct ctx *c, int argc, char **argv)
 	}
 	printf("throughput: %" PRIu64 " in the last minute, %" PRIu64
 	       " in the last hour\n", s.done_minute, s.done_hour[0]);
+	printf("resubmits:  %" PRIu64 " recognised, not queued again; index "
+	       "%" PRIu64 " entr%s, %" PRIu64 " KiB\n", s.c.resubmitted,
+	       rs_entries, rs_entries == 1 ? "y" : "ies",
+	       (rs_bytes + 1023) / 1024);
 	printf("store:      map %" PRIu64 " MiB, %" PRIu64 " MiB used (%.0f%%),"
 	       " ledger %" PRIu64 " records\n", s.map_size >> 20,
 	       s.map_used >> 20, s.map_size ? 100.0 * (double)s.map_used /

@@ -104,6 +104,9 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 			 "and listen addresses change only on restart");
 	log_set_level(cfg->log_level);
 	ingress_set_config(d->in, cfg);
+	if (d->st != NULL)
+		store_resubmit_window_set(d->st, (uint64_t)
+			cfg->ingress_resubmit_window * 1000000u);
 	config_unref(&d->cfg);
 	d->cfg = cfg;
 	sd_notify(0, "READY=1\nSTATUS=configuration reloaded");
@@ -319,6 +322,8 @@ start(struct daemon *d, const char **error_r)
 		.max_lifetime = d->cfg->queue_max_lifetime,
 		.max_attempts = d->cfg->queue_max_attempts,
 		.group_wait_us = d->cfg->store_group_wait_ms * 1000u,
+		.resubmit_window_us =
+			(uint64_t)d->cfg->ingress_resubmit_window * 1000000u,
 	};
 	struct claim_recover_stats rs;
 	static char err[512];

@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 /* The schema version this build reads and writes (lmdb-schema/VERSIONS.md). */
-#define STORE_SCHEMA_VERSION 3u
+#define STORE_SCHEMA_VERSION 4u
 
 /* Return codes. Negative is failure; every failure also sets *error_r to a
  * message that stays valid until the next store call on the same thread. */
@@ -47,6 +47,11 @@ struct store_counters {
 	uint64_t held;
 	uint64_t indoubt;
 	uint64_t deleted;	/* removed by the operator (postern delete) */
+	/* Not entries: recipients of messages the home side sent again
+	 * that the resubmission index recognised and did not queue (each
+	 * has a ledger record of kind "resubmission"). Outside the
+	 * conservation sum. */
+	uint64_t resubmitted;
 };
 
 /* Who opens the store, and so what store_open() may write. */
@@ -75,6 +80,17 @@ struct store_settings {
 				   held as a dead letter (0: never) */
 	unsigned group_wait_us;	/* group commit: how long a commit may
 				   wait for company (0: never waits) */
+	/* How long the resubmission index remembers what was queued, in
+	 * µs; 0: no index (nothing is looked up or written). */
+	uint64_t resubmit_window_us;
+};
+
+/* What the resubmission index said of one recipient of a store_msg. */
+struct store_resubmit {
+	uint64_t qid;		/* 0: new, queued now; else the queue id
+				   the same message got before */
+	uint32_t idx;		/* that entry's recipient index */
+	uint64_t first_us;	/* when it was queued */
 };
 
 /* A message to enqueue. Every pointer is borrowed for the call only. */
@@ -89,6 +105,17 @@ struct store_msg {
 	 * queue id in hex, in the stored copy (the ingress's Received:
 	 * "id" field); 0: none. */
 	size_t qid_at;
+	/* The first trace_len bytes of body are postern's own (its
+	 * Received: field, a Message-ID: it made): they differ at each
+	 * submission, so the resubmission digest leaves them out. */
+	size_t trace_len;
+	/* Out, may be NULL: nrcpt results of the resubmission index, in
+	 * the order of rcpts (a repeated address gets the result of its
+	 * first occurrence). */
+	struct store_resubmit *resub_r;
+	/* Who sent it ("[addr]"), for the resubmission's ledger record;
+	 * NULL: unknown. */
+	const char *client;
 };
 
 struct store;
@@ -201,10 +228,50 @@ store_reader_check(struct store *st);
 /* Enqueue n messages in ONE write transaction (group commit): body,
  * envelope, one entry per distinct recipient, and their notifications. On
  * success qids_r[i] holds the queue id of msgs[i]; on failure nothing of
- * the batch is stored. A message with no recipient is refused. */
+ * the batch is stored. A message with no recipient is refused.
+ *
+ * With the resubmission index on (resubmit_window_us), each recipient's
+ * digest of (sender, recipient, body after trace_len) is looked up and
+ * inserted in that same transaction: a recipient whose digest was queued
+ * within the window is not queued again (resub_r says as what it was
+ * queued; it gets a ledger record of kind "resubmission"). A message
+ * all of whose recipients were recognised stores nothing: qids_r[i] is 0.
+ * Two identical messages in one batch, or in two racing batches, make
+ * one entry: the lookup and the insert are one transaction. */
 int
 store_enqueue(struct store *st, const struct store_msg *msgs, size_t n,
 	      uint64_t now_us, uint64_t *qids_r, const char **error_r);
+
+/* Forget the resubmission index's entries older than the window, at
+ * most max (0: 1000) in one write transaction; *pruned_r says how many
+ * (fewer than max: nothing older is left). Any thread. */
+int
+store_resubmit_prune(struct store *st, uint64_t now_us, unsigned max,
+		     unsigned *pruned_r, const char **error_r);
+
+/* A new window (a reload): from the next enqueue on. Any thread. */
+void
+store_resubmit_window_set(struct store *st, uint64_t window_us);
+
+/* The index's size: entries, and bytes of its pages (both databases). */
+int
+store_resubmit_stat(struct store *st, uint64_t *entries_r,
+		    uint64_t *bytes_r, const char **error_r);
+
+/* The resubmissions of message qid's entries that the index still
+ * remembers: fn gets each entry that was sent again (count > 0), in
+ * recipient order. Returns a store_rc. */
+struct store_resubmit_info {
+	uint32_t idx;
+	uint64_t first_us;	/* when the entry was queued */
+	uint32_t count;		/* how many times it came again */
+	uint64_t last_us;	/* the last time */
+};
+int
+store_resubmit_foreach_qid(struct store *st, uint64_t qid,
+			   int (*fn)(const struct store_resubmit_info *ri,
+				     void *arg),
+			   void *arg, const char **error_r);
 
 /* Read the counters as of the last commit. */
 int

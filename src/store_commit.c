@@ -48,6 +48,7 @@ commit_job_new(uint64_t session_id, const char *sender,
 	j->msgid = xstrdup(msgid);
 	j->body = xmemdup(body, body_len);
 	j->body_len = body_len;
+	j->resub = xcalloc(nrcpt, sizeof(*j->resub));
 	return j;
 }
 
@@ -65,6 +66,8 @@ commit_job_free(struct commit_job **job)
 	free(j->sender);
 	free(j->msgid);
 	free(j->body);
+	free(j->client);
+	free(j->resub);
 	free(j);
 }
 
@@ -133,9 +136,18 @@ commit_batch(struct committer *c, struct commit_job *jobs, size_t n)
 	int rc;
 
 	for (j = jobs; j != NULL; j = j->next, i++)
-		m[i] = (struct store_msg){ j->sender,
-			(const char *const *)j->rcpts, j->nrcpt, j->msgid,
-			j->body, j->body_len, j->qid_at };
+		m[i] = (struct store_msg){
+			.sender = j->sender,
+			.rcpts = (const char *const *)j->rcpts,
+			.nrcpt = j->nrcpt,
+			.msgid = j->msgid,
+			.body = j->body,
+			.body_len = j->body_len,
+			.qid_at = j->qid_at,
+			.trace_len = j->trace_len,
+			.resub_r = j->resub,
+			.client = j->client,
+		};
 	rc = store_enqueue(c->st, m, n, store_now_us(), qids, &err);
 	i = 0;
 	for (j = jobs; j != NULL; j = j->next, i++) {

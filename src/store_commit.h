@@ -26,9 +26,13 @@ struct commit_job {
 	char *body;
 	size_t body_len;
 	size_t qid_at;		/* store_msg.qid_at; 0: none */
+	size_t trace_len;	/* store_msg.trace_len */
+	char *client;		/* store_msg.client, or NULL */
 	/* filled in by the committer: */
 	int rc;			/* STORE_OK or a store_rc */
-	uint64_t qid;
+	uint64_t qid;		/* 0: nothing new was queued (every
+				   recipient is a resubmission) */
+	struct store_resubmit *resub;	/* nrcpt: store_msg.resub_r */
 	char error[256];
 	struct commit_job *next;
 };

@@ -34,6 +34,8 @@ struct store {
 	uint64_t instance;
 	uint64_t store_id;
 	atomic_bool panicked;
+	/* settings.resubmit_window_us, as a reload may change it. */
+	atomic_uint_fast64_t resubmit_window_us;
 	atomic_uint_fast64_t trim_at_us;	/* next store_map_trim() */
 	/* Write commits (mdb_txn_commit, its fdatasync included): count
 	 * per bucket of STORE_COMMIT_BOUNDS_US (last: above them all) and
@@ -57,7 +59,7 @@ struct store {
 	bool group_busy;
 	MDB_dbi db_meta, db_messages, db_bodies, db_rcpts, db_notify,
 		db_active, db_ledger, db_ledger_idx, db_ledger_mid,
-		db_history;
+		db_history, db_resubmit, db_resubmit_seq;
 };
 
 /* A write transaction in progress, as the runner hands it to a body. */
@@ -226,6 +228,39 @@ store_history_put_txn(struct store_wtx *w, uint64_t qid, uint32_t idx,
 int
 store_history_drop_txn(struct store_wtx *w, uint64_t qid);
 #define STORE_KEY_HISTORY_LEN (8 + 4 + 8)
+
+/* --- the resubmission index (lmdb-schema/resubmit.md), store_resubmit.c */
+#define STORE_RESUBMIT_KEY_LEN 32	/* SHA-256 */
+
+/* The index keys of message m's recipients (nrcpt × 32 bytes into keys):
+ * SHA-256 of the sender, the recipient (both lower-cased) and the
+ * SHA-256 of the body after m->trace_len, which goes into body_sha.
+ * Outside any transaction (it only hashes). */
+void
+store_resubmit_keys(const struct store_msg *m, unsigned char *keys,
+		    unsigned char body_sha[32]);
+
+/* Look key up: 1 and *hit_r if it names an entry queued at or after
+ * since_us, 0 if not (absent or older), or an LMDB code. Inside w's
+ * transaction, so it sees what this transaction put. */
+int
+store_resubmit_get_txn(struct store_wtx *w, const unsigned char *key,
+		       uint64_t since_us, struct store_resubmit *hit_r);
+
+/* Remember key as entry (qid, idx), queued at now_us. */
+int
+store_resubmit_put_txn(struct store_wtx *w, const unsigned char *key,
+		       uint64_t qid, uint32_t idx, uint64_t now_us);
+
+/* The entry hit was sent again (recipient rcpt of message m, whose body
+ * hashes to body_sha): count it in the index record and the counters,
+ * append its ledger record and, while the entry is queued, a history
+ * row. */
+int
+store_resubmit_seen_txn(struct store_wtx *w, const unsigned char *key,
+			const struct store_resubmit *hit,
+			const struct store_msg *m, const char *rcpt,
+			const unsigned char body_sha[32], uint64_t now_us);
 
 /* --- ledger records (lmdb-schema/ledger.md), ledger.c ---------------- */
 #define LEDGER_FIXED (1 + 1 + 8 + 4 + 8 + 8 + 32 + 32)

@@ -35,6 +35,7 @@
 
 #define WORKER_IDLE_MAX_US	(30ull * 1000000u)	/* re-check anyway */
 #define WORKER_HOUSEKEEP_US	(60ull * 1000000u)	/* recover, readers */
+#define WORKER_PRUNE_TXN	1000u	/* index entries per prune txn */
 #define WORKER_ERROR_PAUSE_US	(1000000u)
 #define WORKER_LOOK_DELAY_US	(1000000u)	/* in-doubt: wait to look */
 
@@ -1012,8 +1013,30 @@ work_batch(struct worker *w, size_t n)
 	}
 }
 
+/* Forget what the resubmission index holds beyond its window: small
+ * transactions (the other writers go between them) until none is left. */
+static void
+prune_resubmit(struct store *st, uint64_t now)
+{
+	unsigned n, total = 0;
+	const char *err;
+
+	do {
+		if (store_resubmit_prune(st, now, WORKER_PRUNE_TXN, &n,
+					 &err) != STORE_OK) {
+			log_err("resubmission index: prune: %s", err);
+			break;
+		}
+		total += n;
+	} while (n == WORKER_PRUNE_TXN);
+	if (total > 0)
+		log_debug("resubmission index: %u entr%s past the window "
+			  "forgotten", total, total == 1 ? "y" : "ies");
+}
+
 /* Worker 1 also does the housekeeping that must not run on the event
- * loop: recovery of expired leases and stale reader slots. */
+ * loop: recovery of expired leases and stale reader slots, and the
+ * pruning of the resubmission index. */
 static void
 housekeep(struct worker *w, uint64_t *last_us)
 {
@@ -1030,6 +1053,7 @@ housekeep(struct worker *w, uint64_t *last_us)
 		log_err("recover: %s", err);
 	else if (rs.to_indoubt > 0)
 		atomic_store(&p->indoubt_due, true);
+	prune_resubmit(p->st, now);
 }
 
 static size_t

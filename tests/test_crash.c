@@ -42,8 +42,10 @@ child_loop(const char *path, int fd, unsigned seed)
 		size_t nm = 1 + testlib_rnd(&seed) % 4, nr = 1 + testlib_rnd(&seed) % 3;
 
 		for (size_t i = 0; i < nm; i++)
-			m[i] = (struct store_msg){ "s@home.example", rcpts,
-				nr, "<c@home.example>", "body\r\n", 6, 0 };
+			m[i] = (struct store_msg){ .sender = "s@home.example",
+				.rcpts = rcpts, .nrcpt = nr,
+				.msgid = "<c@home.example>", .body = "body\r\n",
+				.body_len = 6 };
 		if (store_enqueue(st, m, nm, store_now_us(), qids,
 				  &err) != STORE_OK)
 			_exit(3);

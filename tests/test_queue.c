@@ -46,8 +46,10 @@ static uint64_t
 enqueue1(const char *sender, const char *rcpt, uint64_t at_us)
 {
 	const char *rcpts[1] = { rcpt };
-	struct store_msg m = { sender, rcpts, 1, "<zoo@send.example>",
-			       "Subject: zoo\r\n\r\nbody\r\n", 23, 0 };
+	struct store_msg m = { .sender = sender, .rcpts = rcpts, .nrcpt = 1,
+			       .msgid = "<zoo@send.example>",
+			       .body = "Subject: zoo\r\n\r\nbody\r\n",
+			       .body_len = 23 };
 	uint64_t qid = 0;
 	const char *err;
 

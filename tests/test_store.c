@@ -96,7 +96,7 @@ make_schema1(const char *path)
 {
 	MDB_env *env;
 	MDB_txn *txn;
-	MDB_dbi meta, hist;
+	MDB_dbi meta, hist, rs;
 	MDB_val k = { 8, "counters" }, v;
 	unsigned char buf[1 + 8 * 8];
 
@@ -107,13 +107,17 @@ make_schema1(const char *path)
 	CU_ASSERT_EQUAL_FATAL(mdb_txn_begin(env, NULL, 0, &txn), 0);
 	CU_ASSERT_EQUAL_FATAL(mdb_dbi_open(txn, "meta", 0, &meta), 0);
 	CU_ASSERT_EQUAL_FATAL(mdb_get(txn, meta, &k, &v), 0);
-	CU_ASSERT_EQUAL_FATAL(v.mv_size, 1 + 9 * 8);
+	CU_ASSERT_EQUAL_FATAL(v.mv_size, 1 + 10 * 8);
 	memcpy(buf, v.mv_data, sizeof(buf));
 	v.mv_size = sizeof(buf);
 	v.mv_data = buf;
 	CU_ASSERT_EQUAL_FATAL(mdb_put(txn, meta, &k, &v, 0), 0);
 	CU_ASSERT_EQUAL_FATAL(mdb_dbi_open(txn, "history", 0, &hist), 0);
 	CU_ASSERT_EQUAL_FATAL(mdb_drop(txn, hist, 1), 0);
+	CU_ASSERT_EQUAL_FATAL(mdb_dbi_open(txn, "resubmit", 0, &rs), 0);
+	CU_ASSERT_EQUAL_FATAL(mdb_drop(txn, rs, 1), 0);
+	CU_ASSERT_EQUAL_FATAL(mdb_dbi_open(txn, "resubmit_seq", 0, &rs), 0);
+	CU_ASSERT_EQUAL_FATAL(mdb_drop(txn, rs, 1), 0);
 	CU_ASSERT_EQUAL_FATAL(mdb_txn_commit(txn), 0);
 	mdb_env_close(env);
 	set_version(path, 1);
@@ -123,8 +127,9 @@ static void
 test_store_upgrades_schema_1(void)
 {
 	static const char *const rcpts[] = { "a@x.example", "b@x.example" };
-	struct store_msg m = { "s@home.example", rcpts, 2, "<u@x>", "x\r\n",
-			       3, 0 };
+	struct store_msg m = { .sender = "s@home.example", .rcpts = rcpts,
+			       .nrcpt = 2, .msgid = "<u@x>", .body = "x\r\n",
+			       .body_len = 3 };
 	struct store_counters c;
 	struct verify_report vr;
 	char path[512];
@@ -147,6 +152,84 @@ test_store_upgrades_schema_1(void)
 	store_close(&st);
 	/* Upgraded for good: a second open sees version 2. */
 	CU_ASSERT_EQUAL_FATAL(store_open(path, NULL, &st, &err), STORE_OK);
+	store_close(&st);
+}
+
+/* Turn a current store back into schema 3: version 3, the 9-counter
+ * record, no resubmission index. */
+static void
+make_schema3(const char *path)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi meta, rs;
+	MDB_val k = { 8, "counters" }, v;
+	unsigned char buf[1 + 9 * 8];
+
+	CU_ASSERT_EQUAL_FATAL(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 16);
+	mdb_env_set_mapsize(env, 64ull << 20);
+	CU_ASSERT_EQUAL_FATAL(mdb_env_open(env, path, 0, 0600), 0);
+	CU_ASSERT_EQUAL_FATAL(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	CU_ASSERT_EQUAL_FATAL(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+	CU_ASSERT_EQUAL_FATAL(mdb_get(txn, meta, &k, &v), 0);
+	CU_ASSERT_EQUAL_FATAL(v.mv_size, 1 + 10 * 8);
+	memcpy(buf, v.mv_data, sizeof(buf));
+	v.mv_size = sizeof(buf);
+	v.mv_data = buf;
+	CU_ASSERT_EQUAL_FATAL(mdb_put(txn, meta, &k, &v, 0), 0);
+	CU_ASSERT_EQUAL_FATAL(mdb_dbi_open(txn, "resubmit", 0, &rs), 0);
+	CU_ASSERT_EQUAL_FATAL(mdb_drop(txn, rs, 1), 0);
+	CU_ASSERT_EQUAL_FATAL(mdb_dbi_open(txn, "resubmit_seq", 0, &rs), 0);
+	CU_ASSERT_EQUAL_FATAL(mdb_drop(txn, rs, 1), 0);
+	CU_ASSERT_EQUAL_FATAL(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	set_version(path, 3);
+}
+
+/* A schema 3 store (before the resubmission index): postern's commands
+ * refuse it, posternd's open upgrades it, and the index then works. */
+static void
+test_store_upgrades_schema_3(void)
+{
+	static const char *const rcpts[] = { "a@x.example" };
+	struct store_settings ro = { .mode = STORE_OPEN_READONLY };
+	struct store_settings on = { .resubmit_window_us = 3600000000ull };
+	struct store_msg m = { .sender = "s@home.example", .rcpts = rcpts,
+			       .nrcpt = 1, .msgid = "<u3@x>", .body = "x\r\n",
+			       .body_len = 3 };
+	struct store_counters c;
+	struct verify_report vr;
+	char path[512];
+	struct store *st = NULL;
+	const char *err = NULL;
+	uint64_t qid;
+
+	fresh_path(path, sizeof(path), "upgrade3");
+	CU_ASSERT_EQUAL_FATAL(store_open(path, NULL, &st, &err), STORE_OK);
+	CU_ASSERT_EQUAL_FATAL(store_enqueue(st, &m, 1, store_now_us(), &qid,
+					    &err), STORE_OK);
+	store_close(&st);
+	make_schema3(path);
+	CU_ASSERT_EQUAL(store_open(path, &ro, &st, &err), STORE_ERR);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "schema version 3: start posternd"));
+	CU_ASSERT_EQUAL_FATAL(store_open(path, &on, &st, &err), STORE_OK);
+	CU_ASSERT_EQUAL(store_counters_get(st, &c, &err), STORE_OK);
+	CU_ASSERT_EQUAL(c.accepted, 1);
+	CU_ASSERT_EQUAL(c.resubmitted, 0);
+	CU_ASSERT_EQUAL(ledger_verify(st, stderr, &vr, &err), 0);
+	/* The index starts empty: the message queued before the upgrade
+	 * is not in it; from now on, a message sent twice is. */
+	CU_ASSERT_EQUAL(store_enqueue(st, &m, 1, store_now_us(), &qid, &err),
+			STORE_OK);
+	CU_ASSERT_NOT_EQUAL(qid, 0);
+	CU_ASSERT_EQUAL(store_enqueue(st, &m, 1, store_now_us(), &qid, &err),
+			STORE_OK);
+	CU_ASSERT_EQUAL(qid, 0);
+	store_close(&st);
+	CU_ASSERT_EQUAL_FATAL(store_open(path, &ro, &st, &err), STORE_OK);
+	CU_ASSERT_EQUAL(store_counters_get(st, &c, &err), STORE_OK);
+	CU_ASSERT_EQUAL(c.resubmitted, 1);
 	store_close(&st);
 }
 
@@ -317,6 +400,7 @@ static CU_TestInfo store_tests[] = {
 	{ "refuses other schema version",
 	  test_store_refuses_other_schema_version },
 	{ "upgrades schema 1", test_store_upgrades_schema_1 },
+	{ "upgrades schema 3", test_store_upgrades_schema_3 },
 	{ "enqueue batch and counters", test_store_enqueue_batch_and_counters },
 	{ "enqueue refuses bad envelope",
 	  test_store_enqueue_refuses_bad_envelope },

@@ -37,10 +37,11 @@ enqueue(const char *kind, const char *rcpt0, const char *rcpt1,
 	uint64_t at_us)
 {
 	const char *rcpts[2] = { rcpt0, rcpt1 };
-	struct store_msg m = { "sender@home.example", rcpts,
-			       rcpt1 != NULL ? 2 : 1, "<mkstore@home.example>",
-			       "Subject: mkstore\r\nX-Kind: test\r\n\r\n"
-			       "body line\r\n", 0, 0 };
+	struct store_msg m = { .sender = "sender@home.example",
+			       .rcpts = rcpts, .nrcpt = rcpt1 != NULL ? 2 : 1,
+			       .msgid = "<mkstore@home.example>",
+			       .body = "Subject: mkstore\r\nX-Kind: test\r\n"
+				       "\r\nbody line\r\n" };
 	uint64_t qid;
 
 	m.body_len = strlen(m.body);

@@ -407,6 +407,7 @@ log_queued(const struct commit_job *j, const char *qid,
 {
 	const char *addr = s != NULL ? s->addr : "unknown";
 	char size[24], nrcpt[24];
+	size_t n = 0;
 	struct log_field c[] = {
 		{ "queue_id", qid, false },
 		{ "event", "client", false },
@@ -425,12 +426,15 @@ log_queued(const struct commit_job *j, const char *qid,
 		{ "nrcpt", nrcpt, true },
 	};
 
+	/* Recipients the resubmission index recognised are not queued. */
+	for (size_t i = 0; i < j->nrcpt; i++)
+		n += j->resub[i].qid == 0;
 	snprintf(size, sizeof(size), "%zu", j->body_len);
-	snprintf(nrcpt, sizeof(nrcpt), "%zu", j->nrcpt);
+	snprintf(nrcpt, sizeof(nrcpt), "%zu", n);
 	log_event(LOG_LVL_INFO, c, 3, "%s: client=unknown[%s]", qid, addr);
 	log_event(LOG_LVL_INFO, m, 3, "%s: message-id=%s", qid, j->msgid);
 	log_event(LOG_LVL_INFO, q, 5, "%s: from=<%s>, size=%zu, nrcpt=%zu "
-		  "(queue active)", qid, j->sender, j->body_len, j->nrcpt);
+		  "(queue active)", qid, j->sender, j->body_len, n);
 }
 
 /* The recipients the resubmission index recognised: one line each,

@@ -253,9 +253,9 @@ store_resubmit_put_txn(struct store_wtx *w, const unsigned char *key,
 		       uint64_t qid, uint32_t idx, uint64_t now_us);
 
 /* The entry hit was sent again (recipient rcpt of message m, whose body
- * hashes to body_sha): count it in the index record and the counters,
- * append its ledger record and, while the entry is queued, a history
- * row. */
+ * hashes to body_sha): count it in the index record (postern show reads
+ * it there, also once the message is gone) and the counters, and append
+ * its ledger record. */
 int
 store_resubmit_seen_txn(struct store_wtx *w, const unsigned char *key,
 			const struct store_resubmit *hit,

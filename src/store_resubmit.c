@@ -167,11 +167,10 @@ store_resubmit_seen_txn(struct store_wtx *w, const unsigned char *key,
 			const unsigned char body_sha[32], uint64_t now_us)
 {
 	struct store *st = w->st;
-	unsigned char buf[RESUBMIT_REC_LEN], rkey[STORE_KEY_RCPT_LEN];
+	unsigned char buf[RESUBMIT_REC_LEN];
 	MDB_val k = { STORE_RESUBMIT_KEY_LEN, (void *)key }, v;
 	struct resubmit_rec r;
 	struct ledger_rec lr;
-	struct rcpt_rec rr;
 	char note[STORE_REPLY_MAX + 1];
 	int rc;
 
@@ -201,21 +200,7 @@ store_resubmit_seen_txn(struct store_wtx *w, const unsigned char *key,
 	snprintf(lr.rcpt, sizeof(lr.rcpt), "%s", rcpt);
 	snprintf(lr.msgid, sizeof(lr.msgid), "%s", m->msgid);
 	snprintf(lr.reply, sizeof(lr.reply), "%s", note);
-	if ((rc = ledger_append_txn(w, &lr)) != 0)
-		return rc;
-	/* Still queued: a row in its history too (postern show). */
-	store_rcpt_key(rkey, hit->qid, hit->idx);
-	k.mv_size = sizeof(rkey);
-	k.mv_data = rkey;
-	rc = mdb_get(w->txn, st->db_rcpts, &k, &v);
-	if (rc == MDB_NOTFOUND)
-		return 0;
-	if (rc != 0)
-		return rc;
-	if (store_rcpt_decode(&v, &rr) < 0)
-		return 0;	/* verify names it; the resubmission stands */
-	return store_history_put_txn(w, hit->qid, hit->idx, now_us, rr.state,
-				     rr.state, note);
+	return ledger_append_txn(w, &lr);
 }
 
 /* --- prune ---------------------------------------------------------------- */

@@ -92,6 +92,13 @@ put("store", "msg", b"\x01" + b"\x01" + struct.pack(">QIII", 1, 2, 2, 300) +
 put("store", "ledger", b"\x02" + bytes([1, 1]) +
     struct.pack(">QIQQ", 7, 0, 1, 2) + b"\x11" * 32 + b"\x22" * 32 +
     s16(b"r@d") + s16(b"<m@x>") + s16(b"250 ok"))
+# record version 2 (since schema 4): the received digest at the end;
+# ledger kind 5 is a resubmission
+put("store", "msg-v2", b"\x01" + b"\x02" + struct.pack(">QIII", 1, 2, 2, 300) +
+    s16(b"s@d") + s16(b"<m@x>") + b"\x33" * 32)
+put("store", "ledger-v2", b"\x02" + bytes([2, 5]) +
+    struct.pack(">QIQQ", 7, 0, 1, 2) + b"\x00" * 32 + b"\x22" * 32 +
+    s16(b"r@d") + s16(b"<m@x>") + s16(b"resubmission") + b"\x44" * 32)
 put("store", "history", b"\x03" + bytes([1, 1, 4]) + s16(b"451 4.3.0 later"))
 put("store", "short-string", b"\x03" + bytes([1, 1, 4]) + b"\x02\x00x")
 

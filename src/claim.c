@@ -203,6 +203,7 @@ finalize_txn(struct store_wtx *w, uint64_t qid, uint32_t idx,
 	snprintf(lr.rcpt, sizeof(lr.rcpt), "%s", rr->rcpt);
 	snprintf(lr.msgid, sizeof(lr.msgid), "%s", mr.msgid);
 	snprintf(lr.reply, sizeof(lr.reply), "%s", reply ? reply : "");
+	memcpy(lr.received_sha, mr.received_sha, 32);
 	if ((rc = ledger_append_txn(w, &lr)) != 0)
 		return rc;
 	be64_put(key, qid);

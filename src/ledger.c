@@ -47,7 +47,7 @@ ledger_rec_encode(const struct ledger_rec *r, unsigned char *buf)
 {
 	unsigned char *p = buf;
 
-	*p++ = STORE_REC_VERSION;
+	*p++ = STORE_REC_VERSION_2;
 	*p++ = r->kind;
 	be64_put(p, r->qid);		p += 8;
 	be32_put(p, r->idx);		p += 4;
@@ -58,6 +58,7 @@ ledger_rec_encode(const struct ledger_rec *r, unsigned char *buf)
 	p += store_str_put(p, r->rcpt, STORE_ADDR_MAX);
 	p += store_str_put(p, r->msgid, STORE_MSGID_MAX);
 	p += store_str_put(p, r->reply, STORE_REPLY_MAX);
+	memcpy(p, r->received_sha, 32);	p += 32;
 	return (size_t)(p - buf);
 }
 
@@ -66,7 +67,8 @@ ledger_rec_decode(const MDB_val *v, struct ledger_rec *r)
 {
 	const unsigned char *p = v->mv_data, *end = p + v->mv_size;
 
-	if (v->mv_size < LEDGER_FIXED || p[0] != STORE_REC_VERSION)
+	if (v->mv_size < LEDGER_FIXED || (p[0] != STORE_REC_VERSION &&
+					  p[0] != STORE_REC_VERSION_2))
 		return -1;
 	r->kind = p[1];
 	p += 2;
@@ -78,7 +80,16 @@ ledger_rec_decode(const MDB_val *v, struct ledger_rec *r)
 	memcpy(r->prev_hash, p, 32);	p += 32;
 	if (store_str_get(&p, end, r->rcpt, STORE_ADDR_MAX) < 0 ||
 	    store_str_get(&p, end, r->msgid, STORE_MSGID_MAX) < 0 ||
-	    store_str_get(&p, end, r->reply, STORE_REPLY_MAX) < 0 || p != end)
+	    store_str_get(&p, end, r->reply, STORE_REPLY_MAX) < 0)
+		return -1;
+	memset(r->received_sha, 0, 32);
+	if (((const unsigned char *)v->mv_data)[0] == STORE_REC_VERSION_2) {
+		if (end - p != 32)
+			return -1;
+		memcpy(r->received_sha, p, 32);
+		p += 32;
+	}
+	if (p != end)
 		return -1;
 	if (r->kind < LEDGER_DELIVERED || r->kind > LEDGER_RESUBMISSION)
 		return -1;

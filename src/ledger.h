@@ -47,6 +47,10 @@ struct ledger_rec {
 	char rcpt[321];
 	char msgid[999];
 	char reply[513];
+	/* SHA-256 of the message as received, without postern's trace
+	 * fields: the same at every instance that queued the same message
+	 * (record version 2, since schema 4; zeros in version 1). */
+	unsigned char received_sha[32];
 };
 
 struct store_wtx;

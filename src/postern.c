@@ -751,6 +751,8 @@ ledger_json(const struct ledger_rec *r)
 			    json_integer((json_int_t)r->done_us));
 	json_object_set_new(o, "body_sha256",
 			    json_text(ledger_hex(r->body_sha, h)));
+	json_object_set_new(o, "received_sha256",
+			    json_text(ledger_hex(r->received_sha, h)));
 	json_object_set_new(o, "reply", json_text(r->reply));
 	return o;
 }
@@ -1323,7 +1325,8 @@ audit_fn(const struct ledger_rec *r, void *arg)
 		csv_field(t1, false);
 		csv_field(t2, false);
 		csv_field(ledger_hex(r->body_sha, h), false);
-		csv_field(r->reply, true);
+		csv_field(r->reply, false);
+		csv_field(ledger_hex(r->received_sha, h), true);
 		break;
 	case FMT_TEXT:
 		fmt_iso(r->done_us, t2, sizeof(t2));
@@ -1508,7 +1511,8 @@ cmd_audit(struct ctx *c, int argc, char **argv)
 		return audit_verify(c, a.fmt == FMT_JSON);
 	if (a.fmt == FMT_CSV)
 		fputs("seq,kind,queue_id,recipient_index,recipient,message_id,"
-		      "accepted,done,body_sha256,reply\r\n", stdout);
+		      "accepted,done,body_sha256,reply,received_sha256\r\n",
+		      stdout);
 	if (ledger_foreach(c->st, 1, audit_fn, &a, &err) != STORE_OK)
 		return store_error("audit", err);
 	return EXIT_OK;

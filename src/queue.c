@@ -405,6 +405,7 @@ note_txn(struct store_wtx *w, const struct target *t,
 	snprintf(lr.rcpt, sizeof(lr.rcpt), "%s", rr->rcpt);
 	snprintf(lr.msgid, sizeof(lr.msgid), "%s", mr.msgid);
 	snprintf(lr.reply, sizeof(lr.reply), "%s", text);
+	memcpy(lr.received_sha, mr.received_sha, 32);
 	if ((rc = ledger_append_txn(w, &lr)) != 0)
 		return rc;
 	*seq_r = lr.seq;

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <openssl/evp.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,13 +236,14 @@ store_msg_encode(const struct msg_rec *m, unsigned char *buf, size_t cap)
 
 	if (cap < MSG_REC_MAX)
 		panic("message record buffer too small");
-	*p++ = STORE_REC_VERSION;
+	*p++ = STORE_REC_VERSION_2;
 	be64_put(p, m->accepted_us);	p += 8;
 	be32_put(p, m->nrcpt);		p += 4;
 	be32_put(p, m->remaining);	p += 4;
 	be32_put(p, m->body_len);	p += 4;
 	p += store_str_put(p, m->sender, STORE_ADDR_MAX);
 	p += store_str_put(p, m->msgid, STORE_MSGID_MAX);
+	memcpy(p, m->received_sha, 32);	p += 32;
 	return (size_t)(p - buf);
 }
 
@@ -250,15 +252,27 @@ store_msg_decode(const MDB_val *v, struct msg_rec *m)
 {
 	const unsigned char *p = v->mv_data, *end = p + v->mv_size;
 
-	if (v->mv_size < 25 || p[0] != STORE_REC_VERSION)
+	uint8_t ver;
+
+	if (v->mv_size < 25 || (p[0] != STORE_REC_VERSION &&
+				p[0] != STORE_REC_VERSION_2))
 		return -1;
-	p++;
+	ver = *p++;
 	m->accepted_us = be64_get(p);	p += 8;
 	m->nrcpt = be32_get(p);		p += 4;
 	m->remaining = be32_get(p);	p += 4;
 	m->body_len = be32_get(p);	p += 4;
 	if (store_str_get(&p, end, m->sender, STORE_ADDR_MAX) < 0 ||
-	    store_str_get(&p, end, m->msgid, STORE_MSGID_MAX) < 0 || p != end)
+	    store_str_get(&p, end, m->msgid, STORE_MSGID_MAX) < 0)
+		return -1;
+	memset(m->received_sha, 0, 32);
+	if (ver == STORE_REC_VERSION_2) {
+		if (end - p != 32)
+			return -1;
+		memcpy(m->received_sha, p, 32);
+		p += 32;
+	}
+	if (p != end)
 		return -1;
 	return 0;
 }
@@ -1488,8 +1502,8 @@ struct enqueue_args {
 	size_t n;
 	uint64_t now_us;
 	uint64_t *qids;
-	/* With the resubmission index on: per message, the offset of its
-	 * first key in keys (nrcpt keys each) and its body digest. */
+	/* Per message, its received digest; with the resubmission index
+	 * on, the offset of its first key in keys (nrcpt keys each). */
 	unsigned char *keys;
 	size_t *key_at;
 	unsigned char (*body_sha)[32];
@@ -1498,6 +1512,17 @@ struct enqueue_args {
 	size_t *res_at;
 	bool looked_up;		/* the racy variant's results are in */
 };
+
+void
+store_received_sha(const struct store_msg *m, unsigned char sha[32])
+{
+	size_t skip = m->trace_len <= m->body_len ? m->trace_len : 0;
+	unsigned int n = 32;
+
+	if (EVP_Digest((const char *)m->body + skip, m->body_len - skip, sha,
+		       &n, EVP_sha256(), NULL) != 1)
+		panic("SHA-256 failed");
+}
 
 static bool
 addr_ok(const char *a)
@@ -1611,6 +1636,7 @@ enqueue_one(struct store_wtx *w, const struct store_msg *m,
 	mr.nrcpt = idx;
 	mr.remaining = idx;
 	mr.body_len = (uint32_t)m->body_len;
+	memcpy(mr.received_sha, body_sha, 32);
 	snprintf(mr.sender, sizeof(mr.sender), "%s", m->sender);
 	snprintf(mr.msgid, sizeof(mr.msgid), "%s", m->msgid);
 	be64_put(qkey, qid);
@@ -1654,7 +1680,7 @@ enqueue_txn(struct store_wtx *w, void *arg)
 
 		rc = enqueue_one(w, m, a->keys == NULL ? NULL :
 				 a->keys + a->key_at[i],
-				 a->keys == NULL ? NULL : a->body_sha[i],
+				 a->body_sha[i],
 				 a->now_us, &qid, &a->qids[i],
 				 m->resub_r != NULL ? m->resub_r :
 				 a->res + a->res_at[i], a->looked_up);
@@ -1729,15 +1755,17 @@ store_enqueue(struct store *st, const struct store_msg *msgs, size_t n,
 		a.res_at[i] = a.res_at[i - 1] + msgs[i - 1].nrcpt;
 	/* The digests are made here, outside the write transaction: it
 	 * only looks them up and inserts them. */
+	a.body_sha = xcalloc(n, sizeof(*a.body_sha));
+	for (size_t i = 0; i < n; i++)
+		store_received_sha(&msgs[i], a.body_sha[i]);
 	if (atomic_load(&st->resubmit_window_us) != 0) {
 		a.keys = xmalloc(nkeys * STORE_RESUBMIT_KEY_LEN);
 		a.key_at = xcalloc(n, sizeof(*a.key_at));
-		a.body_sha = xcalloc(n, sizeof(*a.body_sha));
 		nkeys = 0;
 		for (size_t i = 0; i < n; i++) {
 			a.key_at[i] = nkeys * STORE_RESUBMIT_KEY_LEN;
-			store_resubmit_keys(&msgs[i], a.keys + a.key_at[i],
-					    a.body_sha[i]);
+			store_resubmit_keys(&msgs[i], a.body_sha[i],
+					    a.keys + a.key_at[i]);
 			nkeys += msgs[i].nrcpt;
 		}
 	}

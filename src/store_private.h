@@ -200,13 +200,24 @@ struct msg_rec {
 	uint32_t body_len;
 	char sender[STORE_ADDR_MAX + 1];
 	char msgid[STORE_MSGID_MAX + 1];
+	/* SHA-256 of the message as received, without postern's trace
+	 * fields (record version 2, since schema 4; zeros in version 1) */
+	unsigned char received_sha[32];
 };
 size_t
 store_msg_encode(const struct msg_rec *m, unsigned char *buf, size_t cap);
 int
 store_msg_decode(const MDB_val *v, struct msg_rec *m);
 #define MSG_REC_MAX (1 + 8 + 4 + 4 + 4 + 2 + STORE_ADDR_MAX + 2 + \
-		     STORE_MSGID_MAX)
+		     STORE_MSGID_MAX + 32)
+/* Record version 2 (messages and ledger, written since schema 4):
+ * version 1's fields, then the 32-byte received digest. */
+#define STORE_REC_VERSION_2 2
+
+/* The received digest of message m: SHA-256 of the body after
+ * m->trace_len (store.c; without postern's own trace fields). */
+void
+store_received_sha(const struct store_msg *m, unsigned char sha[32]);
 
 /* --- notify and active (lmdb-schema/notify.md, active.md) -------------- */
 void
@@ -233,12 +244,11 @@ store_history_drop_txn(struct store_wtx *w, uint64_t qid);
 #define STORE_RESUBMIT_KEY_LEN 32	/* SHA-256 */
 
 /* The index keys of message m's recipients (nrcpt × 32 bytes into keys):
- * SHA-256 of the sender, the recipient (both lower-cased) and the
- * SHA-256 of the body after m->trace_len, which goes into body_sha.
- * Outside any transaction (it only hashes). */
+ * SHA-256 of the sender, the recipient (both lower-cased) and m's
+ * received digest body_sha. Outside any transaction (it only hashes). */
 void
-store_resubmit_keys(const struct store_msg *m, unsigned char *keys,
-		    unsigned char body_sha[32]);
+store_resubmit_keys(const struct store_msg *m,
+		    const unsigned char body_sha[32], unsigned char *keys);
 
 /* Look key up: 1 and *hit_r if it names an entry queued at or after
  * since_us, 0 if not (absent or older), or an LMDB code. Inside w's
@@ -265,7 +275,7 @@ store_resubmit_seen_txn(struct store_wtx *w, const unsigned char *key,
 /* --- ledger records (lmdb-schema/ledger.md), ledger.c ---------------- */
 #define LEDGER_FIXED (1 + 1 + 8 + 4 + 8 + 8 + 32 + 32)
 #define LEDGER_REC_MAX (LEDGER_FIXED + 2 + STORE_ADDR_MAX + 2 + \
-			STORE_MSGID_MAX + 2 + STORE_REPLY_MAX)
+			STORE_MSGID_MAX + 2 + STORE_REPLY_MAX + 32)
 /* Encode r into buf (LEDGER_REC_MAX bytes); returns the length. */
 size_t
 ledger_rec_encode(const struct ledger_rec *r, unsigned char *buf);

@@ -77,16 +77,13 @@ digest_lower(EVP_MD_CTX *ctx, const char *s)
 }
 
 void
-store_resubmit_keys(const struct store_msg *m, unsigned char *keys,
-		    unsigned char body_sha[32])
+store_resubmit_keys(const struct store_msg *m,
+		    const unsigned char body_sha[32], unsigned char *keys)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	size_t skip = m->trace_len <= m->body_len ? m->trace_len : 0;
-	unsigned int n = 32;
+	unsigned int n;
 
-	if (ctx == NULL ||
-	    EVP_Digest((const char *)m->body + skip, m->body_len - skip,
-		       body_sha, &n, EVP_sha256(), NULL) != 1)
+	if (ctx == NULL)
 		panic("resubmit: SHA-256 failed");
 	for (size_t i = 0; i < m->nrcpt; i++) {
 		n = 32;
@@ -196,7 +193,7 @@ store_resubmit_seen_txn(struct store_wtx *w, const unsigned char *key,
 	lr.idx = hit->idx;
 	lr.accepted_us = hit->first_us;
 	lr.done_us = now_us;
-	memcpy(lr.body_sha, body_sha, 32);
+	memcpy(lr.received_sha, body_sha, 32);
 	snprintf(lr.rcpt, sizeof(lr.rcpt), "%s", rcpt);
 	snprintf(lr.msgid, sizeof(lr.msgid), "%s", m->msgid);
 	snprintf(lr.reply, sizeof(lr.reply), "%s", note);

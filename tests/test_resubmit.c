@@ -9,6 +9,7 @@
 #include "claim.h"
 #include "ledger.h"
 
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -453,6 +454,22 @@ test_resubmit_after_delivery(void)
 	CU_ASSERT_EQUAL(c.delivered, 1);
 	CU_ASSERT_EQUAL(c.pending, 0);
 	CU_ASSERT_EQUAL(c.resubmitted, 1);
+	/* Both ledger records carry the digest of the bytes as received:
+	 * the same that any other instance would record. */
+	{
+		struct ledger_rec lr;
+		unsigned char want[32];
+		unsigned int len = 32;
+
+		CU_ASSERT_EQUAL_FATAL(EVP_Digest("done\r\n", 6, want, &len,
+						 EVP_sha256(), NULL), 1);
+		CU_ASSERT_EQUAL_FATAL(ledger_get(st, 1, &lr, &err), 1);
+		CU_ASSERT_EQUAL(lr.kind, LEDGER_DELIVERED);
+		CU_ASSERT_EQUAL(memcmp(lr.received_sha, want, 32), 0);
+		CU_ASSERT_EQUAL_FATAL(ledger_get(st, 2, &lr, &err), 1);
+		CU_ASSERT_EQUAL(lr.kind, LEDGER_RESUBMISSION);
+		CU_ASSERT_EQUAL(memcmp(lr.received_sha, want, 32), 0);
+	}
 	assert_sound(st);
 	store_close(&st);
 }

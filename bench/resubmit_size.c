@@ -8,7 +8,7 @@
  * 1,000 to a transaction, the index on with the default window of 5 days)
  * and delivers them, through the same calls the daemon uses: the queue is
  * empty again, and the index holds N entries, as it does on a connector
- * that keeps up. Then it prunes past the window, in transactions of 1,000
+ * that keeps up. Then it prunes past the window, in transactions of 256
  * entries as posternd's housekeeping does, and round 2 queues and
  * delivers N more: the store must not grow, the pages the prune freed
  * being used again. Prints the figures after each step.
@@ -134,13 +134,13 @@ main(int argc, char **argv)
 	do {
 		t = now_s();
 		if (store_resubmit_prune(st, store_now_us() + WINDOW_US + 1,
-					 1000, &k, &err) != STORE_OK)
+					 256, &k, &err) != STORE_OK)
 			goto fail;
 		t = now_s() - t;
 		worst = t > worst ? t : worst;
 		pruned += k;
 		txns++;
-	} while (k == 1000);
+	} while (k == 256);
 	snprintf(what, sizeof(what), "pruned %" PRIu64 " in %u txns", pruned,
 		 txns);
 	report(st, what, n);

@@ -35,7 +35,7 @@
 
 #define WORKER_IDLE_MAX_US	(30ull * 1000000u)	/* re-check anyway */
 #define WORKER_HOUSEKEEP_US	(60ull * 1000000u)	/* recover, readers */
-#define WORKER_PRUNE_TXN	1000u	/* index entries per prune txn */
+#define WORKER_PRUNE_TXN	256u	/* index entries per prune txn */
 #define WORKER_ERROR_PAUSE_US	(1000000u)
 #define WORKER_LOOK_DELAY_US	(1000000u)	/* in-doubt: wait to look */
 

@@ -285,10 +285,58 @@ ledger_foreach_qid(struct store *st, uint64_t qid,
 	return store_fail(st, rc, "read ledger index", error_r);
 }
 
+/* ledger_foreach(): adapt fn to ledger_foreach_raw(). */
+struct plain_fn {
+	int (*fn)(const struct ledger_rec *rec, void *arg);
+	void *arg;
+};
+
+static int
+plain_fn(const struct ledger_rec *rec, const unsigned char *raw, size_t len,
+	 void *arg)
+{
+	struct plain_fn *p = arg;
+
+	(void)raw;
+	(void)len;
+	return p->fn(rec, p->arg);
+}
+
 int
 ledger_foreach(struct store *st, uint64_t from,
 	       int (*fn)(const struct ledger_rec *rec, void *arg), void *arg,
 	       const char **error_r)
+{
+	struct plain_fn p = { fn, arg };
+
+	return ledger_foreach_raw(st, from, plain_fn, &p, error_r);
+}
+
+int
+ledger_head(struct store *st, uint64_t *seq_r, unsigned char hash[32],
+	    const char **error_r)
+{
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = store_read_begin(st, &txn, error_r)) != STORE_OK)
+		return rc;
+	rc = head_get(txn, st, seq_r, hash);
+	store_read_end(st, &txn);
+	return rc == 0 ? STORE_OK : store_fail(st, rc, "ledger head", error_r);
+}
+
+void
+ledger_sha256(const void *data, size_t len, unsigned char out[32])
+{
+	sha256(data, len, out);
+}
+
+int
+ledger_foreach_raw(struct store *st, uint64_t from,
+		   int (*fn)(const struct ledger_rec *rec,
+			     const unsigned char *raw, size_t len, void *arg),
+		   void *arg, const char **error_r)
 {
 	unsigned char key[8];
 	struct ledger_rec rec;
@@ -309,7 +357,7 @@ ledger_foreach(struct store *st, uint64_t from,
 			break;
 		}
 		rec.seq = be64_get(k.mv_data);
-		if (fn(&rec, arg) != 0)
+		if (fn(&rec, v.mv_data, v.mv_size, arg) != 0)
 			break;
 	}
 	if (cur != NULL)

@@ -75,6 +75,24 @@ ledger_foreach(struct store *st, uint64_t from,
 	       int (*fn)(const struct ledger_rec *rec, void *arg), void *arg,
 	       const char **error_r);
 
+/* As ledger_foreach(), and fn also gets the record's stored bytes
+ * (borrowed for the call): what its hash is made of. */
+int
+ledger_foreach_raw(struct store *st, uint64_t from,
+		   int (*fn)(const struct ledger_rec *rec,
+			     const unsigned char *raw, size_t len, void *arg),
+		   void *arg, const char **error_r);
+
+/* The ledger's head: the last record's sequence number and the SHA-256
+ * of its value (0 and zeros for an empty ledger). */
+int
+ledger_head(struct store *st, uint64_t *seq_r, unsigned char hash[32],
+	    const char **error_r);
+
+/* SHA-256 of len bytes at data into out. */
+void
+ledger_sha256(const void *data, size_t len, unsigned char out[32]);
+
 /* Read ledger record seq into *rec: 1 found, 0 no such record, or a
  * store_rc (< 0). */
 int

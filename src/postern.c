@@ -12,6 +12,8 @@
 #include "admin_socket.h"
 #include "config.h"
 #include "ledger.h"
+#include "ledger_json.h"
+#include "fleet.h"
 #include "queue.h"
 #include "store.h"
 #include "lib/log.h"
@@ -50,26 +52,6 @@ struct ctx {
 
 /* --- small helpers -------------------------------------------------------- */
 
-/* A JSON string of s. jansson refuses bytes that are not UTF-8 (a
- * foreign reply or an 8-bit address may hold them) and json_object_set_new
- * would then drop the field without a word: such bytes become '?'. */
-static json_t *
-json_text(const char *s)
-{
-	json_t *j = json_string(s);
-	char *copy;
-
-	if (j != NULL)
-		return j;
-	copy = xstrdup(s);
-	for (unsigned char *p = (unsigned char *)copy; *p != '\0'; p++)
-		if (*p > 0x7e)
-			*p = '?';
-	j = json_string(copy);
-	free(copy);
-	return j;
-}
-
 static void
 fmt_time(uint64_t us, char *buf, size_t cap)
 {
@@ -81,19 +63,6 @@ fmt_time(uint64_t us, char *buf, size_t cap)
 		return;
 	}
 	strftime(buf, cap, "%a %b %e %H:%M:%S", &tm);
-}
-
-static void
-fmt_iso(uint64_t us, char *buf, size_t cap)
-{
-	time_t t = (time_t)(us / 1000000u);
-	struct tm tm;
-
-	if (us == 0 || gmtime_r(&t, &tm) == NULL) {
-		snprintf(buf, cap, "%s", "");
-		return;
-	}
-	strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 static void
@@ -324,7 +293,8 @@ enum {
 	OPT_OLDER, OPT_EXPIRED, OPT_DEFERRED, OPT_HELD, OPT_INDOUBT,
 	OPT_JSON, OPT_CSV, OPT_DRY, OPT_YES, OPT_REASON, OPT_BODY,
 	OPT_DELIVERED, OPT_REDELIVER, OPT_SINCE, OPT_UNTIL, OPT_MSGID,
-	OPT_QID, OPT_VERIFY, OPT_HELP, OPT_PENDING, OPT_LIMIT,
+	OPT_QID, OPT_VERIFY, OPT_HELP, OPT_PENDING, OPT_LIMIT, OPT_FLEET,
+	OPT_OUTPUT,
 };
 
 /* Handle a filter option; 1 handled, 0 not a filter option, -1 bad. */
@@ -727,35 +697,6 @@ struct show_ledger {
 	bool queued;		/* the message is still queued */
 	const char *id;		/* borrowed: as the user typed it */
 };
-
-static json_t *
-ledger_json(const struct ledger_rec *r)
-{
-	char q[STORE_QID_STRLEN], t1[64], t2[64], h[65];
-	json_t *o = json_object();
-
-	fmt_iso(r->accepted_us, t1, sizeof(t1));
-	fmt_iso(r->done_us, t2, sizeof(t2));
-	json_object_set_new(o, "seq", json_integer((json_int_t)r->seq));
-	json_object_set_new(o, "kind", json_text(ledger_kind_name(r->kind)));
-	json_object_set_new(o, "queue_id",
-			    json_text(store_qid_str(r->qid, q)));
-	json_object_set_new(o, "recipient_index", json_integer(r->idx));
-	json_object_set_new(o, "recipient", json_text(r->rcpt));
-	json_object_set_new(o, "message_id", json_text(r->msgid));
-	json_object_set_new(o, "accepted", json_text(t1));
-	json_object_set_new(o, "done", json_text(t2));
-	json_object_set_new(o, "accepted_us",
-			    json_integer((json_int_t)r->accepted_us));
-	json_object_set_new(o, "done_us",
-			    json_integer((json_int_t)r->done_us));
-	json_object_set_new(o, "body_sha256",
-			    json_text(ledger_hex(r->body_sha, h)));
-	json_object_set_new(o, "received_sha256",
-			    json_text(ledger_hex(r->received_sha, h)));
-	json_object_set_new(o, "reply", json_text(r->reply));
-	return o;
-}
 
 static int
 show_ledger_fn(const struct ledger_rec *r, void *arg)
@@ -1434,6 +1375,98 @@ audit_verify(struct ctx *c, bool json)
 	return rc == 0 ? EXIT_OK : EXIT_PROBLEM;
 }
 
+/* audit --verify --fleet: the exports of several instances. */
+static int
+audit_fleet(char *const *paths, size_t n)
+{
+	struct fleet_report r;
+	const char *err = NULL;
+	int rc = fleet_verify(paths, n, stdout, &r, &err);
+
+	if (rc < 0) {
+		fprintf(stderr, "postern audit: %s\n", err);
+		return EXIT_STORE;
+	}
+	printf("fleet: %" PRIu64 " export%s of %" PRIu64 " instance%s, %"
+	       PRIu64 " records: %" PRIu64 " delivered, %" PRIu64
+	       " resubmission%s recognised\n", r.exports,
+	       r.exports == 1 ? "" : "s", r.instances,
+	       r.instances == 1 ? "" : "s", r.records, r.delivered,
+	       r.resubmissions, r.resubmissions == 1 ? "" : "s");
+	printf("fleet: %s (%" PRIu64 " problem%s, %" PRIu64 " delivered more "
+	       "than once)\n", rc == 0 ? "sound" : "NOT SOUND", r.problems,
+	       r.problems == 1 ? "" : "s", r.twice);
+	return rc == 0 ? EXIT_OK : EXIT_PROBLEM;
+}
+
+/* --- ledger export ---------------------------------------------------------- */
+
+static int
+cmd_ledger(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "since", required_argument, NULL, OPT_SINCE },
+		{ "output", required_argument, NULL, OPT_OUTPUT },
+		{ "help", no_argument, NULL, OPT_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *out = NULL, *err = NULL;
+	uint64_t since = 1, n = 0;
+	char *end;
+	FILE *f = stdout;
+	int opt, rc;
+
+	while ((opt = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
+		if (opt == OPT_SINCE) {
+			errno = 0;
+			since = strtoull(optarg, &end, 10);
+			if (errno != 0 || *end != '\0' || since == 0 ||
+			    optarg[0] == '-') {
+				fprintf(stderr, "postern ledger: --since %s: "
+					"not a record number (1, 2, ...)\n",
+					optarg);
+				return EXIT_USAGE;
+			}
+		} else if (opt == OPT_OUTPUT || opt == 'o') {
+			out = optarg;
+		} else if (opt == OPT_HELP) {
+			printf("usage: postern ledger export [--since N] "
+			       "[-o FILE]\nThe ledger from record N on as "
+			       "JSON lines (each record with its raw bytes "
+			       "and\nchain hashes), then the head; postern "
+			       "audit --verify --fleet checks them.\n");
+			return EXIT_OK;
+		} else {
+			goto usage;
+		}
+	}
+	if (argc - optind != 1 || strcmp(argv[optind], "export") != 0)
+		goto usage;
+	if ((rc = open_store(c, STORE_OPEN_READONLY)) != EXIT_OK)
+		return rc;
+	if (out != NULL && (f = fopen(out, "w")) == NULL) {
+		fprintf(stderr, "postern ledger: %s: %s\n", out,
+			strerror(errno));
+		return EXIT_STORE;
+	}
+	rc = fleet_export(c->st, since, f, &n, &err);
+	if (f != stdout && fclose(f) != 0 && rc == STORE_OK) {
+		rc = STORE_ERR;
+		err = strerror(errno);
+	}
+	if (rc != STORE_OK)
+		return store_error("ledger export", err);
+	if (out != NULL)
+		fprintf(stderr, "postern ledger: %" PRIu64 " record%s from %"
+			PRIu64 " written to %s\n", n, n == 1 ? "" : "s", since,
+			out);
+	return EXIT_OK;
+usage:
+	fprintf(stderr, "usage: postern ledger export [--since N] "
+		"[-o FILE]\n");
+	return EXIT_USAGE;
+}
+
 static int
 cmd_audit(struct ctx *c, int argc, char **argv)
 {
@@ -1446,12 +1479,13 @@ cmd_audit(struct ctx *c, int argc, char **argv)
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "csv", no_argument, NULL, OPT_CSV },
 		{ "verify", no_argument, NULL, OPT_VERIFY },
+		{ "fleet", no_argument, NULL, OPT_FLEET },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct audit a = { .fmt = FMT_TEXT };
 	uint64_t now = store_now_us();
-	bool verify = false;
+	bool verify = false, fleet = false;
 	const char *err = NULL;
 	int opt, rc;
 
@@ -1482,24 +1516,39 @@ cmd_audit(struct ctx *c, int argc, char **argv)
 		case OPT_JSON: a.fmt = FMT_JSON; break;
 		case OPT_CSV: a.fmt = FMT_CSV; break;
 		case OPT_VERIFY: verify = true; break;
+		case OPT_FLEET: fleet = true; break;
 		case OPT_HELP:
 			printf("usage: postern audit [--since T] [--until T] "
 			       "[--rcpt ADDR] [--message-id ID]\n"
 			       "                     [--queue-id ID] "
 			       "[--json | --csv]\n"
 			       "       postern audit --verify [--json]\n"
+			       "       postern audit --verify --fleet "
+			       "EXPORT...\n"
 			       "T: 2026-11-22, 2026-11-22T10:00:00 (local; Z "
 			       "for UTC), @EPOCH, or an age (2h = two hours "
 			       "ago).\n--verify checks the hash chain, that no "
 			       "(message, recipient) is terminal twice, and\n"
 			       "accepted = delivered + bounced + deleted + "
-			       "queued; it exits 1 naming each failure.\n");
+			       "queued; it exits 1 naming each failure.\n"
+			       "--fleet checks exports of several instances "
+			       "(postern ledger export): each\nchain, and that "
+			       "no (Message-ID, recipient, body) was delivered "
+			       "twice.\n");
 			return EXIT_OK;
 		default:
 			fprintf(stderr, "postern audit: see postern audit "
 				"--help\n");
 			return EXIT_USAGE;
 		}
+	}
+	if (fleet) {
+		if (!verify || optind == argc) {
+			fprintf(stderr, "usage: postern audit --verify --fleet "
+				"EXPORT...\n");
+			return EXIT_USAGE;
+		}
+		return audit_fleet(argv + optind, (size_t)(argc - optind));
 	}
 	if (optind != argc) {
 		fprintf(stderr, "postern audit: unexpected %s\n", argv[optind]);
@@ -1648,7 +1697,10 @@ usage(FILE *f)
 		"  delete    remove entries (recorded in the ledger)\n"
 		"  resolve   settle in-doubt entries: --delivered or "
 		"--redeliver\n"
-		"  audit     list the ledger; --verify checks it\n"
+		"  audit     list the ledger; --verify checks it; --fleet "
+		"checks exports\n"
+		"  ledger    export: the ledger as JSON lines, to ship "
+		"and audit\n"
 		"  stats     counts, throughput, store use\n"
 		"postern COMMAND --help for each; postern(1) for all.\n"
 		"exit: 0 ok, 1 audit found problems or no such queue id, "
@@ -1708,6 +1760,8 @@ main(int argc, char **argv)
 		rc = cmd_audit(&c, argc, argv);
 	else if (strcmp(cmd, "stats") == 0)
 		rc = cmd_stats(&c, argc, argv);
+	else if (strcmp(cmd, "ledger") == 0)
+		rc = cmd_ledger(&c, argc, argv);
 	else {
 		fprintf(stderr, "postern: %s: no such command\n", cmd);
 		usage(stderr);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define RCPTS 4
 #define BATCH 1000
@@ -24,6 +25,9 @@ main(int argc, char **argv)
 	static const char *const rcpts[RCPTS] = { "a@foreign.example",
 		"b@foreign.example", "c@foreign.example", "d@foreign.example" };
 	static struct store_msg msgs[BATCH];
+	static char mids[BATCH][64];
+	static char bodies[BATCH][1024];
+	uint64_t serial = 0;
 	static uint64_t qids[BATCH];
 	static struct claim_item items[256];
 	static struct claim_outcome out[256];
@@ -51,6 +55,19 @@ main(int argc, char **argv)
 		msgs[i].body_len = sizeof(body);
 	}
 	while (done < want) {
+		/* Each message its own: the fleet audit (bench/fleet_audit.sh)
+		 * must not take them for copies of one. */
+		for (size_t i = 0; i < BATCH; i++) {
+			snprintf(mids[i], sizeof(mids[i]),
+				 "<bench.%" PRIu64 ".%d@home.example>",
+				 serial, (int)getpid());
+			memcpy(bodies[i], body, sizeof(body));
+			snprintf(bodies[i], 32, "Subject: %" PRIu64 "\r\n",
+				 serial++);
+			bodies[i][strlen(bodies[i])] = 'x';
+			msgs[i].msgid = mids[i];
+			msgs[i].body = bodies[i];
+		}
 		if (store_enqueue(st, msgs, BATCH, store_now_us(), qids,
 				  &err) != STORE_OK)
 			goto fail;

@@ -7,7 +7,7 @@
  * claimed and recorded 256 at a time, through the same calls the daemon
  * uses, with the same durability.
  */
-#include "claim.h"
+#include "benchlib.h"
 #include "store.h"
 
 #include <inttypes.h>
@@ -29,14 +29,11 @@ main(int argc, char **argv)
 	static char bodies[BATCH][1024];
 	uint64_t serial = 0;
 	static uint64_t qids[BATCH];
-	static struct claim_item items[256];
-	static struct claim_outcome out[256];
 	struct store_settings set = { .map_size = 1ull << 30 };
 	struct store *st = NULL;
 	const char *err = NULL;
 	char body[1024];
-	uint64_t want, done = 0, next_due;
-	size_t n;
+	uint64_t want, done = 0;
 
 	if (argc != 3 || (want = strtoull(argv[2], NULL, 10)) == 0) {
 		fprintf(stderr, "usage: fill_ledger DIR N\n");
@@ -71,25 +68,8 @@ main(int argc, char **argv)
 		if (store_enqueue(st, msgs, BATCH, store_now_us(), qids,
 				  &err) != STORE_OK)
 			goto fail;
-		for (;;) {
-			if (claim_batch(st, 1, 256, 600, store_now_us(), items,
-					&n, &next_due, &err) != STORE_OK)
-				goto fail;
-			if (n == 0)
-				break;
-			for (size_t i = 0; i < n; i++) {
-				memset(&out[i], 0, sizeof(out[i]));
-				out[i].qid = items[i].qid;
-				out[i].idx = items[i].idx;
-				out[i].token = items[i].token;
-				out[i].result = CLAIM_DELIVERED;
-				out[i].reply = "250 2.0.0 ok";
-			}
-			if (claim_outcome(st, out, n, store_now_us(), &err) !=
-			    STORE_OK)
-				goto fail;
-			done += n;
-		}
+		if (bench_deliver_all(st, &done, &err) != STORE_OK)
+			goto fail;
 	}
 	printf("%" PRIu64 " delivered records in %s\n", done, argv[1]);
 	store_close(&st);

@@ -13,7 +13,7 @@
  * delivers N more: the store must not grow, the pages the prune freed
  * being used again. Prints the figures after each step.
  */
-#include "claim.h"
+#include "benchlib.h"
 #include "store.h"
 
 #include <inttypes.h>
@@ -61,10 +61,7 @@ fill(struct store *st, uint64_t n, uint64_t *seq, const char **err)
 	static struct store_msg msgs[BATCH];
 	static char bodies[BATCH][1024];
 	static uint64_t qids[BATCH];
-	static struct claim_item items[256];
-	static struct claim_outcome out[256];
-	uint64_t done = 0, next_due;
-	size_t k;
+	uint64_t done = 0, delivered = 0;
 
 	while (done < n) {
 		size_t b = n - done < BATCH ? (size_t)(n - done) : BATCH;
@@ -82,24 +79,8 @@ fill(struct store *st, uint64_t n, uint64_t *seq, const char **err)
 		if (store_enqueue(st, msgs, b, store_now_us(), qids, err) !=
 		    STORE_OK)
 			return -1;
-		for (;;) {
-			if (claim_batch(st, 1, 256, 600, store_now_us(), items,
-					&k, &next_due, err) != STORE_OK)
-				return -1;
-			if (k == 0)
-				break;
-			for (size_t i = 0; i < k; i++) {
-				memset(&out[i], 0, sizeof(out[i]));
-				out[i].qid = items[i].qid;
-				out[i].idx = items[i].idx;
-				out[i].token = items[i].token;
-				out[i].result = CLAIM_DELIVERED;
-				out[i].reply = "250 2.0.0 ok";
-			}
-			if (claim_outcome(st, out, k, store_now_us(), err) !=
-			    STORE_OK)
-				return -1;
-		}
+		if (bench_deliver_all(st, &delivered, err) != STORE_OK)
+			return -1;
 		done += b;
 	}
 	return 0;

@@ -89,16 +89,18 @@ test_store_refuses_other_schema_version(void)
 	store_close(&st);
 }
 
-/* Turn a current store back into schema 1: version 1, the 8-counter
- * record, no history database. */
+/* Turn a current store back into an older schema: the counters record
+ * cut to ncounters u64s, the databases in drop (NULL-terminated) gone,
+ * and the version. */
 static void
-make_schema1(const char *path)
+downgrade(const char *path, size_t ncounters, const char *const *drop,
+	  uint32_t version)
 {
 	MDB_env *env;
 	MDB_txn *txn;
-	MDB_dbi meta, hist, rs;
+	MDB_dbi meta, db;
 	MDB_val k = { 8, "counters" }, v;
-	unsigned char buf[1 + 8 * 8];
+	unsigned char buf[1 + 10 * 8];
 
 	CU_ASSERT_EQUAL_FATAL(mdb_env_create(&env), 0);
 	mdb_env_set_maxdbs(env, 16);
@@ -107,20 +109,28 @@ make_schema1(const char *path)
 	CU_ASSERT_EQUAL_FATAL(mdb_txn_begin(env, NULL, 0, &txn), 0);
 	CU_ASSERT_EQUAL_FATAL(mdb_dbi_open(txn, "meta", 0, &meta), 0);
 	CU_ASSERT_EQUAL_FATAL(mdb_get(txn, meta, &k, &v), 0);
-	CU_ASSERT_EQUAL_FATAL(v.mv_size, 1 + 10 * 8);
+	CU_ASSERT_EQUAL_FATAL(v.mv_size, sizeof(buf));
 	memcpy(buf, v.mv_data, sizeof(buf));
-	v.mv_size = sizeof(buf);
+	v.mv_size = 1 + 8 * ncounters;
 	v.mv_data = buf;
 	CU_ASSERT_EQUAL_FATAL(mdb_put(txn, meta, &k, &v, 0), 0);
-	CU_ASSERT_EQUAL_FATAL(mdb_dbi_open(txn, "history", 0, &hist), 0);
-	CU_ASSERT_EQUAL_FATAL(mdb_drop(txn, hist, 1), 0);
-	CU_ASSERT_EQUAL_FATAL(mdb_dbi_open(txn, "resubmit", 0, &rs), 0);
-	CU_ASSERT_EQUAL_FATAL(mdb_drop(txn, rs, 1), 0);
-	CU_ASSERT_EQUAL_FATAL(mdb_dbi_open(txn, "resubmit_seq", 0, &rs), 0);
-	CU_ASSERT_EQUAL_FATAL(mdb_drop(txn, rs, 1), 0);
+	for (; *drop != NULL; drop++) {
+		CU_ASSERT_EQUAL_FATAL(mdb_dbi_open(txn, *drop, 0, &db), 0);
+		CU_ASSERT_EQUAL_FATAL(mdb_drop(txn, db, 1), 0);
+	}
 	CU_ASSERT_EQUAL_FATAL(mdb_txn_commit(txn), 0);
 	mdb_env_close(env);
-	set_version(path, 1);
+	set_version(path, version);
+}
+
+/* Schema 1: 8 counters, no history, no resubmission index. */
+static void
+make_schema1(const char *path)
+{
+	static const char *const drop[] = { "history", "resubmit",
+					    "resubmit_seq", NULL };
+
+	downgrade(path, 8, drop, 1);
 }
 
 static void
@@ -155,36 +165,13 @@ test_store_upgrades_schema_1(void)
 	store_close(&st);
 }
 
-/* Turn a current store back into schema 3: version 3, the 9-counter
- * record, no resubmission index. */
+/* Schema 3: 9 counters, no resubmission index. */
 static void
 make_schema3(const char *path)
 {
-	MDB_env *env;
-	MDB_txn *txn;
-	MDB_dbi meta, rs;
-	MDB_val k = { 8, "counters" }, v;
-	unsigned char buf[1 + 9 * 8];
+	static const char *const drop[] = { "resubmit", "resubmit_seq", NULL };
 
-	CU_ASSERT_EQUAL_FATAL(mdb_env_create(&env), 0);
-	mdb_env_set_maxdbs(env, 16);
-	mdb_env_set_mapsize(env, 64ull << 20);
-	CU_ASSERT_EQUAL_FATAL(mdb_env_open(env, path, 0, 0600), 0);
-	CU_ASSERT_EQUAL_FATAL(mdb_txn_begin(env, NULL, 0, &txn), 0);
-	CU_ASSERT_EQUAL_FATAL(mdb_dbi_open(txn, "meta", 0, &meta), 0);
-	CU_ASSERT_EQUAL_FATAL(mdb_get(txn, meta, &k, &v), 0);
-	CU_ASSERT_EQUAL_FATAL(v.mv_size, 1 + 10 * 8);
-	memcpy(buf, v.mv_data, sizeof(buf));
-	v.mv_size = sizeof(buf);
-	v.mv_data = buf;
-	CU_ASSERT_EQUAL_FATAL(mdb_put(txn, meta, &k, &v, 0), 0);
-	CU_ASSERT_EQUAL_FATAL(mdb_dbi_open(txn, "resubmit", 0, &rs), 0);
-	CU_ASSERT_EQUAL_FATAL(mdb_drop(txn, rs, 1), 0);
-	CU_ASSERT_EQUAL_FATAL(mdb_dbi_open(txn, "resubmit_seq", 0, &rs), 0);
-	CU_ASSERT_EQUAL_FATAL(mdb_drop(txn, rs, 1), 0);
-	CU_ASSERT_EQUAL_FATAL(mdb_txn_commit(txn), 0);
-	mdb_env_close(env);
-	set_version(path, 3);
+	downgrade(path, 9, drop, 3);
 }
 
 /* A schema 3 store (before the resubmission index): postern's commands

@@ -123,14 +123,23 @@ downgrade(const char *path, size_t ncounters, const char *const *drop,
 	set_version(path, version);
 }
 
-/* Schema 1: 8 counters, no history, no resubmission index. */
+/* A store at path/name holding message m, turned back into an older
+ * schema (downgrade()). */
 static void
-make_schema1(const char *path)
+make_old(char *path, size_t cap, const char *name,
+	 const struct store_msg *m, size_t ncounters,
+	 const char *const *drop, uint32_t version)
 {
-	static const char *const drop[] = { "history", "resubmit",
-					    "resubmit_seq", NULL };
+	struct store *st = NULL;
+	const char *err = NULL;
+	uint64_t qid;
 
-	downgrade(path, 8, drop, 1);
+	fresh_path(path, cap, name);
+	CU_ASSERT_EQUAL_FATAL(store_open(path, NULL, &st, &err), STORE_OK);
+	CU_ASSERT_EQUAL_FATAL(store_enqueue(st, m, 1, store_now_us(), &qid,
+					    &err), STORE_OK);
+	store_close(&st);
+	downgrade(path, ncounters, drop, version);
 }
 
 static void
@@ -140,19 +149,16 @@ test_store_upgrades_schema_1(void)
 	struct store_msg m = { .sender = "s@home.example", .rcpts = rcpts,
 			       .nrcpt = 2, .msgid = "<u@x>", .body = "x\r\n",
 			       .body_len = 3 };
+	/* Schema 1: 8 counters, no history, no resubmission index. */
+	static const char *const drop[] = { "history", "resubmit",
+					    "resubmit_seq", NULL };
 	struct store_counters c;
 	struct verify_report vr;
 	char path[512];
 	struct store *st = NULL;
 	const char *err = NULL;
-	uint64_t qid;
 
-	fresh_path(path, sizeof(path), "upgrade");
-	CU_ASSERT_EQUAL_FATAL(store_open(path, NULL, &st, &err), STORE_OK);
-	CU_ASSERT_EQUAL_FATAL(store_enqueue(st, &m, 1, store_now_us(), &qid,
-					    &err), STORE_OK);
-	store_close(&st);
-	make_schema1(path);
+	make_old(path, sizeof(path), "upgrade", &m, 8, drop, 1);
 	CU_ASSERT_EQUAL_FATAL(store_open(path, NULL, &st, &err), STORE_OK);
 	CU_ASSERT_EQUAL(store_counters_get(st, &c, &err), STORE_OK);
 	CU_ASSERT_EQUAL(c.accepted, 2);
@@ -163,15 +169,6 @@ test_store_upgrades_schema_1(void)
 	/* Upgraded for good: a second open sees version 2. */
 	CU_ASSERT_EQUAL_FATAL(store_open(path, NULL, &st, &err), STORE_OK);
 	store_close(&st);
-}
-
-/* Schema 3: 9 counters, no resubmission index. */
-static void
-make_schema3(const char *path)
-{
-	static const char *const drop[] = { "resubmit", "resubmit_seq", NULL };
-
-	downgrade(path, 9, drop, 3);
 }
 
 /* A schema 3 store (before the resubmission index): postern's commands
@@ -185,6 +182,8 @@ test_store_upgrades_schema_3(void)
 	struct store_msg m = { .sender = "s@home.example", .rcpts = rcpts,
 			       .nrcpt = 1, .msgid = "<u3@x>", .body = "x\r\n",
 			       .body_len = 3 };
+	/* Schema 3: 9 counters, no resubmission index. */
+	static const char *const drop[] = { "resubmit", "resubmit_seq", NULL };
 	struct store_counters c;
 	struct verify_report vr;
 	char path[512];
@@ -192,12 +191,7 @@ test_store_upgrades_schema_3(void)
 	const char *err = NULL;
 	uint64_t qid;
 
-	fresh_path(path, sizeof(path), "upgrade3");
-	CU_ASSERT_EQUAL_FATAL(store_open(path, NULL, &st, &err), STORE_OK);
-	CU_ASSERT_EQUAL_FATAL(store_enqueue(st, &m, 1, store_now_us(), &qid,
-					    &err), STORE_OK);
-	store_close(&st);
-	make_schema3(path);
+	make_old(path, sizeof(path), "upgrade3", &m, 9, drop, 3);
 	CU_ASSERT_EQUAL(store_open(path, &ro, &st, &err), STORE_ERR);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "schema version 3: start posternd"));
 	CU_ASSERT_EQUAL_FATAL(store_open(path, &on, &st, &err), STORE_OK);

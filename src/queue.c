@@ -855,7 +855,10 @@ queue_stats(struct store *st, uint64_t now_us, struct queue_stats *s,
 		age = now_us > lr.done_us ? now_us - lr.done_us : 0;
 		if (age >= 24 * 3600000000ull)
 			break;
-		if (lr.kind == LEDGER_NOTE)
+		/* Outcomes only: not a note, not a resubmission (the
+		 * message it names was queued, and is counted, once). */
+		if (lr.kind != LEDGER_DELIVERED && lr.kind != LEDGER_BOUNCED &&
+		    lr.kind != LEDGER_DELETED)
 			continue;
 		s->done_hour[age / 3600000000u]++;
 		if (age < 60000000u)

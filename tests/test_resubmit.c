@@ -8,6 +8,7 @@
 #include "store_private.h"
 #include "claim.h"
 #include "ledger.h"
+#include "queue.h"
 
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -454,6 +455,17 @@ test_resubmit_after_delivery(void)
 	CU_ASSERT_EQUAL(c.delivered, 1);
 	CU_ASSERT_EQUAL(c.pending, 0);
 	CU_ASSERT_EQUAL(c.resubmitted, 1);
+	/* postern stats: one outcome (the delivery); the resubmission
+	 * record is no outcome. */
+	{
+		struct queue_stats qs;
+
+		CU_ASSERT_EQUAL_FATAL(queue_stats(st, now + 3, &qs, &err),
+				      STORE_OK);
+		CU_ASSERT_EQUAL(qs.ledger_records, 2);
+		CU_ASSERT_EQUAL(qs.done_minute, 1);
+		CU_ASSERT_EQUAL(qs.done_hour[0], 1);
+	}
 	/* Both ledger records carry the digest of the bytes as received:
 	 * the same that any other instance would record. */
 	{

@@ -92,13 +92,14 @@ start_admin_daemon() {
 	start_daemon "$conf" "$WORK/posternd.log" || fail "posternd did not start"
 }
 
-# start_daemon CONF LOG: run posternd -f in the background, wait (up to
-# 15 s) until it logs "started", set DAEMON_PID. Returns 1 on failure.
+# start_daemon CONF LOG [BINARY]: run posternd (or BINARY, e.g.
+# $POSTERND_RACY) -f in the background, wait (up to 15 s) until it logs
+# "started", set DAEMON_PID. Returns 1 on failure.
 start_daemon() {
-	local conf=$1 log=$2 i before
+	local conf=$1 log=$2 bin=${3:-$POSTERND} i before
 	before=$(grep -c 'info: started: ' "$log" 2>/dev/null)
 	before=${before:-0}
-	"$POSTERND" -f -c "$conf" >>"$log" 2>&1 &
+	"$bin" -f -c "$conf" >>"$log" 2>&1 &
 	DAEMON_PID=$!
 	DAEMON_PIDS="$DAEMON_PIDS $DAEMON_PID"
 	for i in $(seq 1 150); do

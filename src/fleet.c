@@ -59,6 +59,7 @@ export_json(const struct ledger_rec *rec, const unsigned char *raw,
 }
 
 struct export {
+	struct store *st;
 	FILE *out;
 	const char *store_id;
 	uint64_t head;		/* stop after this record */
@@ -85,7 +86,9 @@ export_fn(const struct ledger_rec *rec, const unsigned char *raw,
 		return 1;
 	}
 	free(line);
-	e->n++;
+	/* The map's pages read so far need not stay in our RSS. */
+	if (++e->n % 10000 == 0)
+		store_map_trim(e->st);
 	return 0;
 }
 
@@ -95,7 +98,7 @@ fleet_export(struct store *st, uint64_t since, FILE *out, uint64_t *n_r,
 {
 	unsigned char head[32];
 	char id[17], hex[65];
-	struct export e = { out, id, 0, 0, false };
+	struct export e = { st, out, id, 0, 0, false };
 	json_t *o;
 	char *line;
 	int rc;

@@ -8,6 +8,9 @@ cannot know whether the server has the message.
 
 MODE imap: the reply is the tagged OK to an APPEND.
 MODE lmtp: the reply is the first 2xx line after the final dot.
+MODE smtp: the reply is the one to the final dot of DATA (the first
+complete reply after CRLF.CRLF), dropped if it is a 2xx; any other
+reply to it passes and the next message's is the next candidate.
 nolitplus (imap): hide LITERAL+ from the capabilities, so the client
 must send each literal after the server's "+".
 
@@ -22,6 +25,8 @@ import threading
 MODE, LPORT, SPORT, CUTS = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
                             int(sys.argv[4]))
 NOLITPLUS = len(sys.argv) > 5 and sys.argv[5] == "nolitplus"
+if MODE not in ("imap", "lmtp", "smtp"):
+    sys.exit("cut_proxy.py: MODE is imap, lmtp or smtp")
 lock = threading.Lock()
 cuts = 0
 
@@ -40,7 +45,7 @@ class Session:
         self.c = client
         self.s = socket.create_connection(("127.0.0.1", SPORT))
         self.tags = set()      # imap: tags of APPENDs sent
-        self.after_dot = 0     # lmtp: final replies expected
+        self.after_dot = 0     # lmtp, smtp: final replies expected
         self.tail = b""        # client bytes not yet scanned
         self.dead = False
 
@@ -83,6 +88,12 @@ class Session:
             parts = line.split(b" ", 2)
             return (len(parts) >= 2 and parts[0] in self.tags and
                     parts[1].upper() == b"OK")
+        if MODE == "smtp":
+            # the last line of a reply ("250 ..." or a bare "250")
+            if self.after_dot > 0 and line[3:4] != b"-":
+                self.after_dot -= 1
+                return line[:1] == b"2"
+            return False
         if self.after_dot > 0 and line[:1] == b"2" and line[3:4] == b" ":
             self.after_dot -= 1
             return True

@@ -7,6 +7,8 @@
 #       map right-hand side, e.g. "smtp:[127.0.0.1]:2525"). The main.cf
 #       and transport lines are those of contrib/postfix/. Stopped by
 #       postfix_stop DIR (the EXIT trap of common.sh calls it too).
+#       $POSTFIX_MAIN_EXTRA, if set, is appended to main.cf (one
+#       "name = value" a line), e.g. short retry times.
 #   postfix_log DIR   print the instance's log
 #   postfix_queue_empty DIR   0 when Postfix's own queue is empty
 
@@ -62,6 +64,9 @@ postfix_start() {
 		# the example's lines, with the map where this instance keeps it
 		sed -e "s|hash:/etc/postfix/transport|texthash:$dir/etc/transport|" \
 			-e '/^#/d' "$src/main.cf.fragment"
+		if [ -n "${POSTFIX_MAIN_EXTRA:-}" ]; then
+			echo "$POSTFIX_MAIN_EXTRA"
+		fi
 	} >"$dir/etc/main.cf"
 	echo "foreign.example $transport" >"$dir/etc/transport"
 	# smtpd on our port only; no chroot (the spool has no copy of /lib)

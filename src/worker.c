@@ -296,7 +296,14 @@ worker_pool_new(struct store *st, struct config *cfg, const char **error_r)
 	pthread_cond_init(&p->cond, NULL);
 	pthread_cond_init(&p->backoff_cond, NULL);
 	pthread_mutex_init(&p->nexthop_lock, NULL);
+	/* In-doubt entries left by a crash: look for them after a moment
+	 * too (as for a connection that broke, record_outcomes()), so that
+	 * a server still storing a message that the dead process sent in
+	 * full has stored it when we look; a look that does not find it
+	 * sends it again. */
 	atomic_store(&p->indoubt_due, true);
+	atomic_store(&p->indoubt_after_us, store_now_us() +
+		     WORKER_LOOK_DELAY_US);
 	if (pipe2(p->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
 		panic("worker: pipe2: %s", strerror(errno));
 	for (size_t i = 0; i < p->count; i++) {

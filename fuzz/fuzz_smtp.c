@@ -45,10 +45,16 @@ rcpt_ok(void *arg, const char *addr)
 	return addr[0] != 'x';
 }
 
+/* SIZE= of 1000000 or more: the store cannot take mail at all (421 and
+ * close); of 100000 or more: no room for this one (452). */
 static int
-storage_ok(void *arg, size_t size)
+storage_ok(void *arg, size_t size, const char **why_r)
 {
 	(void)arg;
+	if (size >= 1000000) {
+		*why_r = "store full";
+		return -1;
+	}
 	return size < 100000;
 }
 

@@ -67,6 +67,7 @@ on_healthz(struct evhttp_request *req, void *arg)
 {
 	struct admin_http *ah = arg;
 	struct store_counters c;
+	struct store_health_info h;
 	uint64_t now = store_now_us(), ok_us, fail_us;
 	unsigned alive, total;
 	const char *err;
@@ -74,10 +75,15 @@ on_healthz(struct evhttp_request *req, void *arg)
 	struct buf b;
 
 	buf_init(&b);
-	if (store_panicked(ah->st) ||
-	    store_counters_get(ah->st, &c, &err) != STORE_OK) {
+	/* Whether it can take mail: a store that cannot is what the ingress
+	 * answers 421 for (posternd(8), "WHEN IT CANNOT STORE"). */
+	store_health(ah->st, &h);
+	if (h.state != STORE_HEALTH_OK) {
 		healthy = false;
-		buf_printf(&b, "store: cannot be read\n");
+		buf_printf(&b, "store: %s\n", h.why);
+	} else if (store_counters_get(ah->st, &c, &err) != STORE_OK) {
+		healthy = false;
+		buf_printf(&b, "store: cannot be read: %s\n", err);
 	} else {
 		buf_printf(&b, "store: ok\n");
 	}

@@ -1,9 +1,10 @@
 /*
  * admin_http.h - the daemon's HTTP admin endpoint ([admin] listen):
  *   GET /metrics  Prometheus text format (metrics.h)
- *   GET /healthz  200 "ok" when the store is open, every worker went
- *                 round its loop lately and the foreign side answered
- *                 last time; 503 with the reasons otherwise.
+ *   GET /healthz  200 "ok" when the store can take mail (store_health():
+ *                 not full, no I/O error on commit, not panicked), every
+ *                 worker went round its loop lately and the foreign side
+ *                 answered last time; 503 with the reasons otherwise.
  * Threads: runs on the event loop's thread. Reads the store (one short
  * read transaction per request) and the pool's heartbeats.
  */

@@ -552,17 +552,37 @@ on_commit_done(struct commit_job *jobs, void *arg)
 	event_active(in->done_ev, EV_READ, 0);
 }
 
-/* At MAIL: room in the store for the message (its SIZE=, or 64 KiB when
- * the client gave none) twice over, as copy-on-write may need, plus
- * STORAGE_RESERVE; else 452 4.3.1 (RELIABILITY.md, T7). */
-#define STORAGE_RESERVE (1u << 20)
+/* The reply's words for a store that cannot take mail. */
+static const char *
+store_words(enum store_health state)
+{
+	switch (state) {
+	case STORE_HEALTH_FULL:		return "store full";
+	case STORE_HEALTH_IO_ERROR:	return "store I/O error";
+	case STORE_HEALTH_PANICKED:	return "store panicked";
+	case STORE_HEALTH_OK:		break;
+	}
+	return "store";
+}
+
+/* At MAIL: a store that cannot take mail at all (store_health()) gets
+ * 421 4.3.2 and the session closes; else room in the store for the
+ * message (its SIZE=, or STORE_ROOM_DEFAULT_SIZE when the client gave
+ * none) twice over, as copy-on-write may need, plus STORE_ROOM_RESERVE;
+ * else 452 4.3.1 (RELIABILITY.md, T7). */
 static int
-storage_ok(void *arg, size_t size)
+storage_ok(void *arg, size_t size, const char **why_r)
 {
 	struct isession *s = arg;
-	uint64_t need = (uint64_t)(size > 0 ? size : 65536) * 2 +
-			STORAGE_RESERVE;
+	struct store_health_info h;
+	uint64_t need = (uint64_t)(size > 0 ? size : STORE_ROOM_DEFAULT_SIZE)
+			* 2 + STORE_ROOM_RESERVE;
 
+	store_health(s->in->st, &h);
+	if (h.state != STORE_HEALTH_OK) {
+		*why_r = store_words(h.state);
+		return -1;
+	}
 	return store_has_room(s->in->st, need) ? 1 : 0;
 }
 
@@ -635,6 +655,7 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	bool lmtp = l == in->lmtp_l;
 	struct isession *s;
 	char addr[INET6_ADDRSTRLEN] = "unknown", reply[256];
+	struct store_health_info h;
 	struct timeval tv;
 	bool total;
 
@@ -657,6 +678,18 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd,
 			 addr);
 		log_connect_refused(addr, reply, total ? "too many sessions" :
 				    "too many sessions from this address");
+		refuse(fd, reply);
+		return;
+	}
+	/* A store that cannot take mail: 421 before the greeting, so that
+	 * the client tries its next server at once, for this message too
+	 * (posternd(8), "WHEN IT CANNOT STORE"). */
+	store_health(in->st, &h);
+	if (h.state != STORE_HEALTH_OK) {
+		snprintf(reply, sizeof(reply), "421 4.3.2 %s Service not "
+			 "available (%s), closing transmission channel\r\n",
+			 in->cfg->ingress_hostname, store_words(h.state));
+		log_connect_refused(addr, reply, h.why);
 		refuse(fd, reply);
 		return;
 	}

@@ -581,8 +581,9 @@ cmd_mail(struct smtp_session *s, const char *verb, char *arg,
 	 struct buf *out)
 {
 	char *addr, *params;
+	const char *why = NULL;
 	size_t size;
-	int rc;
+	int rc, room;
 
 	(void)verb;
 	if (s->helo == NULL) {
@@ -621,7 +622,16 @@ cmd_mail(struct smtp_session *s, const char *verb, char *arg,
 		return SMTP_EV_NONE;
 	}
 	if (s->lim->storage_ok != NULL &&
-	    !s->lim->storage_ok(s->lim->storage_arg, size)) {
+	    (room = s->lim->storage_ok(s->lim->storage_arg, size, &why)) < 1) {
+		/* Cannot store at all: 421 and close, so that the client
+		 * goes elsewhere and does not keep this session (RFC 5321
+		 * 3.8; posternd(8), "WHEN IT CANNOT STORE"). */
+		if (room < 0) {
+			reply(out, "421 4.3.2 %s Service not available (%s), "
+			      "closing transmission channel", s->hostname,
+			      why != NULL ? why : "store");
+			return SMTP_EV_CLOSE;
+		}
 		reply(out, "452 4.3.1 Insufficient system storage");
 		return SMTP_EV_NONE;
 	}

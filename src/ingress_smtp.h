@@ -35,9 +35,14 @@ struct smtp_limits {
 	 * is borrowed for the call. NULL accepts every recipient. */
 	int (*rcpt_ok)(void *arg, const char *addr);
 	void *rcpt_arg;
-	/* At MAIL: 1 the queue has room; 0: 452 4.3.1 Insufficient system
-	 * storage. size is the SIZE= value or 0. NULL: always room. */
-	int (*storage_ok)(void *arg, size_t size);
+	/* At MAIL: 1 the queue has room for this message; 0: it has not
+	 * (smaller ones may fit): 452 4.3.1 Insufficient system storage;
+	 * -1: the store cannot take any mail now (*why_r says why, e.g.
+	 * "store full"; borrowed until the next call): "421 4.3.2
+	 * <hostname> Service not available (<why>), closing transmission
+	 * channel" and the session closes. size is the SIZE= value or 0.
+	 * NULL: always room. */
+	int (*storage_ok)(void *arg, size_t size, const char **why_r);
 	void *storage_arg;
 	/* RFC 2920 / Postfix smtpd_forbid_unauth_pipelining: a command
 	 * that must be answered before the client goes on (EHLO, HELO,

@@ -424,7 +424,10 @@ txn_begin_locked(struct store *st, unsigned flags, MDB_txn **txn_r)
 	for (;;) {
 		pthread_rwlock_rdlock(&st->txn_lock);
 		*txn_r = NULL;
-		rc = mdb_txn_begin(st->env, NULL, flags, txn_r);
+		/* no environment: a reopen after a panic failed; the next
+		 * one (store_recover()) may work */
+		rc = st->env != NULL ?
+			mdb_txn_begin(st->env, NULL, flags, txn_r) : MDB_PANIC;
 		if (rc != MDB_MAP_RESIZED)
 			break;
 		pthread_rwlock_unlock(&st->txn_lock);
@@ -461,16 +464,24 @@ store_read_end(struct store *st, MDB_txn **txn)
 	pthread_rwlock_unlock(&st->txn_lock);
 }
 
+/* What write_once()'s mdb_txn_commit did, for the store's health. */
+enum commit_io {
+	COMMIT_IO_NONE,		/* not called, or nothing to write */
+	COMMIT_IO_WROTE,	/* it wrote and synced a new transaction */
+	COMMIT_IO_FAILED,	/* it failed */
+};
+
 /* One attempt: begin, run the body, save counters, commit. */
 static int
 write_once(struct store *st, store_txn_fn *fn, void *arg,
-	   const char **fail_r, uint64_t *mapsize_r)
+	   const char **fail_r, uint64_t *mapsize_r, enum commit_io *io_r)
 {
 	struct store_wtx w = { .st = st };
 	struct store_counters before;
 	int rc;
 
 	*fail_r = NULL;
+	*io_r = COMMIT_IO_NONE;
 	rc = txn_begin_locked(st, 0, &w.txn);
 	if (rc != 0)
 		return rc;
@@ -488,12 +499,22 @@ write_once(struct store *st, store_txn_fn *fn, void *arg,
 		struct timespec t0, t1;
 		int64_t ns;
 		uint64_t dt;
-		size_t i;
+		size_t i, id = mdb_txn_id(w.txn);
+		MDB_envinfo info;
 
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		rc = mdb_txn_commit(w.txn);
 		w.txn = NULL;	/* gone, whether the commit worked or not */
 		clock_gettime(CLOCK_MONOTONIC, &t1);
+		/* A commit with nothing to write returns at once and leaves
+		 * the last transaction id where it was. */
+		if (rc != 0) {
+			*io_r = COMMIT_IO_FAILED;
+		} else {
+			mdb_env_info(st->env, &info);
+			if (info.me_last_txnid >= id)
+				*io_r = COMMIT_IO_WROTE;
+		}
 		/* Signed first: tv_nsec goes down across a second. */
 		ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 +
 		     (int64_t)(t1.tv_nsec - t0.tv_nsec);
@@ -653,6 +674,7 @@ static int
 write_alone(struct store *st, store_txn_fn *fn, void *arg,
 	    const char **error_r)
 {
+	enum commit_io io;
 	const char *fail;
 	uint64_t seen = 0;
 	int rc;
@@ -660,7 +682,10 @@ write_alone(struct store *st, store_txn_fn *fn, void *arg,
 	if (atomic_load(&st->panicked))
 		return store_fail(st, MDB_PANIC, "earlier failure", error_r);
 	for (;;) {
-		rc = write_once(st, fn, arg, &fail, &seen);
+		rc = write_once(st, fn, arg, &fail, &seen, &io);
+		if (io != COMMIT_IO_NONE)
+			store_health_commit(st, io == COMMIT_IO_WROTE ? 0 : rc,
+					    io == COMMIT_IO_WROTE);
 		if (rc != MDB_MAP_FULL)
 			break;
 		pthread_rwlock_wrlock(&st->txn_lock);
@@ -1322,6 +1347,7 @@ store_open(const char *path, const struct store_settings *set,
 	pthread_rwlock_init(&st->txn_lock, &attr);
 	pthread_rwlockattr_destroy(&attr);
 	pthread_mutex_init(&st->group_lock, NULL);
+	pthread_mutex_init(&st->health_lock, NULL);
 	st->group_tail = &st->group_head;
 	rc = env_open(st, error_r);
 	if (rc != STORE_OK) {
@@ -1345,6 +1371,7 @@ store_close(struct store **store)
 		return;
 	if (st->env != NULL)
 		mdb_env_close(st->env);
+	pthread_mutex_destroy(&st->health_lock);
 	pthread_mutex_destroy(&st->group_lock);
 	pthread_rwlock_destroy(&st->txn_lock);
 	free(st->path);
@@ -1364,6 +1391,8 @@ store_reopen(struct store *st, const char **error_r)
 	if (rc == STORE_OK)
 		atomic_store(&st->panicked, false);
 	pthread_rwlock_unlock(&st->txn_lock);
+	/* not under txn_lock: health_lock is never taken inside it */
+	store_health_reopen(st, rc == STORE_OK ? NULL : *error_r);
 	if (rc == STORE_OK)
 		log_warn("store: %s reopened after a panic", st->path);
 	return rc;
@@ -1400,6 +1429,11 @@ store_map_usage(struct store *st, uint64_t *map_size_r, uint64_t *used_r)
 	MDB_stat stat;
 
 	pthread_rwlock_rdlock(&st->txn_lock);
+	if (st->env == NULL) {	/* a reopen failed */
+		pthread_rwlock_unlock(&st->txn_lock);
+		*map_size_r = *used_r = 0;
+		return;
+	}
 	mdb_env_info(st->env, &info);
 	mdb_env_stat(st->env, &stat);
 	pthread_rwlock_unlock(&st->txn_lock);
@@ -1407,25 +1441,29 @@ store_map_usage(struct store *st, uint64_t *map_size_r, uint64_t *used_r)
 	*used_r = (uint64_t)(info.me_last_pgno + 1) * stat.ms_psize;
 }
 
-bool
-store_has_room(struct store *st, uint64_t need)
+int
+store_room(struct store *st, struct store_room *r)
 {
-	MDB_dbi dbis[] = { 0 /* FREE_DBI */, 1 /* MAIN_DBI */, st->db_meta,
-			   st->db_messages, st->db_bodies, st->db_rcpts,
-			   st->db_notify, st->db_active, st->db_ledger,
-			   st->db_ledger_idx, st->db_ledger_mid, st->db_history };
-	uint64_t inuse = 2, last, psize = 4096, inside, disk;
+	uint64_t inuse = 2, last, psize = 4096, file;
 	MDB_envinfo info;
 	MDB_txn *txn = NULL;
 	MDB_stat stat;
 	struct statvfs sv;
 
+	memset(r, 0, sizeof(*r));
+	r->map_max = st->set.map_max;
 	pthread_rwlock_rdlock(&st->txn_lock);
 	if (st->env == NULL ||
 	    mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != MDB_SUCCESS) {
 		pthread_rwlock_unlock(&st->txn_lock);
-		return true;	/* the commit will tell */
+		return -1;
 	}
+	/* under txn_lock: a reopen sets the handles again */
+	MDB_dbi dbis[] = { 0 /* FREE_DBI */, 1 /* MAIN_DBI */, st->db_meta,
+			   st->db_messages, st->db_bodies, st->db_rcpts,
+			   st->db_notify, st->db_active, st->db_ledger,
+			   st->db_ledger_idx, st->db_ledger_mid, st->db_history,
+			   st->db_resubmit, st->db_resubmit_seq };
 	mdb_env_info(st->env, &info);
 	for (size_t i = 0; i < sizeof(dbis) / sizeof(dbis[0]); i++)
 		if (mdb_stat(txn, dbis[i], &stat) == MDB_SUCCESS) {
@@ -1438,16 +1476,41 @@ store_has_room(struct store *st, uint64_t need)
 	last = (uint64_t)info.me_last_pgno + 1;
 	/* pages inside the file that no database uses: free for reuse
 	 * (some may still be pinned by an old reader; close enough) */
-	inside = last > inuse ? (last - inuse) * psize : 0;
-	if (need <= inside)
-		return true;
-	need -= inside;
-	if (last * psize + need > st->set.map_max)
-		return false;
-	if (statvfs(st->path, &sv) != 0)
-		return true;
-	disk = (uint64_t)sv.f_bavail * sv.f_frsize;
-	return disk >= need;
+	r->inside = last > inuse ? (last - inuse) * psize : 0;
+	file = last * psize;
+	r->map_left = file < st->set.map_max ? st->set.map_max - file : 0;
+	r->disk_left = statvfs(st->path, &sv) == 0 ?
+		(uint64_t)sv.f_bavail * sv.f_frsize : UINT64_MAX;
+	r->room = r->inside + (r->map_left < r->disk_left ? r->map_left :
+			       r->disk_left);
+	return 0;
+}
+
+bool
+store_has_room(struct store *st, uint64_t need)
+{
+	struct store_room r;
+
+	if (store_room(st, &r) < 0)
+		return true;	/* the commit will tell */
+	/* a fresh look: store_health() need not look again so soon */
+	store_health_room(st, &r, store_now_us());
+	return r.room >= need;
+}
+
+/* store_probe()'s body: the counters record written again as it is (the
+ * runner skips an unchanged record; this one is put anyway). */
+static int
+probe_txn(struct store_wtx *w, void *arg)
+{
+	(void)arg;
+	return counters_save(w->txn, w->st, &w->c);
+}
+
+int
+store_probe(struct store *st, const char **error_r)
+{
+	return store_write(st, probe_txn, NULL, error_r);
 }
 
 void
@@ -1486,7 +1549,7 @@ store_reader_check(struct store *st)
 	int dead = 0, rc;
 
 	pthread_rwlock_rdlock(&st->txn_lock);
-	rc = mdb_reader_check(st->env, &dead);
+	rc = st->env != NULL ? mdb_reader_check(st->env, &dead) : -1;
 	pthread_rwlock_unlock(&st->txn_lock);
 	if (rc != 0)
 		return -1;

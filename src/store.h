@@ -157,15 +157,90 @@ store_id(const struct store *st);
 const struct store_settings *
 store_settings(const struct store *st);
 
-/* Current map size and bytes in use (for metrics and tests). */
-/* At MAIL: whether NEED more bytes fit, in the pages free inside the
- * file, then in what the filesystem has free and the map may still grow
- * (up to map_max). Any thread; one short read transaction. */
+/* What a new message may still use: the pages free inside the file,
+ * then what the map may still grow (up to map_max) as far as the
+ * filesystem has room for it. */
+struct store_room {
+	uint64_t room;		/* inside + min(map_left, disk_left) */
+	uint64_t inside;	/* free pages inside the file, bytes */
+	uint64_t map_left;	/* bytes the file may grow before map_max */
+	uint64_t disk_left;	/* the filesystem's free bytes (f_bavail) */
+	uint64_t map_max;
+};
+
+/* Fill *r. Returns 0, or -1 if the store cannot be read now (closed,
+ * panicked): then nothing is known. Any thread; one short read
+ * transaction and a statvfs. */
+int
+store_room(struct store *st, struct store_room *r);
+
+/* At MAIL: whether NEED more bytes fit (store_room(): room >= need);
+ * true when that cannot be known (the commit will tell). Any thread. */
 bool
 store_has_room(struct store *st, uint64_t need);
 
+/* Current map size and bytes in use (for metrics and tests). */
 void
 store_map_usage(struct store *st, uint64_t *map_size_r, uint64_t *used_r);
+
+/* --- can the store take mail? (store_health.c; posternd(8), "WHEN IT
+ * CANNOT STORE") -------------------------------------------------------- */
+
+/* At MAIL a message needs room for twice its SIZE= (copy-on-write), or
+ * for twice STORE_ROOM_DEFAULT_SIZE without one, plus the reserve that
+ * keeps the workers' own writes going. */
+#define STORE_ROOM_RESERVE (1u << 20)
+#define STORE_ROOM_DEFAULT_SIZE 65536u
+/* Less room than a message without SIZE= needs: the store is full; and
+ * stays full until it has STORE_ROOM_AGAIN, so that a page more or less
+ * does not make it flap. */
+#define STORE_ROOM_MIN (2u * STORE_ROOM_DEFAULT_SIZE + STORE_ROOM_RESERVE)
+#define STORE_ROOM_AGAIN (STORE_ROOM_MIN + (256u << 10))
+/* The room is looked at again at most this often (store_health()). */
+#define STORE_ROOM_CHECK_US 200000u
+
+/* Worst first: when several hold, the highest is reported. */
+enum store_health {
+	STORE_HEALTH_OK = 0,
+	STORE_HEALTH_FULL,	/* less than STORE_ROOM_MIN of room (then
+				   until STORE_ROOM_AGAIN) */
+	STORE_HEALTH_IO_ERROR,	/* the last write commit failed with an
+				   I/O error; until one succeeds */
+	STORE_HEALTH_PANICKED,	/* MDB_PANIC, until a reopen succeeds */
+};
+
+#define STORE_HEALTH_WHY_LEN 600
+struct store_health_info {
+	enum store_health state;
+	uint64_t since_us;	/* in this state since (first seen) */
+	/* "ok", or "full: ...", "I/O error on commit: ...", "panicked:
+	 * ...", with the details and for how long */
+	char why[STORE_HEALTH_WHY_LEN];
+};
+
+/* Whether the store can take mail now, and if not why. The first call
+ * that sees a change logs it (a warning when the store stops taking
+ * mail, info when it takes mail again). Any thread; cheap: two atomics,
+ * and store_room() at most every STORE_ROOM_CHECK_US. */
+void
+store_health(struct store *st, struct store_health_info *h_r);
+
+/* A word for the state ("ok", "full", "I/O error", "panicked"). */
+const char *
+store_health_name(enum store_health state);
+
+/* Try to end a state in which the store cannot take mail: panicked, a
+ * reopen; an I/O error, a probe (store_probe()); full, nothing but a
+ * look at the room again. Not on the event loop's thread: it may wait
+ * for the disk. Returns the state afterwards. */
+enum store_health
+store_recover(struct store *st);
+
+/* One write transaction that writes the counters record again as it is:
+ * a real commit with its fdatasync and no change to the data. Returns a
+ * store_rc; success ends an I/O error state. Any thread. */
+int
+store_probe(struct store *st, const char **error_r);
 
 /* The schema version of the store in directory path (which must hold
  * one), read without writing anything and without a struct store: for

@@ -3,12 +3,14 @@
  *
  * Owns:    the queue of commit_jobs between push and commit; the thread.
  * Threads: one writer thread; pushers hold the lock only to link a job.
+ *          Idle, the writer also watches the store's health (store.h).
  * Schema:  writes through store_enqueue() (lmdb-schema/messages.md).
  */
 #include "store_commit.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -18,6 +20,11 @@
 
 #define COMMIT_BATCH_MAX 256
 #define COMMIT_SMALL 32		/* below this, wait wait_ms for company */
+/* While the store cannot take mail the ingress refuses new sessions, so
+ * no message comes to show that it can again: the writer, when idle,
+ * looks this often and tries to end that state (store_recover(): a
+ * reopen after a panic, a probe commit after an I/O error). */
+#define COMMIT_HEALTH_MS 1000
 
 struct committer {
 	struct store *st;	/* borrowed */
@@ -177,8 +184,15 @@ committer_main(void *arg)
 
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
-		while (c->head == NULL && !c->stop)
-			pthread_cond_wait(&c->cond, &c->lock);
+		while (c->head == NULL && !c->stop) {
+			deadline_in(&ts, COMMIT_HEALTH_MS);
+			if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) !=
+			    ETIMEDOUT || c->head != NULL || c->stop)
+				continue;
+			pthread_mutex_unlock(&c->lock);
+			store_recover(c->st);
+			pthread_mutex_lock(&c->lock);
+		}
 		if (c->head == NULL && c->stop)
 			break;
 		if (c->queued < COMMIT_SMALL && c->wait_ms > 0 && !c->stop) {

@@ -54,7 +54,9 @@ typedef void commit_done_fn(struct commit_job *jobs, void *arg);
 struct committer;
 
 /* Start the writer thread. st is borrowed. wait_ms is the longest extra
- * wait for more messages when a batch is small (0: none). */
+ * wait for more messages when a batch is small (0: none). Idle, the
+ * thread calls store_recover() once a second, so that a store that
+ * cannot take mail is reopened or probed while no mail comes. */
 struct committer *
 committer_new(struct store *st, unsigned wait_ms, commit_done_fn *done,
 	      void *arg);

@@ -23,6 +23,7 @@
 #define STORE_MSGID_MAX 998	/* longest Message-ID we store */
 #define STORE_REPLY_MAX 512	/* longest foreign reply we store */
 #define STORE_MID_KEY_MAX 400	/* Message-ID index key prefix */
+#define STORE_ERRBUF_LEN 512	/* store_errbuf() */
 
 #define RCPT_FLAG_SENDING 0x01	/* the driver may have handed it over */
 #define RCPT_FLAG_DEAD 0x02	/* held as dead letter: gave up retrying */
@@ -57,6 +58,20 @@ struct store {
 	size_t group_want;	/* a leader waits for this many, or 0 */
 	pthread_cond_t *group_wake;	/* that leader's cond */
 	bool group_busy;
+	/* Whether the store can take mail (store_health.c). io_failed:
+	 * the last write commit failed with an I/O error (set and cleared
+	 * by write_alone()). The rest under health_lock, which is never
+	 * held while txn_lock is taken or held. */
+	atomic_bool io_failed;
+	pthread_mutex_t health_lock;
+	char io_why[STORE_ERRBUF_LEN];	/* io_failed's error */
+	char reopen_why[STORE_ERRBUF_LEN];	/* the last reopen's error,
+						   "" after one worked */
+	uint64_t room_at_us;		/* the last look at the room */
+	bool room_full;			/* what it found */
+	char room_why[256];
+	enum store_health seen;		/* the state last reported */
+	uint64_t seen_since_us;
 	MDB_dbi db_meta, db_messages, db_bodies, db_rcpts, db_notify,
 		db_active, db_ledger, db_ledger_idx, db_ledger_mid,
 		db_history, db_resubmit, db_resubmit_seq;
@@ -106,10 +121,24 @@ store_read_end(struct store *st, MDB_txn **txn);
 int
 store_fail(struct store *st, int rc, const char *what, const char **error_r);
 
+/* store_health.c: a write commit's outcome (write_alone()): rc 0 and
+ * wrote (the commit reached the disk), or the LMDB/errno code it
+ * failed with. Neither: a commit that wrote nothing says nothing. */
+void
+store_health_commit(struct store *st, int rc, bool wrote);
+/* What store_room() found at now (NULL: nothing could be read): the
+ * full state follows it, so that a MAIL check that finds no room and
+ * the next greeting agree. */
+void
+store_health_room(struct store *st, const struct store_room *r,
+		  uint64_t now);
+/* A reopen failed with err, or worked (err NULL). */
+void
+store_health_reopen(struct store *st, const char *err);
+
 /* Thread-local buffer for error messages. */
 char *
 store_errbuf(void);
-#define STORE_ERRBUF_LEN 512
 
 /* --- fixed-width big-endian helpers ------------------------------------ */
 static inline void

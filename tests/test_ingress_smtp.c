@@ -38,11 +38,22 @@ rcpt_policy(void *arg, const char *addr)
 }
 
 static int
-storage_full(void *arg, size_t size)
+storage_full(void *arg, size_t size, const char **why_r)
 {
 	(void)arg;
 	(void)size;
+	(void)why_r;
 	return 0;
+}
+
+/* The store cannot take mail at all (posternd's store_health()). */
+static int
+storage_down(void *arg, size_t size, const char **why_r)
+{
+	(void)arg;
+	(void)size;
+	*why_r = "store full";
+	return -1;
 }
 
 static const struct smtp_limits lim_smtp = {
@@ -83,6 +94,19 @@ static const struct smtp_limits lim_lmtp = {
 static const struct smtp_limits lim_nospace = {
 	.hostname = "mx.example",
 	.storage_ok = storage_full,
+	.now = fixed_now,
+};
+
+static const struct smtp_limits lim_nostore = {
+	.hostname = "mx.example",
+	.storage_ok = storage_down,
+	.now = fixed_now,
+};
+
+static const struct smtp_limits lim_nostore_lmtp = {
+	.hostname = "lmtp.example",
+	.lmtp = true,
+	.storage_ok = storage_down,
 	.now = fixed_now,
 };
 
@@ -666,6 +690,17 @@ test_ingress_smtp_mail_parameters(void)
 			"MAIL FROM:<a@b.c>\r\n"),
 		  "250|452 4.3.1 Insufficient system storage", false, 0,
 		  SMTP_STORE_OK },
+		/* a store that cannot take any mail: 421 and close; what
+		 * the client sent after MAIL is not answered */
+		{ "store down", &lim_nostore, IN(HELLO
+			"MAIL FROM:<a@b.c> SIZE=10\r\nRCPT TO:<c@d.e>\r\n"),
+		  "250|421 4.3.2 mx.example Service not available (store "
+		  "full), closing transmission channel", true, 0,
+		  SMTP_STORE_OK },
+		{ "store down, LMTP", &lim_nostore_lmtp, IN("LHLO c\r\n"
+			"MAIL FROM:<a@b.c>\r\n"),
+		  "250|421 4.3.2 lmtp.example Service not available", true,
+		  0, SMTP_STORE_OK },
 	};
 
 	RUN_TABLE(cases);

@@ -7,7 +7,9 @@
 #include "claim.h"
 #include "ledger.h"
 
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 TESTLIB_SUITE_DIR("store")
 /* A fresh store directory under the suite's dir. */
@@ -362,6 +364,72 @@ test_store_map_grows_up_to_its_cap(void)
 	store_close(&st);
 }
 
+/* store_health(): each state, what ends it (posternd(8), "WHEN IT
+ * CANNOT STORE"). */
+static void
+test_store_health_states_and_recovery(void)
+{
+	struct store_settings set = { .map_size = 1 << 20,
+				      .map_max = 2 << 20 };
+	struct store_health_info h;
+	struct store_counters c0, c1;
+	struct store *st = NULL;
+	char path[512];
+	const char *err;
+	int rc;
+
+	fresh_path(path, sizeof(path), "health");
+	CU_ASSERT_EQUAL_FATAL(store_open(path, &set, &st, &err), STORE_OK);
+	store_health(st, &h);
+	CU_ASSERT_EQUAL(h.state, STORE_HEALTH_OK);
+	CU_ASSERT_STRING_EQUAL(h.why, "ok");
+	CU_ASSERT_EQUAL(store_recover(st), STORE_HEALTH_OK);
+
+	/* An I/O error on commit: until a commit writes again. The probe
+	 * is such a commit, and changes nothing. */
+	CU_ASSERT_EQUAL(store_counters_get(st, &c0, &err), STORE_OK);
+	store_health_commit(st, EIO, false);
+	store_health(st, &h);
+	CU_ASSERT_EQUAL(h.state, STORE_HEALTH_IO_ERROR);
+	CU_ASSERT_PTR_NOT_NULL(strstr(h.why, "I/O error on commit: "
+				      "Input/output error (for "));
+	store_health_commit(st, 0, false);	/* wrote nothing: no news */
+	store_health(st, &h);
+	CU_ASSERT_EQUAL(h.state, STORE_HEALTH_IO_ERROR);
+	CU_ASSERT_EQUAL(store_recover(st), STORE_HEALTH_OK);
+	CU_ASSERT_EQUAL(store_counters_get(st, &c1, &err), STORE_OK);
+	CU_ASSERT_EQUAL(memcmp(&c0, &c1, sizeof(c0)), 0);
+	/* full, ENOSPC and a panic are not I/O errors of this kind */
+	store_health_commit(st, ENOSPC, false);
+	store_health(st, &h);
+	CU_ASSERT_EQUAL(h.state, STORE_HEALTH_OK);
+
+	/* MDB_PANIC: until a reopen works. */
+	store_fail(st, MDB_PANIC, "test", &err);
+	store_health(st, &h);
+	CU_ASSERT_EQUAL(h.state, STORE_HEALTH_PANICKED);
+	CU_ASSERT(strncmp(h.why, "panicked: ", 10) == 0);
+	CU_ASSERT_EQUAL(store_recover(st), STORE_HEALTH_OK);
+	CU_ASSERT_FALSE(store_panicked(st));
+
+	/* Full: the map at map_max. The room is looked at again at most
+	 * every STORE_ROOM_CHECK_US. */
+	fill_until_full(st, 100000, &rc);
+	CU_ASSERT_EQUAL(rc, STORE_FULL);
+	usleep(STORE_ROOM_CHECK_US + 50000);
+	store_health(st, &h);
+	CU_ASSERT_EQUAL(h.state, STORE_HEALTH_FULL);
+	CU_ASSERT(strncmp(h.why, "full: ", 6) == 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(h.why, "map_max 2048 KiB"));
+	CU_ASSERT_FALSE(store_has_room(st, STORE_ROOM_MIN));
+	CU_ASSERT_EQUAL(store_recover(st), STORE_HEALTH_FULL);
+	/* worse states come first */
+	store_health_commit(st, EIO, false);
+	store_health(st, &h);
+	CU_ASSERT_EQUAL(h.state, STORE_HEALTH_IO_ERROR);
+	store_close(&st);
+}
+
 static void
 test_store_qid_format_round_trips(void)
 {
@@ -388,6 +456,8 @@ static CU_TestInfo store_tests[] = {
 	{ "map full is an error, not an abort",
 	  test_store_map_full_is_an_error_not_an_abort },
 	{ "map grows up to its cap", test_store_map_grows_up_to_its_cap },
+	{ "health states and recovery",
+	  test_store_health_states_and_recovery },
 	{ "qid format round trips", test_store_qid_format_round_trips },
 	CU_TEST_INFO_NULL,
 };

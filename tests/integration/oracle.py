@@ -106,7 +106,8 @@ class Client:
         return r
 
     def connect(self):
-        """Connect and greet, retrying for CONNECT_RETRY seconds."""
+        """Connect and greet, retrying for CONNECT_RETRY seconds. On
+        failure self.last is "CONNECT " and why (e.g. a 421 greeting)."""
         end = time.time() + self.connect_retry
         while True:
             try:
@@ -118,8 +119,9 @@ class Client:
                     raise Broken(r.decode("latin-1"))
                 self.cmd(b"EHLO oracle.example\r\n", b"250")
                 return True
-            except (OSError, Broken):
+            except (OSError, Broken) as e:
                 self.close()
+                self.last = b"CONNECT " + str(e).encode()[:100]
                 if time.time() >= end:
                     return False
                 time.sleep(0.1)

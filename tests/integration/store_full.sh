@@ -6,13 +6,16 @@
 #   map   [store] map_size = 1M, map_max = 2M (no root needed)
 #   disk  the store on an 8 MiB tmpfs with 4 MiB of ballast (root only;
 #         SKIP otherwise)
-# Checked: messages are refused with 452 4.3.1 at MAIL once the store is
-# low (some may still get 451/452 4.3.x at the commit), never a 250 for a
+# Checked: once the store is low, messages are refused before their data:
+# new connections get "421 4.3.2 ... (store full)" instead of the
+# greeting, and sessions already open 421 4.3.2 or 452 4.3.1 at MAIL
+# (some may still get 451/452 4.3.x at the commit); never a 250 for a
 # message that is then lost; when the room returns (map: the peer comes
 # back and the queue drains; disk: the ballast is removed) posternd
 # accepts again by itself, without a restart; and at the end oracle.py
 # check finds every acknowledged message at the sink, none twice, and
-# postern audit --verify passes.
+# postern audit --verify passes. (health.sh shows /healthz and a real
+# Postfix going to another instance.)
 #
 # Env: FULL_MSGS (messages sent into the full store, default 1500).
 [ -z "$PYTHON" ] && [ -x /usr/bin/python3 ] && PYTHON=/usr/bin/python3
@@ -40,10 +43,12 @@ cleanup_pids() {
 trap full_cleanup EXIT
 
 NEXT_ID=0
+# send N [CONNECT_RETRY]: into a full store a refused connection is not
+# retried (a 421 greeting would be, for 2 s each)
 send() {
 	"$PYTHON" "$HERE/oracle.py" send --port "$PORT" --msgs "$1" \
 		--threads 4 --id-base "$NEXT_ID" --append --states "$STATES" \
-		--replies "$REPLIES" --pad 8000 --connect-retry 2 \
+		--replies "$REPLIES" --pad 8000 --connect-retry "${2:-2}" \
 		--progress "$WORK/progress" >>"$WORK/send.out" 2>&1 ||
 		fail "$NAME: oracle send failed"
 	NEXT_ID=$((NEXT_ID + $1))
@@ -51,7 +56,7 @@ send() {
 
 # run NAME STOREDIR [store lines...]
 run() {
-	local sport conf i ok a0 n452 n451 other
+	local sport conf i ok a0 n452 n421m n421c n451 other
 	NAME=$1
 	local store=$2
 	shift 2
@@ -80,19 +85,26 @@ run() {
 		echo "backoff_max = 2"
 	} >>"$conf"
 	start_daemon "$conf" "$LOG" || fail "$NAME: posternd did not start"
-	send "$MSGS"
+	send "$MSGS" 0
 	ok=$(grep -c ' ok$' "$STATES")
 	n452=$(grep -c ' MAIL 452 4\.3\.1' "$REPLIES")
+	n421m=$(grep -c ' MAIL 421 4\.3\.2' "$REPLIES")
+	n421c=$(grep -c ' CONNECT 421 4\.3\.2 .*(store full)' "$REPLIES")
 	n451=$(grep -c ' DOT 45[12] 4\.3\.[01]' "$REPLIES")
 	other=$(grep -v ' ok$' "$STATES" | wc -l)
-	echo "$NAME: $MSGS sent into a filling store: $ok ok, $n452 refused at MAIL with 452 4.3.1, $n451 at the end of data with 451/452 4.3.x, $other not ok in all"
+	echo "$NAME: $MSGS sent into a filling store: $ok ok, refused at the greeting with 421 4.3.2: $n421c, at MAIL with 452 4.3.1: $n452, with 421 4.3.2: $n421m, at the end of data with 451/452 4.3.x: $n451; $other not ok in all"
 	[ "$ok" -gt 0 ] && [ "$other" -gt 0 ] ||
 		fail "$NAME: the store never filled ($ok ok, $other not)"
-	# the store is low before it is full: MAIL is refused first (before
-	# the fix nothing checked at MAIL, and every refusal came after
-	# the data had been sent)
-	[ "$n452" -gt 0 ] ||
-		fail "$NAME: no 452 4.3.1 at MAIL: $(grep -v ' 250' "$REPLIES" | cut -d' ' -f2- | sort | uniq -c | head -5)"
+	# the store is low before it is full: mail is refused before its
+	# data (before the MAIL check every refusal came after the data
+	# had been sent), and a full store refuses new connections at the
+	# greeting, so that the client goes elsewhere at once
+	[ "$((n452 + n421m + n421c))" -gt "$n451" ] ||
+		fail "$NAME: fewer refusals before the data than after: $(grep -v ' 250' "$REPLIES" | cut -d' ' -f2- | sort | uniq -c | head -5)"
+	[ "$n421c" -gt 0 ] ||
+		fail "$NAME: no 421 4.3.2 greeting: $(grep -v ' 250' "$REPLIES" | cut -d' ' -f2- | sort | uniq -c | head -5)"
+	grep -q 'warning: store: cannot take mail: full: ' "$LOG" ||
+		fail "$NAME: no log line for the full store"
 	kill -0 "$DAEMON_PID" || fail "$NAME: posternd died"
 	# make room
 	a0=$ok
@@ -125,7 +137,9 @@ run() {
 	"$PYTHON" "$HERE/oracle.py" check --name "store_full_$NAME" \
 		--states "$STATES" --sink "$DUMP" --store "$store" \
 		--config "$conf" --log "$LOG" || fail "$NAME: oracle check"
-	echo "PASS $NAME: $a0 accepted while filling, refusals at MAIL (452 4.3.1): $n452, at the end of data: $n451; 50 of 50 accepted again without a restart; none lost or doubled"
+	grep -q 'info: store: takes mail again (it was full)' "$LOG" ||
+		fail "$NAME: no log line for the room returning"
+	echo "PASS $NAME: $a0 accepted while filling, refusals at the greeting (421 4.3.2): $n421c, at MAIL (452 4.3.1 / 421 4.3.2): $n452 / $n421m, at the end of data: $n451; 50 of 50 accepted again without a restart; none lost or doubled"
 }
 
 run map "$WORK/map/store" "[store]" "map_size = 1M" "map_max = 2M"

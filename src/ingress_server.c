@@ -69,6 +69,7 @@ struct ingress {
 	struct event *done_ev;
 	pthread_mutex_t done_lock;
 	struct commit_job *done_head, **done_tail;	/* under done_lock */
+	bool stopping;			/* ingress_free(): no input is read */
 };
 
 static void session_read(struct isession *s);
@@ -257,7 +258,8 @@ session_read(struct isession *s)
 	char *data;
 
 	while (!s->waiting && !s->closing && !s->tls_pending &&
-	       !s->handshaking && (len = evbuffer_get_length(in)) > 0) {
+	       !s->handshaking && !s->in->stopping &&
+	       (len = evbuffer_get_length(in)) > 0) {
 		data = (char *)evbuffer_pullup(in, -1);
 		ev = smtp_session_feed(s->smtp, data, len, &used, &s->out);
 		evbuffer_drain(in, used);
@@ -524,7 +526,7 @@ on_done(evutil_socket_t fd, short what, void *arg)
 				store_result(j->rc), j->qid != 0 ? qid : NULL,
 				orig, &s->out) == SMTP_EV_CLOSE)
 				s->closing = true;
-			else
+			else if (!in->stopping)
 				bufferevent_enable(s->bev, EV_READ);
 			session_read(s);	/* pipelined input waits */
 		}
@@ -866,6 +868,32 @@ ingress_sessions(const struct ingress *in)
 	return in->nsessions;
 }
 
+/* Is a reply still in a session's bufferevent (TLS, or a socket that
+ * took only part of it)? */
+static bool
+unflushed(const struct ingress *in)
+{
+	for (const struct isession *s = in->sessions; s != NULL; s = s->next)
+		if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+			return true;
+	return false;
+}
+
+/* Stopping, the loop no longer runs: run it in slices of 10 ms while a
+ * reply is left to write, for at most 2 s (a client that reads nothing
+ * gets nothing). Only the sessions' events are left on the base; they
+ * read no input now (stopping). */
+static void
+flush_replies(struct ingress *in)
+{
+	for (int i = 0; i < 200 && unflushed(in); i++) {
+		struct timeval tv = { .tv_usec = 10000 };
+
+		event_base_loopexit(in->base, &tv);
+		event_base_dispatch(in->base);
+	}
+}
+
 void
 ingress_free(struct ingress **inp)
 {
@@ -875,14 +903,24 @@ ingress_free(struct ingress **inp)
 	if (in == NULL)
 		return;
 	ingress_stop_accepting(in);
+	/* A message whose commit is in flight is queued whatever happens
+	 * now, so its session must get its reply before it is closed: a
+	 * client that never sees the 250 sends the message again, and if
+	 * it sends it to another instance, whose resubmission index does
+	 * not know it, the foreign side gets it twice. So: no more input,
+	 * every job pushed committed, every session answered, the replies
+	 * written out; only then are the sessions closed. */
+	in->stopping = true;
+	for (struct isession *s = in->sessions; s != NULL; s = s->next)
+		bufferevent_disable(s->bev, EV_READ);
+	committer_stop(&in->committer);
+	on_done(-1, 0, in);
+	flush_replies(in);
 	while (in->sessions != NULL) {
 		struct isession *s = in->sessions;
 
 		session_free(&s);
 	}
-	/* Every job pushed is committed before the thread stops. */
-	committer_stop(&in->committer);
-	on_done(-1, 0, in);
 	event_free(in->done_ev);
 	pthread_mutex_destroy(&in->done_lock);
 	config_unref(&in->cfg);

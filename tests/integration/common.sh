@@ -81,6 +81,24 @@ track_sink() {
 	fail "$4 did not listen on $2:$3"
 }
 
+# start_cut_proxy MODE SERVER_PORT CUTS OUT [nolitplus]: cut_proxy.py
+# (a proxy that loses the first CUTS replies that decide a delivery) in
+# front of 127.0.0.1:SERVER_PORT, its stdout in OUT; sets PROXY_PORT; its
+# pid is killed at EXIT with the daemons. Fails unless it is ready
+# within 5 s.
+start_cut_proxy() {
+	local i
+	PROXY_PORT=$(free_port)
+	"$PYTHON" "$HERE/cut_proxy.py" "$1" "$PROXY_PORT" "$2" "$3" ${5:-} \
+		>"$4" 2>&1 &
+	DAEMON_PIDS="$DAEMON_PIDS $!"
+	for i in $(seq 1 50); do
+		grep -q ready "$4" && return 0
+		sleep 0.1
+	done
+	fail "cut_proxy.py $1 did not start: $(cat "$4")"
+}
+
 # start_admin_daemon: posternd on the test defaults with [admin] listen;
 # sets port, aport (the admin HTTP port) and conf.
 start_admin_daemon() {

@@ -71,6 +71,21 @@ swaks_reply() {
 		grep -E '^(<-|<\*\*) +[0-9]{3} ' | grep -v ' 221 ' | tail -1
 }
 
+# back NAME WORD SECS: within SECS a 220 again, then a message 250,
+# /healthz 200, and the log line that the state WORD ended
+back() {
+	local r
+	wait_greeting "$PORT" 220 "$3" ||
+		fail "$1: no 220 greeting $3 s after the cause ended: $(greeting "$PORT")"
+	r=$(swaks_reply "$PORT" "$1-after")
+	case $r in *"250 2.0.0 Ok: queued as "*) ;; *) fail "$1: after: $r" ;; esac
+	healthz "$APORT"
+	[ "$HZ_CODE" = 200 ] && grep -qx 'store: ok' "$WORK/hz" ||
+		fail "$1: /healthz after: $HZ_CODE $(cat "$WORK/hz")"
+	grep -q "info: store: takes mail again (it was $2)" "$LOG" ||
+		fail "$1: no log line for the end"
+}
+
 # config FILE DIR PORT APORT [lines appended...]
 config() {
 	local f=$1
@@ -207,17 +222,9 @@ SINK_USER=()
 [ "$(id -u)" = 0 ] && SINK_USER=(-u nobody)	# it will not run as root
 "$SINK" "${SINK_USER[@]}" -c "127.0.0.1:$SPORT" 100 >"$WORK/sink.out" 2>&1 &
 track_sink $! 127.0.0.1 "$SPORT" "smtp-sink"
-wait_greeting "$PORT" 220 60 ||
-	fail "full: no 220 greeting 60 s after the next hop came back: $(greeting "$PORT")"
+back full full 60
 sent=$(grep -c ' status=sent' "$LOG")
 [ "$sent" -gt 0 ] || fail "full: room again, but nothing was delivered"
-r=$(swaks_reply "$PORT" after-full)
-case $r in *"250 2.0.0 Ok: queued as "*) ;; *) fail "full: after: $r" ;; esac
-healthz "$APORT"
-[ "$HZ_CODE" = 200 ] && grep -qx 'store: ok' "$WORK/hz" ||
-	fail "full: /healthz after: $HZ_CODE $(cat "$WORK/hz")"
-grep -q 'info: store: takes mail again (it was full)' "$LOG" ||
-	fail "full: no log line for the room returning"
 stop_daemon "$DAEMON_PID"
 [ "$STOP_RC" = 0 ] || fail "full: exit status $STOP_RC"
 echo "PASS full: $(grep '^accepted' "$WORK/fill.out"), then greeting 421 4.3.2 (store full), MAIL on an open session 421 4.3.2 and closed, /healthz 503 \"store: full: ...\"; still full 2 s later; next hop back, $sent delivered: 220 after $WAITED tenths of a second, 250, /healthz 200"
@@ -261,18 +268,9 @@ delivered() {
 	sleep 0.5
 }
 
-# after NAME WORD: 220, a message 250, /healthz 200, and the log line
+# after NAME WORD: back within 10 s, and the message delivered
 after() {
-	local r
-	wait_greeting "$PORT" 220 10 ||
-		fail "$1: no 220 greeting 10 s after the fault ended: $(greeting "$PORT")"
-	r=$(swaks_reply "$PORT" "$1-after")
-	case $r in *"250 2.0.0 Ok: queued as "*) ;; *) fail "$1: after: $r" ;; esac
-	healthz "$APORT"
-	[ "$HZ_CODE" = 200 ] && grep -qx 'store: ok' "$WORK/hz" ||
-		fail "$1: /healthz after: $HZ_CODE $(cat "$WORK/hz")"
-	grep -q "info: store: takes mail again (it was $2)" "$LOG" ||
-		fail "$1: no log line for the end"
+	back "$1" "$2" 10
 	for i in $(seq 1 50); do
 		[ "$(maildir_count "$WORK/$1/maildir")" -ge 2 ] && break
 		sleep 0.1

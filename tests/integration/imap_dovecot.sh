@@ -28,9 +28,8 @@ command -v openssl >/dev/null || skip "openssl not found (Debian package openssl
 	skip "dovecot imap not found (Debian package dovecot-imapd)"
 MSGS=${IMAP_MSGS:-30}
 KILL_MSGS=${IMAP_KILL_MSGS:-300}
-PROXY_PIDS=""
 
-trap 'for p in $PROXY_PIDS; do kill "$p" 2>/dev/null; done; dovecot_stop; cleanup' EXIT
+trap 'dovecot_stop; cleanup' EXIT
 DOVECOT_TLS=1 dovecot_start "$WORK/dv" alice carol bob:1 ||
 	fail "dovecot did not start"
 echo masterpw >"$WORK/masterpw"
@@ -101,19 +100,6 @@ stopped() {
 	fi
 }
 
-# start_proxy MODE SERVER_PORT CUTS [nolitplus]: sets PROXY_PORT.
-start_proxy() {
-	PROXY_PORT=$(free_port)
-	"$PYTHON" "$HERE/cut_proxy.py" "$1" "$PROXY_PORT" "$2" "$3" $4 \
-		>"$WORK/proxy-$1.out" 2>&1 &
-	PROXY_PIDS="$PROXY_PIDS $!"
-	for i in $(seq 1 50); do
-		grep -q ready "$WORK/proxy-$1.out" && return 0
-		sleep 0.1
-	done
-	fail "cut_proxy $1 did not start"
-}
-
 # --- 1. STARTTLS, master user, exactly once, over quota -------------------
 port=$(free_port)
 config tls "$port"
@@ -159,7 +145,7 @@ echo "1: $MSGS x 2 over STARTTLS exactly once, bob (quota) and nobody deferred"
 
 # --- 2. lost replies after APPEND -------------------------------------------
 echo pw >"$WORK/pw"
-start_proxy imap "$DOVECOT_IMAP_PORT" 3 nolitplus
+start_cut_proxy imap "$DOVECOT_IMAP_PORT" 3 "$WORK/proxy-imap.out" nolitplus
 port=$(free_port)
 config cut "$port"
 cat >>"$WORK/cut.conf" <<EOF
@@ -234,7 +220,7 @@ echo "3: $KILL_MSGS after 3 SIGKILLs exactly once" \
 	"($(grep -c 'found by look' "$WORK/kill.log") found by look)"
 
 # --- 4. lmtp with an IMAP probe ---------------------------------------------
-start_proxy lmtp "$DOVECOT_LMTP_PORT" 2
+start_cut_proxy lmtp "$DOVECOT_LMTP_PORT" 2 "$WORK/proxy-lmtp.out"
 port=$(free_port)
 write_config "$WORK/probe.conf" "$WORK/probe" "$port"
 cat >>"$WORK/probe.conf" <<EOF

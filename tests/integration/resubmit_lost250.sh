@@ -55,21 +55,6 @@ minimal_backoff_time = 1s
 maximal_backoff_time = 2s
 default_destination_concurrency_failed_cohort_limit = 100"
 
-# start_proxy MODE SERVER_PORT CUTS OUT: cut_proxy.py, its stdout in
-# OUT; sets PROXY_PORT.
-start_proxy() {
-	local i
-	PROXY_PORT=$(free_port)
-	"$PYTHON" "$HERE/cut_proxy.py" "$1" "$PROXY_PORT" "$2" "$3" \
-		>"$4" 2>&1 &
-	DAEMON_PIDS="$DAEMON_PIDS $!"
-	for i in $(seq 1 50); do
-		grep -q ready "$4" && return 0
-		sleep 0.1
-	done
-	fail "cut_proxy.py $1 did not start: $(cat "$4")"
-}
-
 # send_msgs PORT TAG COUNT RCPT...: COUNT messages from
 # alice@home.example, Message-ID <TAG-i@home.example>, over one session.
 send_msgs() {
@@ -174,10 +159,10 @@ run_route() {
 	printf '[admin]\nlisten = 127.0.0.1:%s\n' "$aport" >>"$conf"
 	start_daemon "$conf" "$log" || fail "$kind: posternd did not start"
 	if [ "$kind" = smtp ]; then
-		start_proxy smtp "$pport" "$CUTS" "$dir/proxy.out"
+		start_cut_proxy smtp "$pport" "$CUTS" "$dir/proxy.out"
 		postfix_start "$dir/pf" "$pfport" "smtp:[127.0.0.1]:$PROXY_PORT"
 	else
-		start_proxy lmtp "$lport" "$CUTS" "$dir/proxy.out"
+		start_cut_proxy lmtp "$lport" "$CUTS" "$dir/proxy.out"
 		postfix_start "$dir/pf" "$pfport" "lmtp:inet:127.0.0.1:$PROXY_PORT"
 	fi || fail "$kind: postfix did not start"
 	send_msgs "$pfport" "$kind" "$MSGS" "$@" ||

@@ -13,6 +13,7 @@
 #include "ingress_server.h"
 #include "store.h"
 #include "worker.h"
+#include "lib/fileio.h"
 #include "lib/log.h"
 
 #include <errno.h>
@@ -114,7 +115,30 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 		 d->config_path ? d->config_path : "(built-in defaults)");
 }
 
-/* mkdir -p path (mode 0700 for what it creates). */
+/* mkdir path; when it made it, fsync the directory that names it, so
+ * that a power cut cannot take the new directory (and what is later
+ * stored below it) away. */
+static int
+mkdir_durable(char *path, mode_t mode)
+{
+	char *slash;
+	int ret;
+
+	if (mkdir(path, mode) < 0)
+		return errno == EEXIST ? 0 : -1;
+	slash = strrchr(path, '/');
+	if (slash == NULL)
+		return fileio_fsync_dir(".");
+	if (slash == path)
+		return fileio_fsync_dir("/");
+	*slash = '\0';
+	ret = fileio_fsync_dir(path);
+	*slash = '/';
+	return ret;
+}
+
+/* mkdir -p path (mode 0700 for the last one, 0755 for the ones above),
+ * each directory it makes durable. */
 static int
 mkdir_p(const char *path)
 {
@@ -128,11 +152,11 @@ mkdir_p(const char *path)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+		if (mkdir_durable(buf, 0755) < 0)
 			return -1;
 		*p = '/';
 	}
-	return mkdir(buf, 0700) < 0 && errno != EEXIST ? -1 : 0;
+	return mkdir_durable(buf, 0700);
 }
 
 /* "maildir ROOT", "smtp HOST:PORT", "lmtp PATH", "imap HOST:PORT", "ccmail

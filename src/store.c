@@ -8,6 +8,7 @@
  * Schema:  lmdb-schema/meta.md, messages.md, bodies.md, recipients.md
  */
 #include "store_private.h"
+#include "lib/fileio.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
@@ -1306,6 +1307,39 @@ env_open(struct store *st, const char **error_r)
 	return rc;
 }
 
+/* Make the store's directory entries durable: data.mdb and lock.mdb in
+ * the store directory, the store directory in its parent. LMDB syncs the
+ * file, never the directory that names it, so a power cut soon after the
+ * first start could take the new store, with mail it acknowledged, with
+ * it (found by tests/integration/powercut.sh). Once per start: cheap. */
+static int
+sync_dir_entries(const char *path, const char **error_r)
+{
+	char parent[PATH_MAX];
+	const char *slash;
+
+	if (fileio_fsync_dir(path) < 0) {
+		snprintf(errbuf, sizeof(errbuf), "cannot sync the store "
+			 "directory %s: %s", path, strerror(errno));
+		*error_r = errbuf;
+		return STORE_ERR;
+	}
+	slash = strrchr(path, '/');
+	if (slash == NULL)
+		snprintf(parent, sizeof(parent), ".");
+	else if (slash == path)
+		snprintf(parent, sizeof(parent), "/");
+	else
+		snprintf(parent, sizeof(parent), "%.*s", (int)(slash - path),
+			 path);
+	/* The parent may be one the daemon cannot read after dropping root
+	 * (the store directory was made and synced as root then). */
+	if (fileio_fsync_dir(parent) < 0 && errno != EACCES)
+		log_warn("store: cannot sync %s, the directory of the store: "
+			 "%s", parent, strerror(errno));
+	return STORE_OK;
+}
+
 int
 store_open(const char *path, const struct store_settings *set,
 	   struct store **store_r, const char **error_r)
@@ -1350,6 +1384,11 @@ store_open(const char *path, const struct store_settings *set,
 	pthread_mutex_init(&st->health_lock, NULL);
 	st->group_tail = &st->group_head;
 	rc = env_open(st, error_r);
+	if (rc == STORE_OK && st->set.mode == STORE_OPEN_DAEMON &&
+	    (rc = sync_dir_entries(path, error_r)) != STORE_OK) {
+		mdb_env_close(st->env);
+		st->env = NULL;
+	}
 	if (rc != STORE_OK) {
 		pthread_mutex_destroy(&st->group_lock);
 		pthread_rwlock_destroy(&st->txn_lock);

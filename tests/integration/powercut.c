@@ -22,7 +22,8 @@
  *   POWERCUT_ROOTS    colon-separated absolute directories; only files
  *                     and directories below them are tracked
  *   POWERCUT_AT       cut at this sync point (1-based); 0 or unset never
- *   POWERCUT_COUNT    a file that holds the number of sync points so far
+ *   POWERCUT_COUNT    a file that holds the number of sync points so far,
+ *                     followed by " cut" once the power was cut
  *
  * Sync points: fsync and fdatasync of a tracked descriptor, and each
  * write through a tracked O_DSYNC/O_SYNC descriptor. Files named lock.mdb,
@@ -253,12 +254,17 @@ shadow_of(const char *path, char *out, size_t cap)
 static void
 sync_point(const char *what, const char *path)
 {
+	int cut;
+
 	syncs++;
+	cut = cut_at != 0 && syncs == cut_at;
 	if (count_path[0] != '\0') {
+		/* "N" so far, or "N cut" for the harness */
 		int fd = real_open(count_path, O_WRONLY | O_CREAT | O_TRUNC |
 				   O_CLOEXEC, 0600);
 		char buf[32];
-		int n = snprintf(buf, sizeof(buf), "%lu\n", syncs);
+		int n = snprintf(buf, sizeof(buf), "%lu%s\n", syncs,
+				 cut ? " cut" : "");
 
 		if (fd >= 0) {
 			if (real_write(fd, buf, (size_t)n) != n)
@@ -266,7 +272,7 @@ sync_point(const char *what, const char *path)
 			real_close(fd);
 		}
 	}
-	if (cut_at != 0 && syncs == cut_at) {
+	if (cut) {
 		jprintf("X\t%lu\t%s\t%s\n", syncs, what, path);
 		kill(getpid(), SIGKILL);
 		for (;;)

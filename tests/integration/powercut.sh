@@ -108,9 +108,10 @@ busy() {
 		grep -c '@foreign.example'
 }
 
-# cut_happened: the layer's journal ends in the cut.
+# cut_happened: the layer cut the power (its count file says so; the
+# journal's binary pre-images leave its records where grep cannot see).
 cut_happened() {
-	grep -aq '^X	' "$PC/journal" 2>/dev/null
+	grep -q ' cut$' "$PC/count" 2>/dev/null
 }
 
 # after_cut SEED: the files as the power cut left them, then posternd
@@ -135,7 +136,7 @@ point() {
 	local n=$1 seed=$2 sender rc i cut=0 pid
 	WHAT="$DRIVER point $n seed $seed"
 	echo "$n" >"$PC/at"
-	rm -rf "$PC/journal" "$PC/journal.shadow"
+	rm -rf "$PC/journal" "$PC/journal.shadow" "$PC/count"
 	if ! start_daemon "$CONF" "$LOG" "$PC/posternd" >/dev/null; then
 		cut_happened || fail "$WHAT: posternd did not start: $(tail -3 "$LOG")"
 		cut=1
@@ -203,7 +204,7 @@ sweep() {
 	ALL_LOST=
 	setup "$DRIVER" "pc_${DRIVER}_count"
 	point 0 0 || fail "$DRIVER without a cut: $(cat "$WORK/check.out")"
-	t=$(cat "$PC/count")
+	t=$(cut -d' ' -f1 "$PC/count")
 	k=0
 	for n in $(spread "$FRESH" "$t"); do
 		k=$((k + 1))
@@ -245,7 +246,7 @@ if [ -x "${POSTERND_NODIRSYNC:-}" ]; then
 	ALL_LOST=--all-lost
 	setup maildir pc_nodirsync "$POSTERND_NODIRSYNC"
 	point 0 0 || fail "nodirsync without a cut: $(cat "$WORK/check.out")"
-	t=$(cat "$PC/count")
+	t=$(cut -d' ' -f1 "$PC/count")
 	found=0
 	for n in $(seq "$t" -1 $((t > 12 ? t - 12 : 1))); do
 		if ! point "$n" 0; then

@@ -10,6 +10,7 @@
 #ifndef POSTERN_CLAIM_H
 #define POSTERN_CLAIM_H
 
+#include "claim_result.h"
 #include "store.h"
 
 #include <stdbool.h>
@@ -65,13 +66,6 @@ claim_indoubt(struct store *st, uint32_t worker, size_t max,
 int
 claim_mark_sending(struct store *st, const struct claim_item *items,
 		   size_t n, size_t *lost_r, const char **error_r);
-
-enum claim_result {
-	CLAIM_DELIVERED = 1,
-	CLAIM_TEMPFAIL,		/* deferred, retried after a backoff */
-	CLAIM_PERMFAIL,		/* bounced */
-	CLAIM_UNKNOWN,		/* reply lost: in-doubt */
-};
 
 struct claim_outcome {
 	uint64_t qid;

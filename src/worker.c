@@ -11,10 +11,7 @@
 #include "metrics.h"
 #include "claim.h"
 #include "driver.h"
-#include "driver_ccmail.h"
-#include "driver_imap.h"
-#include "driver_maildir.h"
-#include "driver_smtp.h"
+#include "driver_table.h"
 #include "dsn.h"
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -106,180 +103,11 @@ struct worker_pool {
 	int stop_pipe[2];
 };
 
-/* The smtp/lmtp client settings for peer p; strings are borrowed from
- * cfg (driver_smtp_new() copies them). */
-static void
-peer_settings(const struct config *cfg, const struct config_peer *p,
-	      bool lmtp, int cancel_fd, struct smtp_client_settings *s)
+/* The reconnect backoff's cap of the configured driver, us. */
+static uint64_t
+reconnect_max_us(const struct config *cfg)
 {
-	memset(s, 0, sizeof(*s));
-	s->lmtp = lmtp;
-	s->host = p->relay.host;
-	s->port = p->relay.port;
-	s->helo = cfg->ingress_hostname;
-	s->tls = p->tls == CONFIG_TLS_ENCRYPT ? SMTP_TLS_ENCRYPT :
-		 p->tls == CONFIG_TLS_MAY ? SMTP_TLS_MAY : SMTP_TLS_NONE;
-	s->tls_ca_file = p->tls_ca_file;
-	s->tls_verify = p->tls_verify;
-	s->auth_user = p->auth_user;
-	s->auth_plaintext = p->auth_plaintext;
-	s->connect_ms = p->connect_timeout * 1000u;
-	s->greeting_ms = p->greeting_timeout * 1000u;
-	s->mail_ms = p->mail_timeout * 1000u;
-	s->rcpt_ms = p->rcpt_timeout * 1000u;
-	s->data_ms = p->data_timeout * 1000u;
-	s->block_ms = p->block_timeout * 1000u;
-	s->dot_ms = p->dot_timeout * 1000u;
-	s->cancel_fd = cancel_fd;
-}
-
-/* The reconnect backoff's cap of the configured driver, seconds. */
-static unsigned
-reconnect_max(const struct config *cfg)
-{
-	switch (cfg->foreign_driver) {
-	case CONFIG_DRIVER_SMTP:
-		return cfg->smtp.reconnect_max;
-	case CONFIG_DRIVER_LMTP:
-		return cfg->lmtp.reconnect_max;
-	case CONFIG_DRIVER_IMAP:
-		return cfg->imap.reconnect_max;
-	default:
-		return 60;
-	}
-}
-
-static enum imap_tls
-imap_tls_of(enum config_tls t)
-{
-	switch (t) {
-	case CONFIG_TLS_MAY:		return IMAP_TLS_MAY;
-	case CONFIG_TLS_ENCRYPT:	return IMAP_TLS_ENCRYPT;
-	case CONFIG_TLS_IMPLICIT:	return IMAP_TLS_IMPLICIT;
-	default:			return IMAP_TLS_NONE;
-	}
-}
-
-/* The imap driver of [imap]; strings borrowed from cfg. */
-static struct driver *
-imap_from_config(const struct config *cfg, int cancel_fd,
-		 const char **error_r)
-{
-	const struct config_imap *ci = &cfg->imap;
-	struct driver_imap_opts o = {
-		.s = {
-			.host = ci->server.host,
-			.port = ci->server.port,
-			.tls = imap_tls_of(ci->tls),
-			.tls_ca_file = ci->tls_ca_file,
-			.tls_verify = ci->tls_verify,
-			.auth_plaintext = ci->auth_plaintext,
-			.cancel_fd = cancel_fd,
-			.connect_ms = ci->connect_timeout * 1000u,
-			.command_ms = ci->command_timeout * 1000u,
-			.append_ms = ci->append_timeout * 1000u,
-		},
-		.user = ci->user,
-		.mailbox = ci->mailbox,
-		.password_file = ci->password_file,
-		.create_mailbox = ci->create_mailbox,
-	};
-
-	return driver_imap_new(&o, error_r);
-}
-
-/* The probe of an [smtp]/[lmtp] section (NULL: none, or an error in
- * *error_r): an imap driver used for look() only. imap:// uses STARTTLS
- * when offered, imaps:// TLS from the start, verified as tls_verify and
- * tls_ca_file of the section say. */
-static struct driver *
-probe_from_config(const struct config_peer *cp, int cancel_fd,
-		  const char **error_r)
-{
-	struct imap_url u;
-	struct driver *d;
-	struct driver_imap_opts o = { 0 };
-
-	if (imap_url_parse(cp->probe, &u, error_r) < 0)
-		return NULL;
-	o.s.host = u.host;
-	o.s.port = u.port;
-	o.s.tls = u.implicit ? IMAP_TLS_IMPLICIT : IMAP_TLS_MAY;
-	o.s.tls_ca_file = cp->tls_ca_file;
-	o.s.tls_verify = cp->tls_verify;
-	o.s.auth_plaintext = !u.implicit;
-	o.s.cancel_fd = cancel_fd;
-	o.s.connect_ms = cp->connect_timeout * 1000u;
-	o.s.command_ms = cp->mail_timeout * 1000u;
-	o.s.append_ms = cp->dot_timeout * 1000u;
-	o.user = u.user;
-	o.mailbox = u.mailbox;
-	o.password_file = cp->probe_password_file;
-	d = driver_imap_new(&o, error_r);
-	imap_url_free(&u);
-	return d;
-}
-
-/* The [smtp] or [lmtp] section the configured driver uses, or NULL. */
-static const struct config_peer *
-config_peer_of(const struct config *cfg)
-{
-	if (cfg->foreign_driver == CONFIG_DRIVER_SMTP)
-		return &cfg->smtp;
-	if (cfg->foreign_driver == CONFIG_DRIVER_LMTP)
-		return &cfg->lmtp;
-	return NULL;
-}
-
-static struct driver *
-driver_from_config(const struct config *cfg, int cancel_fd,
-		   const char **error_r)
-{
-	static char err[256];
-	struct driver *d;
-
-	switch (cfg->foreign_driver) {
-	case CONFIG_DRIVER_MAILDIR:
-		d = driver_maildir_new(cfg->maildir_root,
-			cfg->maildir_layout == CONFIG_LAYOUT_DOMAIN_LOCALPART ?
-			MAILDIR_LAYOUT_DOMAIN_LOCAL : MAILDIR_LAYOUT_ADDRESS);
-		if (d == NULL) {
-			snprintf(err, sizeof(err), "[maildir] root \"%s\" is "
-				 "not usable", cfg->maildir_root);
-			*error_r = err;
-		}
-		return d;
-	case CONFIG_DRIVER_CCMAIL: {
-		struct driver_ccmail_opts o = {
-			.drop_dir = cfg->ccmail_drop_dir,
-			.charset = cfg->ccmail_charset,
-			.address_map = cfg->ccmail_address_map,
-			.fallback = cfg->ccmail_fallback,
-			.postoffice = cfg->ccmail_postoffice,
-		};
-
-		return driver_ccmail_new(&o, error_r);
-	}
-	case CONFIG_DRIVER_SMTP:
-	case CONFIG_DRIVER_LMTP: {
-		const struct config_peer *cp = config_peer_of(cfg);
-		struct smtp_client_settings s;
-		struct driver *probe = NULL;
-
-		if (cp->probe != NULL &&
-		    (probe = probe_from_config(cp, cancel_fd, error_r)) ==
-		    NULL)
-			return NULL;
-		peer_settings(cfg, cp, cfg->foreign_driver ==
-			      CONFIG_DRIVER_LMTP, cancel_fd, &s);
-		return driver_smtp_new(&s, cp->auth_password_file, &probe,
-				       error_r);
-	}
-	case CONFIG_DRIVER_IMAP:
-		return imap_from_config(cfg, cancel_fd, error_r);
-	}
-	*error_r = "[foreign] driver: unknown";
-	return NULL;
+	return driver_table_of(cfg)->reconnect_max(cfg) * 1000000ull;
 }
 
 struct worker_pool *
@@ -317,22 +145,17 @@ worker_pool_new(struct store *st, struct config *cfg, const char **error_r)
 		w->rcpts = xcalloc(batch, sizeof(*w->rcpts));
 		w->hdrs = xcalloc(batch, sizeof(*w->hdrs));
 		w->span = xcalloc(batch, sizeof(*w->span));
-		w->driver = driver_from_config(cfg, p->stop_pipe[0], error_r);
+		w->driver = driver_table_of(cfg)->new_from_config(cfg,
+			p->stop_pipe[0], error_r);
 		if (w->driver == NULL) {
 			worker_pool_stop(&p);
 			return NULL;
 		}
-		if (cfg->bounce.relay.host != NULL) {
-			struct smtp_client_settings s;
-
-			peer_settings(cfg, &cfg->bounce, false,
-				      p->stop_pipe[0], &s);
-			w->bounce = driver_smtp_new(&s,
-				cfg->bounce.auth_password_file, NULL, error_r);
-			if (w->bounce == NULL) {
-				worker_pool_stop(&p);
-				return NULL;
-			}
+		w->bounce = driver_table_bounce_new(cfg, p->stop_pipe[0],
+						    error_r);
+		if (w->bounce == NULL && *error_r != NULL) {
+			worker_pool_stop(&p);
+			return NULL;
 		}
 	}
 	return p;
@@ -433,7 +256,7 @@ keep_headers(struct worker *w, size_t from, size_t n, const void *body,
 static void
 indoubt_looked(struct worker_pool *p, bool could)
 {
-	uint64_t pause, max = reconnect_max(p->cfg) * 1000000ull;
+	uint64_t pause, max = reconnect_max_us(p->cfg);
 
 	if (could) {
 		atomic_store(&p->indoubt_pause_us, 0);
@@ -557,7 +380,7 @@ static void
 peer_unavailable(struct worker *w, size_t from, size_t n, const char *reason)
 {
 	struct worker_pool *p = w->pool;
-	uint64_t max = reconnect_max(p->cfg) * 1000000ull;
+	uint64_t max = reconnect_max_us(p->cfg);
 	uint64_t now = store_now_us(), h;
 	const char *err;
 	int rc;

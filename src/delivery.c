@@ -647,19 +647,24 @@ static int
 record_outcomes(struct delivery_ctx *c, struct delivery *d, size_t n)
 {
 	struct delivery_shared *sh = c->shared;
-	unsigned how = (delivery_claim_marks(c) ? CLAIM_MARK : 0) |
-		(delivery_per_message(c) ? CLAIM_ONE_MESSAGE : 0);
-	uint64_t now = store_now_us(), due;
+	struct claim_next next = {
+		.worker = c->worker,
+		.max = c->cfg->workers_batch,
+		.lease_secs = c->cfg->workers_lease,
+		.mark = delivery_claim_marks(c),
+		.one_message = delivery_per_message(c),
+		.items = d->next,
+	};
+	uint64_t now = store_now_us();
 	const char *err;
 	int rc;
 
 	d->ready = 0;
 	if (!stopping(c) && c->reconnect_us == 0 &&
 	    !(delivery_takes_indoubt(c) && atomic_load(&sh->indoubt_due))) {
-		rc = claim_outcome_next(c->st, d->out, n, now, c->worker,
-					c->cfg->workers_batch,
-					c->cfg->workers_lease, how, d->next,
-					&d->ready, &due, &err);
+		rc = claim_outcome_and_claim(c->st, d->out, n, now, &next,
+					     &err);
+		d->ready = next.n;
 		d->next_claimed_us = now;
 		if (rc != STORE_OK) {
 			d->ready = 0;

@@ -2,9 +2,12 @@
  * claim.c - lease pending notifications to delivery workers, and close the
  * lease with an outcome.
  *
- * Owns:    the "recipients", "notify" and "active" databases (entry state)
- *          and the meta key "next_token"; a struct claim_item belongs to
- *          the worker that asked for it.
+ * Owns:    every change of an entry after store.c's enqueue wrote it:
+ *          its "recipients" and "notify" rows, its lease in "active"
+ *          (only here), its "history" rows, the message's remaining
+ *          count, and the delete of its "messages" and "bodies" rows
+ *          with the last entry; the meta key "next_token". A struct
+ *          claim_item belongs to the worker that asked for it.
  * Threads: any; each public call is one store_write() body (a write txn
  *          it may share with other threads' bodies: group commit), and
  *          every find-then-change happens inside that one txn.

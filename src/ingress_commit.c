@@ -44,7 +44,7 @@ struct ingress_commit {
 struct ingress_commit_job *
 ingress_commit_job_new(uint64_t session_id, const char *sender,
 		       const char *const *rcpts, size_t nrcpt,
-		       const char *msgid, const void *body, size_t body_len)
+		       const char *msgid, char **body, size_t body_len)
 {
 	struct ingress_commit_job *j = xcalloc(1, sizeof(*j));
 
@@ -55,7 +55,8 @@ ingress_commit_job_new(uint64_t session_id, const char *sender,
 		j->rcpts[i] = xstrdup(rcpts[i]);
 	j->nrcpt = nrcpt;
 	j->msgid = xstrdup(msgid);
-	j->body = xmemdup(body, body_len);
+	j->body = *body;
+	*body = NULL;
 	j->body_len = body_len;
 	j->resub = xcalloc(nrcpt, sizeof(*j->resub));
 	return j;

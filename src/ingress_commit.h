@@ -38,11 +38,12 @@ struct ingress_commit_job {
 	struct ingress_commit_job *next;
 };
 
-/* A job holding copies of everything it is given. */
+/* A job holding copies of the envelope it is given; the body is handed
+ * over: the job owns *body from then on, and *body is NULL. */
 struct ingress_commit_job *
 ingress_commit_job_new(uint64_t session_id, const char *sender,
 		       const char *const *rcpts, size_t nrcpt,
-		       const char *msgid, const void *body, size_t body_len);
+		       const char *msgid, char **body, size_t body_len);
 
 /* Free one job (not the rest of its list) and set *job to NULL. */
 void

@@ -236,10 +236,13 @@ session_hand_over(struct isession *s)
 {
 	struct smtp_message m;
 	struct ingress_commit_job *job;
+	char *body;
+	size_t len;
 
 	smtp_session_message(s->smtp, &m);
+	smtp_session_take_body(s->smtp, &body, &len);
 	job = ingress_commit_job_new(s->id, m.sender, m.rcpts, m.nrcpt,
-				     m.msgid, m.body, m.body_len);
+				     m.msgid, &body, len);
 	job->qid_at = m.qid_at;
 	job->trace_len = m.trace_len;
 	job->client = xmalloc(strlen(s->addr) + 3);

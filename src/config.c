@@ -1195,7 +1195,8 @@ check_driver(struct ctx *c)
 	    (lacks = row->lacks(c->cfg, &key)) == NULL)
 		return;
 	ctx_fail(c, later(c, "foreign", "driver", row->section, key),
-		 "[foreign] driver = %s needs %s", row->name, lacks);
+		 "[foreign] driver = %s needs [%s] %s", row->name,
+		 row->section, lacks);
 }
 
 /* Rules between keys, checked once the whole file is in. */

@@ -95,21 +95,6 @@ probe_from_config(const struct config_peer *cp, int cancel_fd,
 	return d;
 }
 
-/* The smtp or lmtp driver of section cp, with its probe if it has one. */
-static struct driver *
-peer_new(const struct config *cfg, const struct config_peer *cp, bool lmtp,
-	 int cancel_fd, const char **error_r)
-{
-	struct smtp_client_settings s;
-	struct driver *probe = NULL;
-
-	if (cp->probe != NULL &&
-	    (probe = probe_from_config(cp, cancel_fd, error_r)) == NULL)
-		return NULL;
-	peer_settings(cfg, cp, lmtp, cancel_fd, &s);
-	return driver_smtp_new(&s, cp->auth_password_file, &probe, error_r);
-}
-
 /* "NAME HOST:PORT", or "NAME PATH" for a socket (no port). */
 static void
 describe_hostport(const char *name, const struct config_hostport *hp,
@@ -152,54 +137,53 @@ maildir_describe(const struct config *cfg, char *buf, size_t len)
 	snprintf(buf, len, "maildir %s", cfg->maildir_root);
 }
 
-static struct driver *
-smtp_new(const struct config *cfg, int cancel_fd, const char **error_r)
+/* The smtp and lmtp rows share these: [smtp] and [lmtp] have the same
+ * keys (struct config_peer), and cfg's driver says which section. */
+static bool
+is_lmtp(const struct config *cfg)
 {
-	return peer_new(cfg, &cfg->smtp, false, cancel_fd, error_r);
+	return cfg->foreign_driver == CONFIG_DRIVER_LMTP;
+}
+
+static const struct config_peer *
+peer_of(const struct config *cfg)
+{
+	return is_lmtp(cfg) ? &cfg->lmtp : &cfg->smtp;
+}
+
+/* The smtp or lmtp driver, with the section's probe if it has one. */
+static struct driver *
+relay_new(const struct config *cfg, int cancel_fd, const char **error_r)
+{
+	const struct config_peer *cp = peer_of(cfg);
+	struct smtp_client_settings s;
+	struct driver *probe = NULL;
+
+	if (cp->probe != NULL &&
+	    (probe = probe_from_config(cp, cancel_fd, error_r)) == NULL)
+		return NULL;
+	peer_settings(cfg, cp, is_lmtp(cfg), cancel_fd, &s);
+	return driver_smtp_new(&s, cp->auth_password_file, &probe, error_r);
 }
 
 static unsigned
-smtp_reconnect_max(const struct config *cfg)
+relay_reconnect_max(const struct config *cfg)
 {
-	return cfg->smtp.reconnect_max;
+	return peer_of(cfg)->reconnect_max;
 }
 
 static void
-smtp_describe(const struct config *cfg, char *buf, size_t len)
+relay_describe(const struct config *cfg, char *buf, size_t len)
 {
-	describe_hostport("smtp", &cfg->smtp.relay, buf, len);
+	describe_hostport(is_lmtp(cfg) ? "lmtp" : "smtp", &peer_of(cfg)->relay,
+			  buf, len);
 }
 
 static const char *
-smtp_lacks(const struct config *cfg, const char **key_r)
+relay_lacks(const struct config *cfg, const char **key_r)
 {
 	*key_r = "relay";
-	return cfg->smtp.relay.host == NULL ? "[smtp] relay" : NULL;
-}
-
-static struct driver *
-lmtp_new(const struct config *cfg, int cancel_fd, const char **error_r)
-{
-	return peer_new(cfg, &cfg->lmtp, true, cancel_fd, error_r);
-}
-
-static unsigned
-lmtp_reconnect_max(const struct config *cfg)
-{
-	return cfg->lmtp.reconnect_max;
-}
-
-static void
-lmtp_describe(const struct config *cfg, char *buf, size_t len)
-{
-	describe_hostport("lmtp", &cfg->lmtp.relay, buf, len);
-}
-
-static const char *
-lmtp_lacks(const struct config *cfg, const char **key_r)
-{
-	*key_r = "relay";
-	return cfg->lmtp.relay.host == NULL ? "[lmtp] relay" : NULL;
+	return peer_of(cfg)->relay.host == NULL ? "relay" : NULL;
 }
 
 static struct driver *
@@ -269,7 +253,7 @@ imap_lacks(const struct config *cfg, const char **key_r)
 	*key_r = "server";
 	return ci->server.host == NULL || ci->user == NULL ||
 	       ci->password_file == NULL ?
-	       "[imap] server, user and password_file" : NULL;
+	       "server, user and password_file" : NULL;
 }
 
 /* In the order of enum config_driver, which is also the order in which
@@ -280,12 +264,12 @@ static const struct driver_table_row rows[] = {
 		maildir_describe, NULL,
 	},
 	[CONFIG_DRIVER_SMTP] = {
-		"smtp", "smtp", smtp_new, smtp_reconnect_max, smtp_describe,
-		smtp_lacks,
+		"smtp", "smtp", relay_new, relay_reconnect_max,
+		relay_describe, relay_lacks,
 	},
 	[CONFIG_DRIVER_LMTP] = {
-		"lmtp", "lmtp", lmtp_new, lmtp_reconnect_max, lmtp_describe,
-		lmtp_lacks,
+		"lmtp", "lmtp", relay_new, relay_reconnect_max,
+		relay_describe, relay_lacks,
 	},
 	[CONFIG_DRIVER_CCMAIL] = {
 		"ccmail", "ccmail", ccmail_new, reconnect_default,

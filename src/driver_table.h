@@ -40,11 +40,11 @@ struct driver_table_row {
 	unsigned (*reconnect_max)(const struct config *cfg);
 	/* The start line's "NAME WHERE" ("smtp relay:25") into buf. */
 	void (*describe)(const struct config *cfg, char *buf, size_t len);
-	/* What cfg lacks for this driver ("[smtp] relay"), for
-	 * config_load()'s "[foreign] driver = NAME needs ..."; NULL: it
-	 * lacks nothing. *key_r is the key of section whose line the error
-	 * names (if it was set later than [foreign] driver). NULL function:
-	 * the defaults always do. */
+	/* The keys of section that cfg lacks for this driver ("relay"),
+	 * for config_load()'s "[foreign] driver = NAME needs [SECTION]
+	 * ..."; NULL: it lacks nothing. *key_r is the key whose line the
+	 * error names (if it was set later than [foreign] driver). NULL
+	 * function: the defaults always do. */
 	const char *(*lacks)(const struct config *cfg, const char **key_r);
 };
 

@@ -154,16 +154,6 @@ fresh(const char *name, const char *conf, const struct driver_ops *ops)
 	d = delivery_new(cfg->workers_batch);
 }
 
-static struct store_counters
-counters(void)
-{
-	struct store_counters c;
-	const char *err;
-
-	CU_ASSERT_EQUAL(store_counters_get(st, &c, &err), STORE_OK);
-	return c;
-}
-
 /* Claim as a worker whose claim marks; one_message as the window. */
 static size_t
 claim(bool one_message)
@@ -240,7 +230,7 @@ make_indoubt(void)
 	drv.result = CLAIM_UNKNOWN;
 	drv.reply = "4.4.2 connection lost after the final dot";
 	delivery_run(&ctx, d, 1);
-	CU_ASSERT_EQUAL_FATAL(counters().indoubt, 1);
+	CU_ASSERT_EQUAL_FATAL(corehelp_counters(st).indoubt, 1);
 	drv.delivered = 0;
 	atomic_store(&shared.indoubt_due, false);
 	atomic_store(&shared.indoubt_after_us, 0);
@@ -260,8 +250,8 @@ test_delivery_delivered_goes_to_the_ledger(void)
 	delivery_run(&ctx, d, 2);
 	CU_ASSERT_EQUAL(drv.delivered, 2);
 	CU_ASSERT_STRING_EQUAL(drv.last_body, "Subject: t\r\n\r\nbody\r\n");
-	CU_ASSERT_EQUAL(counters().delivered, 2);
-	CU_ASSERT_EQUAL(counters().active, 0);
+	CU_ASSERT_EQUAL(corehelp_counters(st).delivered, 2);
+	CU_ASSERT_EQUAL(corehelp_counters(st).active, 0);
 	CU_ASSERT_EQUAL(d->out[0].recorded, CLAIM_DELIVERED);
 	CU_ASSERT_EQUAL(d->out[1].removed, 1);
 	rec = last_record();
@@ -285,7 +275,7 @@ test_delivery_tempfail_defers_with_an_attempt(void)
 	drv.result = CLAIM_TEMPFAIL;
 	drv.reply = "451 4.3.0 try later";
 	delivery_run(&ctx, d, 1);
-	CU_ASSERT_EQUAL(counters().deferred, 1);
+	CU_ASSERT_EQUAL(corehelp_counters(st).deferred, 1);
 	e = first_queued();
 	CU_ASSERT_EQUAL(e.state, ST_DEFERRED);
 	CU_ASSERT_EQUAL(e.attempts, 1);
@@ -307,7 +297,7 @@ test_delivery_permfail_sends_one_dsn_per_message(void)
 	drv.result = CLAIM_PERMFAIL;
 	drv.reply = "550 5.1.1 no such user";
 	delivery_run(&ctx, d, 2);
-	CU_ASSERT_EQUAL(counters().bounced, 2);
+	CU_ASSERT_EQUAL(corehelp_counters(st).bounced, 2);
 	rec = last_record();
 	CU_ASSERT_EQUAL(rec.kind, LEDGER_BOUNCED);
 	CU_ASSERT_STRING_EQUAL(rec.reply, "550 5.1.1 no such user");
@@ -331,7 +321,7 @@ test_delivery_unknown_is_held_for_the_operator(void)
 	drv.result = CLAIM_UNKNOWN;
 	drv.reply = "4.4.2 connection lost";
 	delivery_run(&ctx, d, 1);
-	CU_ASSERT_EQUAL(counters().indoubt, 1);
+	CU_ASSERT_EQUAL(corehelp_counters(st).indoubt, 1);
 	CU_ASSERT_EQUAL(first_queued().state, ST_INDOUBT);
 	/* A driver that cannot look leaves it to the operator. */
 	CU_ASSERT_FALSE(atomic_load(&shared.indoubt_due));
@@ -347,8 +337,8 @@ test_delivery_unknown_with_retry_policy_is_deferred(void)
 	drv.result = CLAIM_UNKNOWN;
 	drv.reply = "4.4.2 connection lost";
 	delivery_run(&ctx, d, 1);
-	CU_ASSERT_EQUAL(counters().indoubt, 0);
-	CU_ASSERT_EQUAL(counters().deferred, 1);
+	CU_ASSERT_EQUAL(corehelp_counters(st).indoubt, 0);
+	CU_ASSERT_EQUAL(corehelp_counters(st).deferred, 1);
 	CU_ASSERT_EQUAL(d->out[0].recorded, CLAIM_TEMPFAIL);
 	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
 }
@@ -365,7 +355,7 @@ test_delivery_unknown_with_a_look_is_looked_for_soon(void)
 	drv.reply = "4.4.2 connection lost";
 	before = store_now_us();
 	delivery_run(&ctx, d, 1);
-	CU_ASSERT_EQUAL(counters().indoubt, 1);
+	CU_ASSERT_EQUAL(corehelp_counters(st).indoubt, 1);
 	CU_ASSERT_TRUE(atomic_load(&shared.indoubt_due));
 	CU_ASSERT(atomic_load(&shared.indoubt_after_us) >=
 		  before + DELIVERY_LOOK_DELAY_US);
@@ -385,8 +375,8 @@ test_delivery_indoubt_found_by_look_is_not_sent_again(void)
 	delivery_run(&ctx, d, 1);
 	CU_ASSERT_EQUAL(drv.looked, 1);
 	CU_ASSERT_EQUAL(drv.delivered, 0);
-	CU_ASSERT_EQUAL(counters().indoubt, 0);
-	CU_ASSERT_EQUAL(counters().delivered, 1);
+	CU_ASSERT_EQUAL(corehelp_counters(st).indoubt, 0);
+	CU_ASSERT_EQUAL(corehelp_counters(st).delivered, 1);
 	rec = last_record();
 	CU_ASSERT_EQUAL(rec.kind, LEDGER_DELIVERED);
 	CU_ASSERT_PTR_NOT_NULL(strstr(rec.reply, "found by look"));
@@ -406,7 +396,7 @@ test_delivery_indoubt_not_found_is_sent_again(void)
 	delivery_run(&ctx, d, 1);
 	CU_ASSERT_EQUAL(drv.looked, 1);
 	CU_ASSERT_EQUAL(drv.delivered, 1);
-	CU_ASSERT_EQUAL(counters().delivered, 1);
+	CU_ASSERT_EQUAL(corehelp_counters(st).delivered, 1);
 	CU_ASSERT_STRING_EQUAL(last_record().reply, "250 2.0.0 ok");
 	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
 }
@@ -424,7 +414,7 @@ test_delivery_indoubt_look_that_cannot_tell_pauses(void)
 	before = store_now_us();
 	delivery_run(&ctx, d, 1);
 	CU_ASSERT_EQUAL(drv.delivered, 0);
-	CU_ASSERT_EQUAL(counters().indoubt, 1);
+	CU_ASSERT_EQUAL(corehelp_counters(st).indoubt, 1);
 	e = first_queued();
 	CU_ASSERT_EQUAL(e.state, ST_INDOUBT);
 	CU_ASSERT_PTR_NOT_NULL(strstr(e.reply, "the fake cannot tell"));
@@ -454,8 +444,8 @@ test_delivery_peer_down_puts_back_and_backs_off(void)
 	before = store_now_us();
 	delivery_run(&ctx, d, 2);
 	/* Both back, due now, no attempt counted, nothing recorded. */
-	CU_ASSERT_EQUAL(counters().pending, 2);
-	CU_ASSERT_EQUAL(counters().active, 0);
+	CU_ASSERT_EQUAL(corehelp_counters(st).pending, 2);
+	CU_ASSERT_EQUAL(corehelp_counters(st).active, 0);
 	e = first_queued();
 	CU_ASSERT_EQUAL(e.state, ST_PENDING);
 	CU_ASSERT_EQUAL(e.attempts, 0);
@@ -480,7 +470,7 @@ test_delivery_peer_down_puts_back_and_backs_off(void)
 	drv.reply = "250 ok";
 	CU_ASSERT_EQUAL_FATAL(claim(false), 2);
 	delivery_run(&ctx, d, 2);
-	CU_ASSERT_EQUAL(counters().delivered, 2);
+	CU_ASSERT_EQUAL(corehelp_counters(st).delivered, 2);
 	CU_ASSERT_EQUAL(ctx.reconnect_us, 0);
 	CU_ASSERT_EQUAL(ctx.reconnect_at_us, 0);
 	CU_ASSERT_FALSE(atomic_load(&shared.peer_down));
@@ -500,8 +490,8 @@ test_delivery_indoubt_put_back_stays_indoubt(void)
 	drv.deliver_rc = DRIVER_UNAVAILABLE;
 	drv.reply = "4.4.1 connection refused";
 	delivery_run(&ctx, d, 1);
-	CU_ASSERT_EQUAL(counters().indoubt, 1);
-	CU_ASSERT_EQUAL(counters().pending, 0);
+	CU_ASSERT_EQUAL(corehelp_counters(st).indoubt, 1);
+	CU_ASSERT_EQUAL(corehelp_counters(st).pending, 0);
 	CU_ASSERT_EQUAL(first_queued().state, ST_INDOUBT);
 	CU_ASSERT_EQUAL(ctx.reconnect_us, 1000000u);
 	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
@@ -520,8 +510,8 @@ test_delivery_outcomes_claim_the_next_message(void)
 	delivery_run(&ctx, d, 1);
 	/* The second message was claimed, marked, in the same commit. */
 	CU_ASSERT_EQUAL(d->ready, 1);
-	CU_ASSERT_EQUAL(counters().delivered, 1);
-	CU_ASSERT_EQUAL(counters().active, 1);
+	CU_ASSERT_EQUAL(corehelp_counters(st).delivered, 1);
+	CU_ASSERT_EQUAL(corehelp_counters(st).active, 1);
 	CU_ASSERT_TRUE(first_queued().sending);
 	n = delivery_take_ready(d);
 	CU_ASSERT_EQUAL_FATAL(n, 1);
@@ -529,7 +519,7 @@ test_delivery_outcomes_claim_the_next_message(void)
 	CU_ASSERT_EQUAL(d->claimed_us, d->next_claimed_us);
 	CU_ASSERT_EQUAL(delivery_take_ready(d), 0);
 	delivery_run(&ctx, d, n);
-	CU_ASSERT_EQUAL(counters().delivered, 2);
+	CU_ASSERT_EQUAL(corehelp_counters(st).delivered, 2);
 	CU_ASSERT_EQUAL(d->ready, 0);
 	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
 }
@@ -546,14 +536,14 @@ test_delivery_stopping_claims_no_more_and_puts_back(void)
 	stop = true;
 	delivery_put_back(&ctx, d);
 	CU_ASSERT_EQUAL(d->ready, 0);
-	CU_ASSERT_EQUAL(counters().active, 0);
-	CU_ASSERT_EQUAL(counters().pending, 2);
+	CU_ASSERT_EQUAL(corehelp_counters(st).active, 0);
+	CU_ASSERT_EQUAL(corehelp_counters(st).pending, 2);
 	/* ...and outcomes recorded while stopping claim nothing more. */
 	CU_ASSERT_EQUAL_FATAL(claim(true), 1);
 	delivery_run(&ctx, d, 1);
 	CU_ASSERT_EQUAL(d->ready, 0);
-	CU_ASSERT_EQUAL(counters().delivered, 2);
-	CU_ASSERT_EQUAL(counters().pending, 1);
+	CU_ASSERT_EQUAL(corehelp_counters(st).delivered, 2);
+	CU_ASSERT_EQUAL(corehelp_counters(st).pending, 1);
 	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
 }
 

@@ -2,9 +2,12 @@
  * claim.c - lease pending notifications to delivery workers, and close the
  * lease with an outcome.
  *
- * Owns:    the "recipients", "notify" and "active" databases (entry state)
- *          and the meta key "next_token"; a struct claim_item belongs to
- *          the worker that asked for it.
+ * Owns:    every change of an entry after store.c's enqueue wrote it:
+ *          its "recipients" and "notify" rows, its lease in "active"
+ *          (only here), its "history" rows, the message's remaining
+ *          count, and the delete of its "messages" and "bodies" rows
+ *          with the last entry; the meta key "next_token". A struct
+ *          claim_item belongs to the worker that asked for it.
  * Threads: any; each public call is one store_write() body (a write txn
  *          it may share with other threads' bodies: group commit), and
  *          every find-then-change happens inside that one txn.
@@ -337,8 +340,10 @@ claim_batch(struct store *st, uint32_t worker, size_t max,
 	    unsigned lease_secs, uint64_t now_us, struct claim_item *items,
 	    size_t *n_r, uint64_t *next_due_r, const char **error_r)
 {
-	struct claim_args a = { worker, max, lease_secs, now_us, items, 0, 0,
-				false, false, false };
+	struct claim_args a = {
+		.worker = worker, .max = max, .lease_secs = lease_secs,
+		.now_us = now_us, .items = items,
+	};
 
 	return claim_run(st, &a, n_r, next_due_r, error_r);
 }
@@ -349,8 +354,11 @@ claim_batch_sending(struct store *st, uint32_t worker, size_t max,
 		    struct claim_item *items, size_t *n_r,
 		    uint64_t *next_due_r, const char **error_r)
 {
-	struct claim_args a = { worker, max, lease_secs, now_us, items, 0, 0,
-				false, true, one_message };
+	struct claim_args a = {
+		.worker = worker, .max = max, .lease_secs = lease_secs,
+		.now_us = now_us, .items = items, .sending = true,
+		.one_message = one_message,
+	};
 
 	return claim_run(st, &a, n_r, next_due_r, error_r);
 }
@@ -395,8 +403,10 @@ claim_indoubt(struct store *st, uint32_t worker, size_t max,
 	      unsigned lease_secs, uint64_t now_us, struct claim_item *items,
 	      size_t *n_r, const char **error_r)
 {
-	struct claim_args a = { worker, max, lease_secs, now_us, items, 0, 0,
-				true, false, false };
+	struct claim_args a = {
+		.worker = worker, .max = max, .lease_secs = lease_secs,
+		.now_us = now_us, .items = items, .indoubt = true,
+	};
 	int rc = store_write(st, claim_indoubt_txn, &a, error_r);
 
 	*n_r = rc == STORE_OK ? a.n : 0;
@@ -455,7 +465,7 @@ int
 claim_mark_sending(struct store *st, const struct claim_item *items,
 		   size_t n, size_t *lost_r, const char **error_r)
 {
-	struct items_args a = { items, n, 0 };
+	struct items_args a = { .items = items, .n = n };
 	int rc = store_write(st, mark_sending_txn, &a, error_r);
 
 	if (lost_r != NULL)
@@ -513,7 +523,9 @@ int
 claim_release(struct store *st, const struct claim_item *items, size_t n,
 	      const char **error_r)
 {
-	struct release_args a = { items, n, store_now_us(), false };
+	struct release_args a = {
+		.items = items, .n = n, .now_us = store_now_us(),
+	};
 
 	return store_write(st, release_txn, &a, error_r);
 }
@@ -522,7 +534,9 @@ int
 claim_requeue(struct store *st, const struct claim_item *items, size_t n,
 	      uint64_t due_us, const char **error_r)
 {
-	struct release_args a = { items, n, due_us, true };
+	struct release_args a = {
+		.items = items, .n = n, .now_us = due_us, .unsent = true,
+	};
 
 	return store_write(st, release_txn, &a, error_r);
 }
@@ -632,7 +646,7 @@ int
 claim_outcome(struct store *st, struct claim_outcome *o, size_t n,
 	      uint64_t now_us, const char **error_r)
 {
-	struct outcome_args a = { o, n, now_us };
+	struct outcome_args a = { .o = o, .n = n, .now_us = now_us };
 
 	return store_write(st, outcome_txn, &a, error_r);
 }
@@ -652,21 +666,43 @@ outcome_next_txn(struct store_wtx *w, void *arg)
 }
 
 int
+claim_outcome_and_claim(struct store *st, struct claim_outcome *o,
+			size_t n, uint64_t now_us, struct claim_next *next,
+			const char **error_r)
+{
+	struct outcome_next_args a = {
+		.o = { .o = o, .n = n, .now_us = now_us },
+		.c = {
+			.worker = next->worker, .max = next->max,
+			.lease_secs = next->lease_secs, .now_us = now_us,
+			.items = next->items, .sending = next->mark,
+			.one_message = next->one_message,
+		},
+	};
+	int rc = store_write(st, outcome_next_txn, &a, error_r);
+
+	next->n = rc == STORE_OK ? a.c.n : 0;
+	next->next_due_us = a.c.next_due;
+	return rc;
+}
+
+int
 claim_outcome_next(struct store *st, struct claim_outcome *o, size_t n,
 		   uint64_t now_us, uint32_t worker, size_t max,
 		   unsigned lease_secs, unsigned how,
 		   struct claim_item *items, size_t *n_r,
 		   uint64_t *next_due_r, const char **error_r)
 {
-	struct outcome_next_args a = {
-		{ o, n, now_us },
-		{ worker, max, lease_secs, now_us, items, 0, 0, false,
-		  (how & CLAIM_MARK) != 0, (how & CLAIM_ONE_MESSAGE) != 0 },
+	struct claim_next next = {
+		.worker = worker, .max = max, .lease_secs = lease_secs,
+		.mark = (how & CLAIM_MARK) != 0,
+		.one_message = (how & CLAIM_ONE_MESSAGE) != 0,
+		.items = items,
 	};
-	int rc = store_write(st, outcome_next_txn, &a, error_r);
+	int rc = claim_outcome_and_claim(st, o, n, now_us, &next, error_r);
 
-	*n_r = rc == STORE_OK ? a.c.n : 0;
-	*next_due_r = a.c.next_due;
+	*n_r = next.n;
+	*next_due_r = next.next_due_us;
 	return rc;
 }
 
@@ -754,7 +790,7 @@ int
 claim_recover(struct store *st, uint64_t now_us,
 	      struct claim_recover_stats *r, const char **error_r)
 {
-	struct recover_args a = { now_us, r };
+	struct recover_args a = { .now_us = now_us, .r = r };
 	int rc = store_write(st, recover_txn, &a, error_r);
 
 	if (rc == STORE_OK && (r->to_pending > 0 || r->to_indoubt > 0))

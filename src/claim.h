@@ -10,6 +10,7 @@
 #ifndef POSTERN_CLAIM_H
 #define POSTERN_CLAIM_H
 
+#include "claim_result.h"
 #include "store.h"
 
 #include <stdbool.h>
@@ -66,13 +67,6 @@ int
 claim_mark_sending(struct store *st, const struct claim_item *items,
 		   size_t n, size_t *lost_r, const char **error_r);
 
-enum claim_result {
-	CLAIM_DELIVERED = 1,
-	CLAIM_TEMPFAIL,		/* deferred, retried after a backoff */
-	CLAIM_PERMFAIL,		/* bounced */
-	CLAIM_UNKNOWN,		/* reply lost: in-doubt */
-};
-
 struct claim_outcome {
 	uint64_t qid;
 	uint32_t idx;
@@ -112,15 +106,38 @@ int
 claim_outcome(struct store *st, struct claim_outcome *o, size_t n,
 	      uint64_t now_us, const char **error_r);
 
-/* How claim_outcome_next() claims: flags. */
-#define CLAIM_MARK		0x1u	/* as claim_batch_sending() */
-#define CLAIM_ONE_MESSAGE	0x2u	/* its one_message */
+/* The next batch that claim_outcome_and_claim() claims: what to claim,
+ * and (filled in) what was. */
+struct claim_next {
+	uint32_t worker;		/* the lease's owner */
+	size_t max;			/* at most; room in items */
+	unsigned lease_secs;
+	bool mark;			/* as claim_batch_sending() */
+	bool one_message;		/* its one_message */
+	struct claim_item *items;	/* borrowed for the call */
+	size_t n;			/* filled in: entries claimed */
+	/* Filled in: when the first entry not yet due comes due (0:
+	 * none), as claim_batch()'s *next_due_r. */
+	uint64_t next_due_us;
+};
 
 /* claim_outcome(), and in the same transaction the next batch, as
- * claim_batch() (or claim_batch_sending() with CLAIM_MARK in how) would
- * claim it into items: one commit a batch instead of two. On an error
- * nothing of either is done; the caller may then record the outcomes
- * alone. */
+ * claim_batch() (or claim_batch_sending() with next->mark) would claim
+ * it into next->items: one commit a batch instead of two. On an error
+ * nothing of either is done (next->n is 0); the caller may then record
+ * the outcomes alone. */
+int
+claim_outcome_and_claim(struct store *st, struct claim_outcome *o,
+			size_t n, uint64_t now_us, struct claim_next *next,
+			const char **error_r);
+
+/* How claim_outcome_next() claims: flags. */
+#define CLAIM_MARK		0x1u	/* next->mark */
+#define CLAIM_ONE_MESSAGE	0x2u	/* next->one_message */
+
+/* claim_outcome_and_claim() with the next claim spelled out as
+ * parameters, for callers written before it (tests/test_claim.c); new
+ * code fills in a struct claim_next. */
 int
 claim_outcome_next(struct store *st, struct claim_outcome *o, size_t n,
 		   uint64_t now_us, uint32_t worker, size_t max,

@@ -20,6 +20,7 @@
 #include "config.h"
 #include "ccmail_convert.h"
 #include "ccmail_map.h"
+#include "driver_table.h"
 #include "ingress_auth.h"
 #include "ingress_tls.h"
 #include "imap_client.h"
@@ -53,6 +54,7 @@ enum vtype {
 	V_MSECS,	/* unsigned milliseconds, also ms suffix */
 	V_BOOL,		/* bool */
 	V_ENUM,		/* enum, one of names[] */
+	V_DRIVER,	/* enum config_driver, a name in driver_table.h */
 	V_HOSTPORT,	/* struct config_hostport */
 	V_HOSTPORT_OPT,	/* the same, may be empty */
 	V_NEXTHOP_OPT,	/* the same, or an absolute socket path (port NULL) */
@@ -76,9 +78,6 @@ struct key {
 	const char *def;	/* default, written as in the file */
 };
 
-static const char *const driver_names[] = {
-	"maildir", "smtp", "lmtp", "ccmail", "imap", NULL
-};
 static const char *const layout_names[] = {
 	"address", "domain/localpart", NULL
 };
@@ -201,8 +200,8 @@ static const struct key keys[] = {
 	  "600s" },
 	{ "workers", "in_doubt_window", V_ENUM, F(workers_in_doubt_window),
 	  0, 0, window_names, "message" },
-	{ "foreign", "driver", V_ENUM, F(foreign_driver), 0, 0,
-	  driver_names, "maildir" },
+	{ "foreign", "driver", V_DRIVER, F(foreign_driver), 0, 0, NULL,
+	  "maildir" },
 	{ "maildir", "root", V_PATH, F(maildir_root), 0, 0, NULL,
 	  "/var/lib/postern/maildir" },
 	{ "maildir", "layout", V_ENUM, F(maildir_layout), 0, 0,
@@ -438,24 +437,37 @@ parse_bool(const char *s, bool *v_r, char *why, size_t len)
 	return -1;
 }
 
+/* The i-th value k may take (V_ENUM, V_DRIVER); NULL past the last. */
+static const char *
+enum_name(const struct key *k, size_t i)
+{
+	const struct driver_table_row *row;
+
+	if (k->type != V_DRIVER)
+		return k->names[i];
+	row = driver_table_get(i);
+	return row != NULL ? row->name : NULL;
+}
+
 static int
-parse_enum(const char *s, const char *const *names, int *v_r, char *why,
+parse_enum(const char *s, const struct key *k, int *v_r, char *why,
 	   size_t len)
 {
+	const char *name;
 	size_t i, o;
 	int n;
 
-	for (i = 0; names[i] != NULL; i++) {
-		if (strcmp(s, names[i]) == 0) {
+	for (i = 0; (name = enum_name(k, i)) != NULL; i++) {
+		if (strcmp(s, name) == 0) {
 			*v_r = (int)i;
 			return 0;
 		}
 	}
 	n = snprintf(why, len, "\"%s\" is not one of: ", s);
 	o = n < 0 ? 0 : (size_t)n;
-	for (i = 0; names[i] != NULL && o < len; i++) {
+	for (i = 0; (name = enum_name(k, i)) != NULL && o < len; i++) {
 		n = snprintf(why + o, len - o, "%s%s", i == 0 ? "" : ", ",
-			     names[i]);
+			     name);
 		o += n < 0 ? 0 : (size_t)n;
 	}
 	return -1;
@@ -845,7 +857,8 @@ value_set(struct config *cfg, const struct key *k, const char *s,
 	case V_BOOL:
 		return parse_bool(s, field(cfg, k), why, len);
 	case V_ENUM:
-		if (parse_enum(s, k->names, &e, why, len) < 0)
+	case V_DRIVER:
+		if (parse_enum(s, k, &e, why, len) < 0)
 			return -1;
 		*(int *)field(cfg, k) = e;
 		return 0;
@@ -1171,6 +1184,21 @@ load_auth(struct ctx *c)
 			 "[ingress] auth_users: %s", why);
 }
 
+/* [foreign] driver: its section has what the driver needs. */
+static void
+check_driver(struct ctx *c)
+{
+	const struct driver_table_row *row = driver_table_of(c->cfg);
+	const char *key, *lacks;
+
+	if (row->lacks == NULL ||
+	    (lacks = row->lacks(c->cfg, &key)) == NULL)
+		return;
+	ctx_fail(c, later(c, "foreign", "driver", row->section, key),
+		 "[foreign] driver = %s needs [%s] %s", row->name,
+		 row->section, lacks);
+}
+
 /* Rules between keys, checked once the whole file is in. */
 static void
 check_cross(struct ctx *c)
@@ -1186,23 +1214,10 @@ check_cross(struct ctx *c)
 				  "backoff_max"),
 			 "[queue] backoff_min must not be larger than [queue] "
 			 "backoff_max");
-	if (cfg->foreign_driver == CONFIG_DRIVER_SMTP &&
-	    cfg->smtp.relay.host == NULL)
-		ctx_fail(c, later(c, "foreign", "driver", "smtp", "relay"),
-			 "[foreign] driver = smtp needs [smtp] relay");
-	if (cfg->foreign_driver == CONFIG_DRIVER_LMTP &&
-	    cfg->lmtp.relay.host == NULL)
-		ctx_fail(c, later(c, "foreign", "driver", "lmtp", "relay"),
-			 "[foreign] driver = lmtp needs [lmtp] relay");
+	check_driver(c);
 	check_peer(c, "smtp", &cfg->smtp);
 	check_peer(c, "lmtp", &cfg->lmtp);
 	check_peer(c, "bounce", &cfg->bounce);
-	if (cfg->foreign_driver == CONFIG_DRIVER_IMAP &&
-	    (cfg->imap.server.host == NULL || cfg->imap.user == NULL ||
-	     cfg->imap.password_file == NULL))
-		ctx_fail(c, later(c, "foreign", "driver", "imap", "server"),
-			 "[foreign] driver = imap needs [imap] server, user "
-			 "and password_file");
 	if (!c->failed)
 		load_tls(c);
 	if (!c->failed)

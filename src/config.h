@@ -25,12 +25,15 @@
 /* Built-in path the programs use when given no -c option. */
 #define CONFIG_DEFAULT_PATH	"/etc/postern.conf"
 
+/* [foreign] driver: the index of the driver's row in driver_table.c,
+ * which has what each driver is called and how it is made. */
 enum config_driver {
 	CONFIG_DRIVER_MAILDIR,
 	CONFIG_DRIVER_SMTP,
 	CONFIG_DRIVER_LMTP,
 	CONFIG_DRIVER_CCMAIL,
 	CONFIG_DRIVER_IMAP,
+	CONFIG_DRIVER_COUNT		/* not a driver: how many there are */
 };
 
 enum config_layout {

@@ -13,7 +13,7 @@
 #ifndef POSTERN_DRIVER_H
 #define POSTERN_DRIVER_H
 
-#include "claim.h"
+#include "claim_result.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -14,7 +14,7 @@
 #include "ingress_auth.h"
 #include "ingress_smtp.h"
 #include "ingress_tls.h"
-#include "store_commit.h"
+#include "ingress_commit.h"
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
@@ -62,13 +62,14 @@ struct ingress {
 	struct worker_pool *pool;		/* borrowed */
 	struct config *cfg;			/* shared: one reference */
 	struct evconnlistener *smtp_l, *lmtp_l;
-	struct committer *committer;
+	struct ingress_commit *committer;
 	struct isession *sessions;
 	size_t nsessions;
 	uint64_t next_id;
 	struct event *done_ev;
 	pthread_mutex_t done_lock;
-	struct commit_job *done_head, **done_tail;	/* under done_lock */
+	/* under done_lock: */
+	struct ingress_commit_job *done_head, **done_tail;
 	bool stopping;			/* ingress_free(): no input is read */
 };
 
@@ -234,18 +235,21 @@ static void
 session_hand_over(struct isession *s)
 {
 	struct smtp_message m;
-	struct commit_job *job;
+	struct ingress_commit_job *job;
+	char *body;
+	size_t len;
 
 	smtp_session_message(s->smtp, &m);
-	job = commit_job_new(s->id, m.sender, m.rcpts, m.nrcpt, m.msgid,
-			     m.body, m.body_len);
+	smtp_session_take_body(s->smtp, &body, &len);
+	job = ingress_commit_job_new(s->id, m.sender, m.rcpts, m.nrcpt,
+				     m.msgid, &body, len);
 	job->qid_at = m.qid_at;
 	job->trace_len = m.trace_len;
 	job->client = xmalloc(strlen(s->addr) + 3);
 	sprintf(job->client, "[%s]", s->addr);
 	s->waiting = true;
 	bufferevent_disable(s->bev, EV_READ);
-	committer_push(s->in->committer, &job);
+	ingress_commit_push(s->in->committer, &job);
 }
 
 /* Feed what has arrived to the protocol machine. */
@@ -404,7 +408,7 @@ store_result(int rc)
  * it came from (Postfix's smtpd line), its Message-ID (cleanup) and its
  * envelope (qmgr). s is the session if it is still there. */
 static void
-log_queued(const struct commit_job *j, const char *qid,
+log_queued(const struct ingress_commit_job *j, const char *qid,
 	   const struct isession *s)
 {
 	const char *addr = s != NULL ? s->addr : "unknown";
@@ -444,7 +448,7 @@ log_queued(const struct commit_job *j, const char *qid,
  * reply (*orig_r: NULL if there are none; else nrcpt pointers into
  * *buf_r, NULL for a recipient queued now). */
 static void
-log_resubmissions(const struct commit_job *j, const struct isession *s,
+log_resubmissions(const struct ingress_commit_job *j, const struct isession *s,
 		  const char ***orig_r, char **buf_r)
 {
 	const char *addr = s != NULL ? s->addr : "unknown";
@@ -491,7 +495,7 @@ static void
 on_done(evutil_socket_t fd, short what, void *arg)
 {
 	struct ingress *in = arg;
-	struct commit_job *jobs, *j;
+	struct ingress_commit_job *jobs, *j;
 	struct isession *s;
 	char qid[STORE_QID_STRLEN];
 	size_t queued = 0;
@@ -532,7 +536,7 @@ on_done(evutil_socket_t fd, short what, void *arg)
 		}
 		free(orig);
 		free(obuf);
-		commit_job_free(&j);
+		ingress_commit_job_free(&j);
 	}
 	if (queued > 0)
 		worker_pool_wake_some(in->pool, queued);
@@ -540,10 +544,10 @@ on_done(evutil_socket_t fd, short what, void *arg)
 
 /* Committer thread: link the finished jobs and poke the loop. */
 static void
-on_commit_done(struct commit_job *jobs, void *arg)
+on_commit_done(struct ingress_commit_job *jobs, void *arg)
 {
 	struct ingress *in = arg;
-	struct commit_job *last = jobs;
+	struct ingress_commit_job *last = jobs;
 
 	while (last->next != NULL)
 		last = last->next;
@@ -835,8 +839,9 @@ ingress_start(struct ingress *in, struct store *st,
 		panic("ingress: started twice");
 	in->st = st;
 	in->pool = pool;
-	in->committer = committer_new(st, in->cfg->ingress_commit_wait_ms,
-				      on_commit_done, in);
+	in->committer = ingress_commit_new(st,
+					   in->cfg->ingress_commit_wait_ms,
+					   on_commit_done, in);
 	evconnlistener_enable(in->smtp_l);
 	if (in->lmtp_l != NULL)
 		evconnlistener_enable(in->lmtp_l);
@@ -913,7 +918,7 @@ ingress_free(struct ingress **inp)
 	in->stopping = true;
 	for (struct isession *s = in->sessions; s != NULL; s = s->next)
 		bufferevent_disable(s->bev, EV_READ);
-	committer_stop(&in->committer);
+	ingress_commit_stop(&in->committer);
 	on_done(-1, 0, in);
 	flush_replies(in);
 	while (in->sessions != NULL) {

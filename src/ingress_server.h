@@ -2,7 +2,7 @@
  * ingress_server.h - the SMTP and LMTP listeners on the event loop.
  *
  * Threads: everything here runs on the event-loop thread, except that the
- * group commit (store_commit.c) finishes on the committer thread and comes
+ * group commit (ingress_commit.c) finishes on the committer thread and comes
  * back to the loop through an event; sessions are found again by id.
  */
 #ifndef POSTERN_INGRESS_SERVER_H

@@ -1724,6 +1724,17 @@ smtp_session_message(struct smtp_session *s, struct smtp_message *m_r)
 	m_r->trace_len = s->trace_len;
 }
 
+void
+smtp_session_take_body(struct smtp_session *s, char **body_r,
+		       size_t *len_r)
+{
+	if (s->phase != PH_PAUSED)
+		panic("ingress_smtp: no message waits to be stored");
+	*body_r = s->body.data;
+	*len_r = s->body.len;
+	buf_init(&s->body);
+}
+
 /* A queue id as a reply may quote it. */
 static void
 qid_clean(struct buf *q, const char *qid)

@@ -138,6 +138,14 @@ struct smtp_message {
 void
 smtp_session_message(struct smtp_session *s, struct smtp_message *m_r);
 
+/* Hand the waiting message's body over without a copy: *body_r, owned
+ * by the caller from then on (free()), and its length in *len_r. The
+ * session keeps none (a later smtp_session_message() has body NULL).
+ * Calling it when no message waits is a broken invariant: panic. */
+void
+smtp_session_take_body(struct smtp_session *s, char **body_r,
+		       size_t *len_r);
+
 /* What storing the message did. */
 enum smtp_store_result {
 	SMTP_STORE_OK = 0,	/* durable: 250 ... queued as QID */

@@ -6,6 +6,7 @@
  *          between them).
  */
 #include "metrics.h"
+#include "driver_table.h"
 #include "queue.h"
 #include "store.h"
 
@@ -28,10 +29,8 @@ static atomic_uint_fast64_t lat_sum_us;
 /* Reply codes 200-599, by code. */
 static atomic_uint_fast64_t replies[400];
 
-static const char *const drivers[] = { "maildir", "smtp", "lmtp", "ccmail",
-				       "imap" };
-#define NDRIVERS (sizeof(drivers) / sizeof(drivers[0]))
-static atomic_uint_fast64_t reconnects[NDRIVERS];
+/* By enum config_driver: the rows of driver_table.h. */
+static atomic_uint_fast64_t reconnects[CONFIG_DRIVER_COUNT];
 
 static atomic_uint_fast64_t foreign_ok_us, foreign_fail_us;
 
@@ -63,10 +62,11 @@ metrics_smtp_reply(unsigned code)
 void
 metrics_reconnect(const char *driver)
 {
-	for (size_t i = 0; i < NDRIVERS; i++)
-		if (strcmp(driver, drivers[i]) == 0)
-			atomic_fetch_add_explicit(&reconnects[i], 1,
-						  memory_order_relaxed);
+	int i = driver_table_find(driver);
+
+	if (i >= 0)
+		atomic_fetch_add_explicit(&reconnects[i], 1,
+					  memory_order_relaxed);
 }
 
 void
@@ -154,9 +154,10 @@ metrics_render(struct store *st, struct buf *b, uint64_t now_us)
 		"# HELP postern_driver_reconnects_total Connections a driver "
 		"opened to its foreign peer.\n"
 		"# TYPE postern_driver_reconnects_total counter\n");
-	for (size_t i = 0; i < NDRIVERS; i++)
+	for (size_t i = 0; i < CONFIG_DRIVER_COUNT; i++)
 		buf_printf(b, "postern_driver_reconnects_total{driver=\"%s\"} "
-			   "%" PRIu64 "\n", drivers[i], get(&reconnects[i]));
+			   "%" PRIu64 "\n", driver_table_get(i)->name,
+			   get(&reconnects[i]));
 
 	if (store_counters_get(st, &c, &err) != STORE_OK)
 		return -1;

@@ -9,7 +9,7 @@
 #ifndef POSTERN_METRICS_H
 #define POSTERN_METRICS_H
 
-#include "claim.h"
+#include "claim_result.h"
 #include "lib/buf.h"
 
 #include <stdint.h>

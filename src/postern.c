@@ -642,81 +642,94 @@ usage:
 
 /* --- show ---------------------------------------------------------------------- */
 
+/* The entries of the message shown that came again (at most
+ * SHOW_RESUB_MAX, in recipient order). */
+#define SHOW_RESUB_MAX 64
+
+/* What postern show reads of one message, all of it before it prints
+ * anything. Every pointer is owned (show_free()). */
 struct show {
-	bool found;
-	bool json;
-	json_t *o;
+	const char *id;			/* borrowed: as the user typed it */
+	uint64_t qid;
+	bool found;			/* still queued: msg, e and raw */
+	struct queue_msg msg;
+	struct queue_entry *e;
+	size_t n;
+	struct queue_event *ev;
+	size_t nev;
+	struct store_resubmit_info rs[SHOW_RESUB_MAX];
+	size_t nrs;
+	struct ledger_rec *rec;
+	size_t nrec;
+	void *raw;			/* the message as stored */
+	size_t len;
 };
+
+static void
+show_free(struct show *s)
+{
+	free(s->e);
+	free(s->ev);
+	free(s->rec);
+	free(s->raw);
+	s->e = NULL;
+	s->ev = NULL;
+	s->rec = NULL;
+	s->raw = NULL;
+}
 
 static int
 show_fn(const struct queue_msg *m, const struct queue_entry *e, size_t n,
 	void *arg)
 {
-	struct show *sh = arg;
-	char q[STORE_QID_STRLEN], t[64], lb[32];
+	struct show *s = arg;
 
-	sh->found = true;
-	if (sh->json) {
-		json_t *a = json_array();
-
-		sh->o = msg_json(m);
-		for (size_t i = 0; i < n; i++)
-			json_array_append_new(a, entry_json(&e[i]));
-		json_object_set_new(sh->o, "recipients", a);
-		return 0;
-	}
-	fmt_time(m->accepted_us, t, sizeof(t));
-	printf("queue id:    %s\n", store_qid_str(m->qid, q));
-	printf("arrival:     %s\n", t);
-	printf("size:        %" PRIu32 " bytes\n", m->body_len);
-	printf("sender:      %s\n", m->sender[0] ? m->sender : "<>");
-	printf("message-id:  %s\n", m->msgid[0] ? m->msgid : "-");
-	printf("recipients:  %" PRIu32 " (%" PRIu32 " still queued)\n",
-	       m->nrcpt, m->remaining);
-	for (size_t i = 0; i < n; i++) {
-		printf("  [%u] %-9s %s  attempts %" PRIu32, e[i].idx,
-		       entry_label(&e[i], lb, sizeof(lb)), e[i].rcpt,
-		       e[i].attempts);
-		if (e[i].state == ST_PENDING || e[i].state == ST_DEFERRED) {
-			fmt_time(e[i].next_try_us, t, sizeof(t));
-			printf(", due %s", t);
-		}
-		if (e[i].sending)
-			printf(", may have been handed over");
-		putchar('\n');
-		if (e[i].reply[0] != '\0')
-			printf("      last reply: %s\n", e[i].reply);
-	}
+	s->found = true;
+	s->msg = *m;
+	s->e = xmemdup(e, n * sizeof(*e));
+	s->n = n;
 	return 0;
 }
-
-struct show_ledger {
-	bool json;
-	json_t *a;
-	size_t n;
-	bool queued;		/* the message is still queued */
-	const char *id;		/* borrowed: as the user typed it */
-};
 
 static int
 show_ledger_fn(const struct ledger_rec *r, void *arg)
 {
-	struct show_ledger *sl = arg;
-	char t[64];
+	struct show *s = arg;
 
-	sl->n++;
-	if (sl->json) {
-		json_array_append_new(sl->a, ledger_json(r));
-		return 0;
-	}
-	if (sl->n == 1 && !sl->queued)
-		printf("queue id:    %s (no longer queued)\n", sl->id);
-	if (sl->n == 1)
-		printf("ledger:\n");
-	fmt_time(r->done_us, t, sizeof(t));
-	printf("  [%u] %-9s %s  %s  record %" PRIu64 "\n      %s\n", r->idx,
-	       ledger_kind_name(r->kind), r->rcpt, t, r->seq, r->reply);
+	s->rec = xrealloc(s->rec, (s->nrec + 1) * sizeof(*s->rec));
+	s->rec[s->nrec++] = *r;
 	return 0;
+}
+
+static int
+show_resub_fn(const struct store_resubmit_info *ri, void *arg)
+{
+	struct show *s = arg;
+
+	s->rs[s->nrs++] = *ri;
+	return s->nrs == SHOW_RESUB_MAX;
+}
+
+/* Read everything postern show prints of s->qid into s. Returns
+ * STORE_OK or a store_rc with *error_r. */
+static int
+show_read(struct store *st, struct show *s, const char **error_r)
+{
+	struct queue_filter f = { .qids = &s->qid, .nqids = 1 };
+	int rc;
+
+	if ((rc = queue_foreach(st, &f, store_now_us(), show_fn, s,
+				error_r)) != STORE_OK ||
+	    (rc = queue_history(st, s->qid, &s->ev, &s->nev,
+				error_r)) != STORE_OK ||
+	    (rc = store_resubmit_foreach_qid(st, s->qid, show_resub_fn, s,
+					     error_r)) != STORE_OK ||
+	    (rc = ledger_foreach_qid(st, s->qid, show_ledger_fn, s,
+				     error_r)) != STORE_OK)
+		return rc;
+	rc = s->found ? store_body_get(st, s->qid, &s->raw, &s->len,
+				       error_r) : 0;
+	return rc < 0 ? rc : STORE_OK;
 }
 
 static void
@@ -739,21 +752,195 @@ print_headers(const char *body, size_t len)
 	}
 }
 
-/* The entries of the message shown that came again (at most
- * SHOW_RESUB_MAX, in recipient order). */
-#define SHOW_RESUB_MAX 64
-struct show_resub {
-	struct store_resubmit_info v[SHOW_RESUB_MAX];
-	size_t n;
-};
-
-static int
-show_resub_fn(const struct store_resubmit_info *ri, void *arg)
+static void
+show_text_envelope(const struct show *s)
 {
-	struct show_resub *rs = arg;
+	const struct queue_msg *m = &s->msg;
+	const struct queue_entry *e = s->e;
+	char q[STORE_QID_STRLEN], t[64], lb[32];
 
-	rs->v[rs->n++] = *ri;
-	return rs->n == SHOW_RESUB_MAX;
+	fmt_time(m->accepted_us, t, sizeof(t));
+	printf("queue id:    %s\n", store_qid_str(m->qid, q));
+	printf("arrival:     %s\n", t);
+	printf("size:        %" PRIu32 " bytes\n", m->body_len);
+	printf("sender:      %s\n", m->sender[0] ? m->sender : "<>");
+	printf("message-id:  %s\n", m->msgid[0] ? m->msgid : "-");
+	printf("recipients:  %" PRIu32 " (%" PRIu32 " still queued)\n",
+	       m->nrcpt, m->remaining);
+	for (size_t i = 0; i < s->n; i++) {
+		printf("  [%u] %-9s %s  attempts %" PRIu32, e[i].idx,
+		       entry_label(&e[i], lb, sizeof(lb)), e[i].rcpt,
+		       e[i].attempts);
+		if (e[i].state == ST_PENDING || e[i].state == ST_DEFERRED) {
+			fmt_time(e[i].next_try_us, t, sizeof(t));
+			printf(", due %s", t);
+		}
+		if (e[i].sending)
+			printf(", may have been handed over");
+		putchar('\n');
+		if (e[i].reply[0] != '\0')
+			printf("      last reply: %s\n", e[i].reply);
+	}
+}
+
+static void
+show_text_history(const struct show *s)
+{
+	if (s->nev > 0 || s->nrs > 0)
+		printf("history:\n");
+	for (size_t i = 0; i < s->nev; i++) {
+		const struct queue_event *ev = &s->ev[i];
+		char t[64];
+
+		fmt_time(ev->at_us, t, sizeof(t));
+		printf("  [%u] %s  %s -> %s  %s\n", ev->idx, t,
+		       store_state_name(ev->from), store_state_name(ev->to),
+		       ev->note);
+	}
+	for (size_t i = 0; i < s->nrs; i++) {
+		const struct store_resubmit_info *ri = &s->rs[i];
+		char t[64], f[64];
+
+		fmt_time(ri->last_us, t, sizeof(t));
+		fmt_time(ri->first_us, f, sizeof(f));
+		printf("  [%u] %s  resubmitted %u time%s since it was queued "
+		       "at %s, not queued again\n", ri->idx, t, ri->count,
+		       ri->count == 1 ? "" : "s", f);
+	}
+}
+
+static void
+show_text_ledger(const struct show *s)
+{
+	if (s->nrec > 0 && !s->found)
+		printf("queue id:    %s (no longer queued)\n", s->id);
+	if (s->nrec > 0)
+		printf("ledger:\n");
+	for (size_t i = 0; i < s->nrec; i++) {
+		const struct ledger_rec *r = &s->rec[i];
+		char t[64];
+
+		fmt_time(r->done_us, t, sizeof(t));
+		printf("  [%u] %-9s %s  %s  record %" PRIu64 "\n      %s\n",
+		       r->idx, ledger_kind_name(r->kind), r->rcpt, t, r->seq,
+		       r->reply);
+	}
+}
+
+/* postern show as text: envelope, history, ledger, then the headers
+ * (or with body the whole message). */
+static int
+show_text(const struct show *s, bool body)
+{
+	if (s->found)
+		show_text_envelope(s);
+	show_text_history(s);
+	show_text_ledger(s);
+	if (s->raw != NULL && !body) {
+		printf("headers:\n");
+		print_headers(s->raw, s->len);
+	} else if (s->raw != NULL) {
+		printf("message:\n");
+		fflush(stdout);
+		if (fwrite(s->raw, 1, s->len, stdout) != s->len) {
+			fprintf(stderr, "postern show: cannot write the "
+				"message: %s\n", strerror(errno));
+			return EXIT_STORE;
+		}
+	}
+	return EXIT_OK;
+}
+
+static json_t *
+show_json_history(const struct show *s)
+{
+	json_t *h = json_array();
+
+	for (size_t i = 0; i < s->nev; i++) {
+		const struct queue_event *ev = &s->ev[i];
+		json_t *e = json_object();
+		char t[64];
+
+		fmt_iso(ev->at_us, t, sizeof(t));
+		json_object_set_new(e, "index", json_integer(ev->idx));
+		json_object_set_new(e, "at", json_text(t));
+		json_object_set_new(e, "from",
+				    json_text(store_state_name(ev->from)));
+		json_object_set_new(e, "to",
+				    json_text(store_state_name(ev->to)));
+		json_object_set_new(e, "note", json_text(ev->note));
+		json_array_append_new(h, e);
+	}
+	return h;
+}
+
+static json_t *
+show_json_resubmissions(const struct show *s)
+{
+	json_t *h = json_array();
+
+	for (size_t i = 0; i < s->nrs; i++) {
+		const struct store_resubmit_info *ri = &s->rs[i];
+		json_t *e = json_object();
+		char t[64];
+
+		json_object_set_new(e, "index", json_integer(ri->idx));
+		json_object_set_new(e, "count", json_integer(ri->count));
+		fmt_iso(ri->first_us, t, sizeof(t));
+		json_object_set_new(e, "queued", json_text(t));
+		fmt_iso(ri->last_us, t, sizeof(t));
+		json_object_set_new(e, "last", json_text(t));
+		json_array_append_new(h, e);
+	}
+	return h;
+}
+
+/* The message as stored into o: as a string, or (not UTF-8: 8-bit
+ * mail) base64. */
+static void
+show_json_body(json_t *o, const void *raw, size_t len)
+{
+	json_t *b = json_stringn(raw, len);
+	char *enc;
+
+	if (b != NULL) {
+		json_object_set_new(o, "body", b);
+		return;
+	}
+	enc = xmalloc(4 * ((len + 2) / 3) + 1);
+	EVP_EncodeBlock((unsigned char *)enc, raw, (int)len);
+	json_object_set_new(o, "body_base64", json_text(enc));
+	free(enc);
+}
+
+/* postern show --json: one line, one object. */
+static int
+show_json(const struct show *s, bool body)
+{
+	json_t *o, *a;
+	char q[STORE_QID_STRLEN];
+
+	if (s->found) {
+		o = msg_json(&s->msg);
+		a = json_array();
+		for (size_t i = 0; i < s->n; i++)
+			json_array_append_new(a, entry_json(&s->e[i]));
+		json_object_set_new(o, "recipients", a);
+	} else {
+		o = json_object();
+		json_object_set_new(o, "queue_id",
+				    json_text(store_qid_str(s->qid, q)));
+	}
+	json_object_set_new(o, "history", show_json_history(s));
+	json_object_set_new(o, "resubmissions", show_json_resubmissions(s));
+	a = json_array();
+	for (size_t i = 0; i < s->nrec; i++)
+		json_array_append_new(a, ledger_json(&s->rec[i]));
+	json_object_set_new(o, "ledger", a);
+	if (s->raw != NULL && body)
+		show_json_body(o, s->raw, s->len);
+	print_json_line(o);
+	return EXIT_OK;
 }
 
 static int
@@ -765,23 +952,16 @@ cmd_show(struct ctx *c, int argc, char **argv)
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct queue_filter f = { 0 };
-	struct show sh = { 0 };
-	struct show_ledger sl = { 0 };
-	struct show_resub rs = { 0 };
-	struct queue_event *ev = NULL;
-	bool body = false;
+	struct show s = { 0 };
+	bool body = false, json = false;
 	const char *err = NULL;
-	uint64_t qid;
-	void *raw = NULL;
-	size_t len = 0, nev = 0;
 	int opt, rc;
 
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (opt == OPT_BODY) {
 			body = true;
 		} else if (opt == OPT_JSON) {
-			sh.json = sl.json = true;
+			json = true;
 		} else if (opt == OPT_HELP) {
 			printf("usage: postern show [--body] [--json] QUEUE-ID\n"
 			       "Envelope, recipients with their state, the "
@@ -795,154 +975,28 @@ cmd_show(struct ctx *c, int argc, char **argv)
 	}
 	if (argc - optind != 1)
 		goto usage;
-	if (store_qid_parse(argv[optind], &qid) < 0) {
+	s.id = argv[optind];
+	if (store_qid_parse(s.id, &s.qid) < 0) {
 		fprintf(stderr, "postern show: %s: not a queue id (16 hex "
-			"digits)\n", argv[optind]);
+			"digits)\n", s.id);
 		return EXIT_USAGE;
 	}
 	if ((rc = open_store(c, STORE_OPEN_READONLY)) != EXIT_OK)
 		return rc;
-	f.qids = &qid;
-	f.nqids = 1;
-	sl.a = json_array();
-	if (queue_foreach(c->st, &f, store_now_us(), show_fn, &sh, &err) !=
-	    STORE_OK ||
-	    queue_history(c->st, qid, &ev, &nev, &err) != STORE_OK) {
-		json_decref(sl.a);
-		json_decref(sh.o);
-		return store_error("show", err);
+	if (show_read(c->st, &s, &err) != STORE_OK) {
+		rc = store_error("show", err);
+		goto out;
 	}
-	if (store_resubmit_foreach_qid(c->st, qid, show_resub_fn, &rs,
-				       &err) != STORE_OK) {
-		free(ev);
-		json_decref(sl.a);
-		json_decref(sh.o);
-		return store_error("show", err);
-	}
-	if (!sh.json) {
-		if (nev > 0 || rs.n > 0)
-			printf("history:\n");
-		for (size_t i = 0; i < nev; i++) {
-			char t[64];
-
-			fmt_time(ev[i].at_us, t, sizeof(t));
-			printf("  [%u] %s  %s -> %s  %s\n", ev[i].idx, t,
-			       store_state_name(ev[i].from),
-			       store_state_name(ev[i].to), ev[i].note);
-		}
-		for (size_t i = 0; i < rs.n; i++) {
-			char t[64], f[64];
-
-			fmt_time(rs.v[i].last_us, t, sizeof(t));
-			fmt_time(rs.v[i].first_us, f, sizeof(f));
-			printf("  [%u] %s  resubmitted %u time%s since it was "
-			       "queued at %s, not queued again\n", rs.v[i].idx,
-			       t, rs.v[i].count, rs.v[i].count == 1 ? "" : "s",
-			       f);
-		}
-	}
-	sl.queued = sh.found;
-	sl.id = argv[optind];
-	if (ledger_foreach_qid(c->st, qid, show_ledger_fn, &sl, &err) !=
-	    STORE_OK) {
-		free(ev);
-		json_decref(sl.a);
-		json_decref(sh.o);
-		return store_error("show", err);
-	}
-	rc = sh.found ? store_body_get(c->st, qid, &raw, &len, &err) : 0;
-	if (rc < 0) {
-		free(ev);
-		json_decref(sl.a);
-		json_decref(sh.o);
-		return store_error("show", err);
-	}
-	if (!sh.found && sl.n == 0) {
+	if (!s.found && s.nrec == 0) {
 		fprintf(stderr, "postern show: %s: no such message in the "
-			"queue or the ledger\n", argv[optind]);
-		free(ev);
-		json_decref(sl.a);
-		return EXIT_PROBLEM;
+			"queue or the ledger\n", s.id);
+		rc = EXIT_PROBLEM;
+		goto out;
 	}
-	if (sh.json) {
-		json_t *o = sh.o ? sh.o : json_object();
-		json_t *h = json_array();
-
-		if (!sh.o) {
-			char q[STORE_QID_STRLEN];
-
-			json_object_set_new(o, "queue_id",
-					    json_text(store_qid_str(qid, q)));
-		}
-		for (size_t i = 0; i < nev; i++) {
-			json_t *e = json_object();
-			char t[64];
-
-			fmt_iso(ev[i].at_us, t, sizeof(t));
-			json_object_set_new(e, "index", json_integer(ev[i].idx));
-			json_object_set_new(e, "at", json_text(t));
-			json_object_set_new(e, "from", json_text(
-				store_state_name(ev[i].from)));
-			json_object_set_new(e, "to", json_text(
-				store_state_name(ev[i].to)));
-			json_object_set_new(e, "note", json_text(ev[i].note));
-			json_array_append_new(h, e);
-		}
-		json_object_set_new(o, "history", h);
-		h = json_array();
-		for (size_t i = 0; i < rs.n; i++) {
-			json_t *e = json_object();
-			char t[64];
-
-			json_object_set_new(e, "index",
-					    json_integer(rs.v[i].idx));
-			json_object_set_new(e, "count",
-					    json_integer(rs.v[i].count));
-			fmt_iso(rs.v[i].first_us, t, sizeof(t));
-			json_object_set_new(e, "queued", json_text(t));
-			fmt_iso(rs.v[i].last_us, t, sizeof(t));
-			json_object_set_new(e, "last", json_text(t));
-			json_array_append_new(h, e);
-		}
-		json_object_set_new(o, "resubmissions", h);
-		json_object_set_new(o, "ledger", sl.a);
-		if (raw != NULL && body) {
-			json_t *b = json_stringn(raw, len);
-
-			/* Not UTF-8 (8-bit mail): base64 instead. */
-			if (b != NULL) {
-				json_object_set_new(o, "body", b);
-			} else {
-				char *enc = xmalloc(4 * ((len + 2) / 3) + 1);
-
-				EVP_EncodeBlock((unsigned char *)enc, raw,
-						(int)len);
-				json_object_set_new(o, "body_base64",
-						    json_text(enc));
-				free(enc);
-			}
-		}
-		print_json_line(o);
-	} else {
-		json_decref(sl.a);
-		if (raw != NULL && !body) {
-			printf("headers:\n");
-			print_headers(raw, len);
-		} else if (raw != NULL) {
-			printf("message:\n");
-			fflush(stdout);
-			if (fwrite(raw, 1, len, stdout) != len) {
-				fprintf(stderr, "postern show: cannot write "
-					"the message: %s\n", strerror(errno));
-				free(raw);
-				free(ev);
-				return EXIT_STORE;
-			}
-		}
-	}
-	free(raw);
-	free(ev);
-	return EXIT_OK;
+	rc = json ? show_json(&s, body) : show_text(&s, body);
+out:
+	show_free(&s);
+	return rc;
 usage:
 	fprintf(stderr, "usage: postern show [--body] [--json] QUEUE-ID\n");
 	return EXIT_USAGE;

@@ -10,6 +10,7 @@
 #include "admin_socket.h"
 #include "claim.h"
 #include "config.h"
+#include "driver_table.h"
 #include "ingress_server.h"
 #include "store.h"
 #include "worker.h"
@@ -157,33 +158,6 @@ mkdir_p(const char *path)
 		*p = '/';
 	}
 	return mkdir_durable(buf, 0700);
-}
-
-/* "maildir ROOT", "smtp HOST:PORT", "lmtp PATH", "imap HOST:PORT", "ccmail
- * DIR" for the start line. */
-static const char *
-driver_desc(const struct config *cfg, char *buf, size_t len)
-{
-	const struct config_hostport *hp = NULL;
-	const char *name = "lmtp";
-
-	if (cfg->foreign_driver == CONFIG_DRIVER_SMTP) {
-		hp = &cfg->smtp.relay;
-		name = "smtp";
-	} else if (cfg->foreign_driver == CONFIG_DRIVER_LMTP) {
-		hp = &cfg->lmtp.relay;
-	} else if (cfg->foreign_driver == CONFIG_DRIVER_IMAP) {
-		hp = &cfg->imap.server;
-		name = "imap";
-	}
-	if (cfg->foreign_driver == CONFIG_DRIVER_CCMAIL)
-		snprintf(buf, len, "ccmail %s", cfg->ccmail_drop_dir);
-	else if (hp == NULL)
-		snprintf(buf, len, "maildir %s", cfg->maildir_root);
-	else
-		snprintf(buf, len, "%s %s%s%s", name, hp->host,
-			 hp->port ? ":" : "", hp->port ? hp->port : "");
-	return buf;
 }
 
 /* The store directory must be the user's: made for it if missing. */
@@ -584,8 +558,9 @@ main(int argc, char **argv)
 		stop(&d);
 		return 1;
 	}
+	driver_table_of(d.cfg)->describe(d.cfg, desc, sizeof(desc));
 	log_info("started: store %s, %u worker(s), driver %s", d.cfg->store_path,
-		 d.cfg->workers_count, driver_desc(d.cfg, desc, sizeof(desc)));
+		 d.cfg->workers_count, desc);
 	tell(ready, "ok");
 	/* Under systemd (Type=notify): started, and which pid is the daemon
 	 * after the detach. Without NOTIFY_SOCKET this does nothing. */

@@ -3,7 +3,10 @@
  * keeps counters and grows the map, the record encoders, and enqueue.
  *
  * Owns:    the MDB_env and its DBI handles (opened once, then read-only);
- *          the "meta", "messages" and "bodies" databases.
+ *          the "meta" database; the rows of a message as enqueue writes
+ *          them ("messages", "bodies", and each entry's "recipients" and
+ *          "notify" rows), which only claim.c changes from then on; the
+ *          encoding of every stored record.
  * Threads: any; each call holds txn_lock for reading around its txn.
  * Schema:  lmdb-schema/meta.md, messages.md, bodies.md, recipients.md
  */

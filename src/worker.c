@@ -1,33 +1,26 @@
 /*
  * worker.c - delivery workers.
  *
- * Owns:    the worker threads, one struct driver per worker, and the
- *          claim_items of the batch a worker is working on.
+ * Owns:    the worker threads, one struct driver (and bounce driver) per
+ *          worker, and each worker's struct delivery.
  * Threads: each worker runs claim -> deliver -> outcome with no
- *          transaction open while it talks to the foreign side. The pool
- *          lock only guards the wake counter and the stop flag.
+ *          transaction open while it talks to the foreign side
+ *          (delivery.c does the last two). The pool lock only guards the
+ *          wake counter and the stop flag.
  */
 #include "worker.h"
-#include "metrics.h"
 #include "claim.h"
+#include "delivery.h"
 #include "driver.h"
-#include "driver_ccmail.h"
-#include "driver_imap.h"
-#include "driver_maildir.h"
-#include "driver_smtp.h"
-#include "dsn.h"
-#include "lib/buf.h"
+#include "driver_table.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
-#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -37,44 +30,18 @@
 #define WORKER_HOUSEKEEP_US	(60ull * 1000000u)	/* recover, readers */
 #define WORKER_PRUNE_TXN	256u	/* index entries per prune txn */
 #define WORKER_ERROR_PAUSE_US	(1000000u)
-#define WORKER_LOOK_DELAY_US	(1000000u)	/* in-doubt: wait to look */
 
 struct worker {
 	struct worker_pool *pool;
-	uint32_t id;			/* 1..count, recorded as claim owner */
 	pthread_t thread;
-	struct driver *driver;		/* owned */
-	struct claim_item *items;	/* owned, batch entries */
-	struct claim_outcome *out;	/* owned, batch entries */
-	struct driver_rcpt *rcpts;	/* owned, batch entries */
+	/* The worker's id (ctx.worker), store, configuration and shared
+	 * state are the pool's; ctx.driver and ctx.bounce (NULL: no
+	 * [bounce] relay) are owned. */
+	struct delivery_ctx ctx;
+	struct delivery *batch;		/* owned */
 	/* For /healthz, read by the event loop's thread: */
 	atomic_bool running;		/* the thread is in its loop */
 	atomic_uint_fast64_t busy_since_us;	/* batch started; 0: idle */
-	/* Per batch entry: the header section of its message, kept for a
-	 * DSN (owned, NULL if not kept; freed after the batch). */
-	struct buf *hdrs;
-	struct driver *bounce;		/* owned, NULL: no [bounce] relay */
-	/* Reconnect backoff while the foreign side is unavailable: the
-	 * current interval (0: peer up) and when to try again. */
-	uint64_t reconnect_us;
-	uint64_t reconnect_at_us;
-	/* The next batch, claimed in the commit of this one's outcomes
-	 * (owned, batch entries; swapped with items), and its number of
-	 * ready entries. */
-	struct claim_item *next;
-	size_t ready;
-	/* When the batch in items was claimed, and the next one (store
-	 * clock, us): the a/b boundary of the delays= of its log lines. */
-	uint64_t claimed_us;
-	uint64_t next_claimed_us;
-	/* Per batch entry: when the driver began and ended its message
-	 * (owned, batch entries). */
-	struct worker_span *span;
-};
-
-struct worker_span {
-	uint64_t start_us;
-	uint64_t end_us;
 };
 
 struct worker_pool {
@@ -88,205 +55,69 @@ struct worker_pool {
 	uint64_t wake_seq;		/* under lock */
 	bool stop;			/* under lock */
 	bool started;
-	atomic_bool indoubt_due;	/* look at in-doubt entries soon */
-	/* After a look that could not tell: no in-doubt claims before
-	 * indoubt_after_us; the pause doubles up to reconnect_max. */
-	atomic_uint_fast64_t indoubt_after_us;
-	atomic_uint_fast64_t indoubt_pause_us;
-	atomic_bool peer_down;		/* logged as down: log "up" once */
-	/* Held across a change of peer_down and its store_nexthop_set(),
-	 * so that the store's record ends in the order of the changes; it
-	 * also guards the three fields after it. */
-	pthread_mutex_t nexthop_lock;
-	uint64_t nexthop_at_us;		/* record written (0: not, or failed) */
-	char nexthop_reason[256];	/* the reason written */
-	atomic_bool nexthop_stale;	/* a clear failed: try again */
+	struct delivery_shared shared;	/* the workers' view of the peer */
 	/* Written once at stop; its read end, readable from then on, cuts
 	 * the drivers' network waits short (smtp_client cancel_fd). */
 	int stop_pipe[2];
 };
 
-/* The smtp/lmtp client settings for peer p; strings are borrowed from
- * cfg (driver_smtp_new() copies them). */
+static bool
+pool_stopping(struct worker_pool *p)
+{
+	bool s;
+
+	pthread_mutex_lock(&p->lock);
+	s = p->stop;
+	pthread_mutex_unlock(&p->lock);
+	return s;
+}
+
+/* The delivery context's view of the pool. */
+static bool
+ctx_stopping(void *arg)
+{
+	return pool_stopping(arg);
+}
+
 static void
-peer_settings(const struct config *cfg, const struct config_peer *p,
-	      bool lmtp, int cancel_fd, struct smtp_client_settings *s)
+ctx_wake(void *arg)
 {
-	memset(s, 0, sizeof(*s));
-	s->lmtp = lmtp;
-	s->host = p->relay.host;
-	s->port = p->relay.port;
-	s->helo = cfg->ingress_hostname;
-	s->tls = p->tls == CONFIG_TLS_ENCRYPT ? SMTP_TLS_ENCRYPT :
-		 p->tls == CONFIG_TLS_MAY ? SMTP_TLS_MAY : SMTP_TLS_NONE;
-	s->tls_ca_file = p->tls_ca_file;
-	s->tls_verify = p->tls_verify;
-	s->auth_user = p->auth_user;
-	s->auth_plaintext = p->auth_plaintext;
-	s->connect_ms = p->connect_timeout * 1000u;
-	s->greeting_ms = p->greeting_timeout * 1000u;
-	s->mail_ms = p->mail_timeout * 1000u;
-	s->rcpt_ms = p->rcpt_timeout * 1000u;
-	s->data_ms = p->data_timeout * 1000u;
-	s->block_ms = p->block_timeout * 1000u;
-	s->dot_ms = p->dot_timeout * 1000u;
-	s->cancel_fd = cancel_fd;
+	worker_pool_wake(arg);
 }
 
-/* The reconnect backoff's cap of the configured driver, seconds. */
-static unsigned
-reconnect_max(const struct config *cfg)
+/* Worker i's context, batch and drivers. */
+static int
+worker_init(struct worker_pool *p, size_t i, const char **error_r)
 {
-	switch (cfg->foreign_driver) {
-	case CONFIG_DRIVER_SMTP:
-		return cfg->smtp.reconnect_max;
-	case CONFIG_DRIVER_LMTP:
-		return cfg->lmtp.reconnect_max;
-	case CONFIG_DRIVER_IMAP:
-		return cfg->imap.reconnect_max;
-	default:
-		return 60;
-	}
-}
+	struct worker *w = &p->w[i];
+	const struct config *cfg = p->cfg;
 
-static enum imap_tls
-imap_tls_of(enum config_tls t)
-{
-	switch (t) {
-	case CONFIG_TLS_MAY:		return IMAP_TLS_MAY;
-	case CONFIG_TLS_ENCRYPT:	return IMAP_TLS_ENCRYPT;
-	case CONFIG_TLS_IMPLICIT:	return IMAP_TLS_IMPLICIT;
-	default:			return IMAP_TLS_NONE;
-	}
-}
-
-/* The imap driver of [imap]; strings borrowed from cfg. */
-static struct driver *
-imap_from_config(const struct config *cfg, int cancel_fd,
-		 const char **error_r)
-{
-	const struct config_imap *ci = &cfg->imap;
-	struct driver_imap_opts o = {
-		.s = {
-			.host = ci->server.host,
-			.port = ci->server.port,
-			.tls = imap_tls_of(ci->tls),
-			.tls_ca_file = ci->tls_ca_file,
-			.tls_verify = ci->tls_verify,
-			.auth_plaintext = ci->auth_plaintext,
-			.cancel_fd = cancel_fd,
-			.connect_ms = ci->connect_timeout * 1000u,
-			.command_ms = ci->command_timeout * 1000u,
-			.append_ms = ci->append_timeout * 1000u,
-		},
-		.user = ci->user,
-		.mailbox = ci->mailbox,
-		.password_file = ci->password_file,
-		.create_mailbox = ci->create_mailbox,
+	w->pool = p;
+	w->ctx = (struct delivery_ctx){
+		.st = p->st,
+		.cfg = cfg,
+		.worker = (uint32_t)i + 1,
+		.shared = &p->shared,
+		.stopping = ctx_stopping,
+		.wake = ctx_wake,
+		.arg = p,
 	};
-
-	return driver_imap_new(&o, error_r);
-}
-
-/* The probe of an [smtp]/[lmtp] section (NULL: none, or an error in
- * *error_r): an imap driver used for look() only. imap:// uses STARTTLS
- * when offered, imaps:// TLS from the start, verified as tls_verify and
- * tls_ca_file of the section say. */
-static struct driver *
-probe_from_config(const struct config_peer *cp, int cancel_fd,
-		  const char **error_r)
-{
-	struct imap_url u;
-	struct driver *d;
-	struct driver_imap_opts o = { 0 };
-
-	if (imap_url_parse(cp->probe, &u, error_r) < 0)
-		return NULL;
-	o.s.host = u.host;
-	o.s.port = u.port;
-	o.s.tls = u.implicit ? IMAP_TLS_IMPLICIT : IMAP_TLS_MAY;
-	o.s.tls_ca_file = cp->tls_ca_file;
-	o.s.tls_verify = cp->tls_verify;
-	o.s.auth_plaintext = !u.implicit;
-	o.s.cancel_fd = cancel_fd;
-	o.s.connect_ms = cp->connect_timeout * 1000u;
-	o.s.command_ms = cp->mail_timeout * 1000u;
-	o.s.append_ms = cp->dot_timeout * 1000u;
-	o.user = u.user;
-	o.mailbox = u.mailbox;
-	o.password_file = cp->probe_password_file;
-	d = driver_imap_new(&o, error_r);
-	imap_url_free(&u);
-	return d;
-}
-
-/* The [smtp] or [lmtp] section the configured driver uses, or NULL. */
-static const struct config_peer *
-config_peer_of(const struct config *cfg)
-{
-	if (cfg->foreign_driver == CONFIG_DRIVER_SMTP)
-		return &cfg->smtp;
-	if (cfg->foreign_driver == CONFIG_DRIVER_LMTP)
-		return &cfg->lmtp;
-	return NULL;
-}
-
-static struct driver *
-driver_from_config(const struct config *cfg, int cancel_fd,
-		   const char **error_r)
-{
-	static char err[256];
-	struct driver *d;
-
-	switch (cfg->foreign_driver) {
-	case CONFIG_DRIVER_MAILDIR:
-		d = driver_maildir_new(cfg->maildir_root,
-			cfg->maildir_layout == CONFIG_LAYOUT_DOMAIN_LOCALPART ?
-			MAILDIR_LAYOUT_DOMAIN_LOCAL : MAILDIR_LAYOUT_ADDRESS);
-		if (d == NULL) {
-			snprintf(err, sizeof(err), "[maildir] root \"%s\" is "
-				 "not usable", cfg->maildir_root);
-			*error_r = err;
-		}
-		return d;
-	case CONFIG_DRIVER_CCMAIL: {
-		struct driver_ccmail_opts o = {
-			.drop_dir = cfg->ccmail_drop_dir,
-			.charset = cfg->ccmail_charset,
-			.address_map = cfg->ccmail_address_map,
-			.fallback = cfg->ccmail_fallback,
-			.postoffice = cfg->ccmail_postoffice,
-		};
-
-		return driver_ccmail_new(&o, error_r);
-	}
-	case CONFIG_DRIVER_SMTP:
-	case CONFIG_DRIVER_LMTP: {
-		const struct config_peer *cp = config_peer_of(cfg);
-		struct smtp_client_settings s;
-		struct driver *probe = NULL;
-
-		if (cp->probe != NULL &&
-		    (probe = probe_from_config(cp, cancel_fd, error_r)) ==
-		    NULL)
-			return NULL;
-		peer_settings(cfg, cp, cfg->foreign_driver ==
-			      CONFIG_DRIVER_LMTP, cancel_fd, &s);
-		return driver_smtp_new(&s, cp->auth_password_file, &probe,
-				       error_r);
-	}
-	case CONFIG_DRIVER_IMAP:
-		return imap_from_config(cfg, cancel_fd, error_r);
-	}
-	*error_r = "[foreign] driver: unknown";
-	return NULL;
+	w->batch = delivery_new(cfg->workers_batch);
+	w->ctx.driver = driver_table_of(cfg)->new_from_config(cfg,
+		p->stop_pipe[0], error_r);
+	if (w->ctx.driver == NULL)
+		return -1;
+	w->ctx.bounce = driver_table_bounce_new(cfg, p->stop_pipe[0],
+						error_r);
+	if (w->ctx.bounce == NULL && *error_r != NULL)
+		return -1;
+	return 0;
 }
 
 struct worker_pool *
 worker_pool_new(struct store *st, struct config *cfg, const char **error_r)
 {
 	struct worker_pool *p = xcalloc(1, sizeof(*p));
-	size_t batch = cfg->workers_batch;
 
 	p->st = st;
 	p->cfg = config_ref(cfg);
@@ -295,44 +126,13 @@ worker_pool_new(struct store *st, struct config *cfg, const char **error_r)
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
 	pthread_cond_init(&p->backoff_cond, NULL);
-	pthread_mutex_init(&p->nexthop_lock, NULL);
-	/* In-doubt entries left by a crash: look for them after a moment
-	 * too (as for a connection that broke, record_outcomes()), so that
-	 * a server still storing a message that the dead process sent in
-	 * full has stored it when we look; a look that does not find it
-	 * sends it again. */
-	atomic_store(&p->indoubt_due, true);
-	atomic_store(&p->indoubt_after_us, store_now_us() +
-		     WORKER_LOOK_DELAY_US);
+	delivery_shared_init(&p->shared, store_now_us());
 	if (pipe2(p->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
 		panic("worker: pipe2: %s", strerror(errno));
 	for (size_t i = 0; i < p->count; i++) {
-		struct worker *w = &p->w[i];
-
-		w->pool = p;
-		w->id = (uint32_t)i + 1;
-		w->items = xcalloc(batch, sizeof(*w->items));
-		w->next = xcalloc(batch, sizeof(*w->next));
-		w->out = xcalloc(batch, sizeof(*w->out));
-		w->rcpts = xcalloc(batch, sizeof(*w->rcpts));
-		w->hdrs = xcalloc(batch, sizeof(*w->hdrs));
-		w->span = xcalloc(batch, sizeof(*w->span));
-		w->driver = driver_from_config(cfg, p->stop_pipe[0], error_r);
-		if (w->driver == NULL) {
+		if (worker_init(p, i, error_r) < 0) {
 			worker_pool_stop(&p);
 			return NULL;
-		}
-		if (cfg->bounce.relay.host != NULL) {
-			struct smtp_client_settings s;
-
-			peer_settings(cfg, &cfg->bounce, false,
-				      p->stop_pipe[0], &s);
-			w->bounce = driver_smtp_new(&s,
-				cfg->bounce.auth_password_file, NULL, error_r);
-			if (w->bounce == NULL) {
-				worker_pool_stop(&p);
-				return NULL;
-			}
 		}
 	}
 	return p;
@@ -382,644 +182,6 @@ pool_wait(struct worker_pool *p, pthread_cond_t *cond, uint64_t *seen,
 	return go;
 }
 
-static bool
-pool_stopping(struct worker_pool *p)
-{
-	bool s;
-
-	pthread_mutex_lock(&p->lock);
-	s = p->stop;
-	pthread_mutex_unlock(&p->lock);
-	return s;
-}
-
-static const char *
-status_name(enum claim_result r)
-{
-	switch (r) {
-	case CLAIM_DELIVERED:	return "sent";
-	case CLAIM_TEMPFAIL:	return "deferred";
-	case CLAIM_PERMFAIL:	return "bounced";
-	case CLAIM_UNKNOWN:	return "in-doubt";
-	}
-	return "?";
-}
-
-/* Keep the header section of a message that may bounce (a failure, and
- * a sender to tell), for its DSN after the outcome. */
-static void
-keep_headers(struct worker *w, size_t from, size_t n, const void *body,
-	     size_t len)
-{
-	const char *b = body, *end;
-	bool failed = false;
-
-	if (w->bounce == NULL || w->items[from].sender[0] == '\0' ||
-	    body == NULL)
-		return;
-	for (size_t i = 0; i < n; i++)
-		failed |= w->rcpts[from + i].result != CLAIM_DELIVERED;
-	if (!failed)
-		return;
-	end = memmem(b, len, "\r\n\r\n", 4);
-	buf_reset(&w->hdrs[from]);
-	buf_append(&w->hdrs[from], b, end != NULL ? (size_t)(end - b) + 2 :
-		   len);
-}
-
-/* A look could not tell (could == false) or could: pause the claims of
- * in-doubt entries, from 1 s doubling up to reconnect_max, or end the
- * pause. */
-static void
-indoubt_looked(struct worker_pool *p, bool could)
-{
-	uint64_t pause, max = reconnect_max(p->cfg) * 1000000ull;
-
-	if (could) {
-		atomic_store(&p->indoubt_pause_us, 0);
-		return;
-	}
-	pause = atomic_load(&p->indoubt_pause_us);
-	pause = pause == 0 ? 1000000u : pause * 2 > max ? max : pause * 2;
-	atomic_store(&p->indoubt_pause_us, pause);
-	atomic_store(&p->indoubt_after_us, store_now_us() + pause);
-}
-
-/* In-doubt entries of a driver that looks only when asked: look first.
- * Found: delivered, the lost reply's delivery is recorded. Not found:
- * delivered now. Cannot tell: it stays in-doubt, and in-doubt claims
- * pause. Returns DRIVER_UNAVAILABLE when a delivery found the foreign
- * side down (the caller gives the entries back as in-doubt), else 0. */
-static int
-settle_indoubt(struct worker *w, const struct driver_msg *m,
-	       struct driver_rcpt *r, size_t n)
-{
-	const char *err;
-	int rc;
-
-	for (size_t i = 0; i < n; i++) {
-		rc = driver_look(w->driver, m, &r[i], &err);
-		indoubt_looked(w->pool, rc >= 0);
-		if (rc == 0) {
-			if (driver_deliver(w->driver, m, &r[i], 1) ==
-			    DRIVER_UNAVAILABLE) {
-				memcpy(r[0].reply, r[i].reply,
-				       DRIVER_REPLY_LEN);
-				return DRIVER_UNAVAILABLE;
-			}
-			continue;
-		}
-		if (rc == 1) {
-			r[i].result = CLAIM_DELIVERED;
-			snprintf(r[i].reply, DRIVER_REPLY_LEN, "found by look "
-				 "at the foreign side: delivered before, the "
-				 "reply was lost");
-			SHA256(m->body, m->body_len, r[i].sha);
-		} else {
-			r[i].result = CLAIM_UNKNOWN;
-			snprintf(r[i].reply, DRIVER_REPLY_LEN, "4.4.2 cannot "
-				 "look at the foreign side: %s", err);
-		}
-	}
-	return 0;
-}
-
-/* Deliver items [from, to), which all belong to one message. Returns
- * DRIVER_UNAVAILABLE when nothing could be handed over because the
- * foreign side is down (w->out is then not filled in), else 0. */
-static int
-deliver_message(struct worker *w, size_t from, size_t to)
-{
-	struct worker_pool *p = w->pool;
-	struct claim_item *it = &w->items[from];
-	/* Each message of the batch has its own slice of rcpts: the
-	 * outcomes borrow the reply texts until claim_outcome(). */
-	struct driver_rcpt *r = &w->rcpts[from];
-	struct driver_msg m = { .store_id = store_id(p->st), .qid = it->qid,
-				.sender = it->sender, .msgid = it->msgid };
-	const char *err;
-	void *body = NULL;
-	size_t len = 0, n = to - from;
-	int rc, drc = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		memset(&r[i], 0, sizeof(r[i]));
-		r[i].idx = it[i].idx;
-		r[i].addr = it[i].rcpt;
-	}
-	rc = store_body_get(p->st, it->qid, &body, &len, &err);
-	w->span[from].start_us = store_now_us();
-	if (rc == 1) {
-		m.body = body;
-		m.body_len = len;
-		if (it->was_indoubt && w->driver->ops->can_look &&
-		    !w->driver->ops->deliver_looks)
-			drc = settle_indoubt(w, &m, r, n);
-		else
-			drc = driver_deliver(w->driver, &m, r, n);
-	} else {
-		for (size_t i = 0; i < n; i++) {
-			r[i].result = CLAIM_TEMPFAIL;
-			snprintf(r[i].reply, DRIVER_REPLY_LEN,
-				 "4.3.0 cannot read the queued message: %s",
-				 rc == 0 ? "missing" : err);
-		}
-	}
-	w->span[from].end_us = store_now_us();
-	for (size_t i = 1; i < n; i++)
-		w->span[from + i] = w->span[from];
-	if (drc != DRIVER_UNAVAILABLE)
-		keep_headers(w, from, n, body, len);
-	free(body);
-	if (drc == DRIVER_UNAVAILABLE)
-		return drc;
-	for (size_t i = 0; i < n; i++) {
-		struct claim_outcome *o = &w->out[from + i];
-
-		memset(o, 0, sizeof(*o));
-		o->qid = it[i].qid;
-		o->idx = it[i].idx;
-		o->token = it[i].token;
-		o->result = r[i].result;
-		o->reply = r[i].reply;
-		o->indoubt_retry = !w->driver->ops->can_look &&
-			p->cfg->queue_in_doubt_policy == CONFIG_IN_DOUBT_RETRY;
-		memcpy(o->body_sha, r[i].sha, 32);
-	}
-	return 0;
-}
-
-/* The foreign side could not be reached: give items [from, n) back
- * without counting an attempt and wait before the next connection, from
- * about 1 s doubling up to reconnect_max, +-25% jitter so that workers
- * do not knock in step. reason is the driver's (borrowed). */
-static void
-peer_unavailable(struct worker *w, size_t from, size_t n, const char *reason)
-{
-	struct worker_pool *p = w->pool;
-	uint64_t max = reconnect_max(p->cfg) * 1000000ull;
-	uint64_t now = store_now_us(), h;
-	const char *err;
-	int rc;
-
-	/* In-doubt entries go back in-doubt (they were marked as being
-	 * sent): only a look may settle them. */
-	if (w->items[from].was_indoubt) {
-		indoubt_looked(p, false);
-		rc = claim_release(p->st, w->items + from, n - from, &err);
-	} else {
-		rc = claim_requeue(p->st, w->items + from, n - from, now,
-				   &err);
-	}
-	if (rc != STORE_OK)
-		log_err("worker %u: cannot put %zu entries back: %s; they are "
-			"retried when their lease ends", w->id, n - from, err);
-	w->reconnect_us = w->reconnect_us == 0 ? 1000000u :
-			  w->reconnect_us * 2;
-	if (w->reconnect_us > max)
-		w->reconnect_us = max;
-	h = (now ^ ((uint64_t)w->id << 40)) * 0x9E3779B97F4A7C15ull;
-	h ^= h >> 29;
-	w->reconnect_at_us = now + w->reconnect_us * 3 / 4 +
-			     h % (w->reconnect_us / 2 + 1);
-	if (pool_stopping(p)) {
-		log_info("worker %u: stopping: %zu entries put back", w->id,
-			 n - from);
-	} else {
-		pthread_mutex_lock(&p->nexthop_lock);
-		if (!atomic_exchange(&p->peer_down, true)) {
-			log_warn("%s: next hop unavailable: %s; mail stays "
-				 "queued, reconnecting with backoff (at most %"
-				 PRIu64 " s)", w->driver->ops->name, reason,
-				 max / 1000000u);
-			p->nexthop_at_us = 0;
-		}
-		/* For postern queue: why the mail waits, since when. The
-		 * reason the workers saw last, written when it changes and
-		 * at most once a minute otherwise (again after a failed
-		 * write). */
-		if (p->nexthop_at_us == 0 || now >= p->nexthop_at_us +
-		    60000000u || strncmp(reason, p->nexthop_reason,
-					 sizeof(p->nexthop_reason) - 1) != 0) {
-			snprintf(p->nexthop_reason, sizeof(p->nexthop_reason),
-				 "%s", reason);
-			p->nexthop_at_us = now;
-			atomic_store(&p->nexthop_stale, false);
-			if (store_nexthop_set(p->st, reason, now, &err) !=
-			    STORE_OK) {
-				p->nexthop_at_us = 0;
-				log_warn("cannot record the next hop's "
-					 "state: %s", err);
-			}
-		}
-		pthread_mutex_unlock(&p->nexthop_lock);
-	}
-	log_debug("worker %u: %zu entries put back, next connection in %"
-		  PRIu64 " ms", w->id, n - from,
-		  (w->reconnect_at_us - now) / 1000u);
-}
-
-static void
-peer_available(struct worker *w)
-{
-	w->reconnect_us = 0;
-	w->reconnect_at_us = 0;
-	struct worker_pool *p = w->pool;
-	const char *err;
-	bool was_down;
-
-	if (!atomic_load(&p->peer_down) && !atomic_load(&p->nexthop_stale))
-		return;		/* the common case: no lock */
-	pthread_mutex_lock(&p->nexthop_lock);
-	was_down = atomic_exchange(&p->peer_down, false);
-	if (was_down)
-		log_info("%s: next hop is back, delivering",
-			 w->driver->ops->name);
-	if (was_down || atomic_load(&p->nexthop_stale)) {
-		p->nexthop_at_us = 0;
-		if (store_nexthop_set(p->st, NULL, 0, &err) != STORE_OK) {
-			atomic_store(&p->nexthop_stale, true);
-			log_warn("cannot clear the next hop's state: %s", err);
-		} else {
-			atomic_store(&p->nexthop_stale, false);
-		}
-	}
-	/* the others are waiting out their own backoff: end it */
-	if (was_down)
-		worker_pool_wake(p);
-	pthread_mutex_unlock(&p->nexthop_lock);
-}
-
-/* Why an in-doubt reply ended where it did, for the log line. */
-static const char *
-indoubt_note(const struct worker *w, const struct claim_outcome *o)
-{
-	if (o->result != CLAIM_UNKNOWN)
-		return "";
-	if (o->recorded == CLAIM_UNKNOWN && w->driver->ops->can_look)
-		return "; to be looked for at the foreign side";
-	if (o->recorded == CLAIM_UNKNOWN)
-		return "; held for the operator (in_doubt_policy = hold)";
-	if (o->recorded == CLAIM_TEMPFAIL)
-		return "; retried (in_doubt_policy = retry), the peer may "
-		       "get it twice";
-	return "";
-}
-
-/* Seconds as Postfix writes its delays: at most two decimals, no
- * trailing zeros ("0", "0.01", "1.5", "12"). */
-static void
-fmt_secs(char *buf, size_t len, uint64_t us)
-{
-	uint64_t cs = (us + 5000u) / 10000u;	/* rounded to 0.01 s */
-	size_t n;
-
-	if (cs % 100u == 0) {
-		snprintf(buf, len, "%" PRIu64, cs / 100u);
-		return;
-	}
-	snprintf(buf, len, "%" PRIu64 ".%02" PRIu64, cs / 100u, cs % 100u);
-	n = strlen(buf);
-	if (buf[n - 1] == '0')
-		buf[n - 1] = '\0';
-}
-
-/* The enhanced status code (RFC 3463) in a reply text, or a default
- * for the result, into dsn (at least 12 bytes). */
-static void
-reply_dsn(char *dsn, size_t len, const char *reply, const char *status)
-{
-	for (const char *p = reply; p != NULL && *p != '\0'; p++) {
-		size_t a, b, c;
-
-		if ((p != reply && p[-1] != ' ' && p[-1] != '(') ||
-		    (*p != '2' && *p != '4' && *p != '5') || p[1] != '.')
-			continue;
-		a = strspn(p + 2, "0123456789");
-		if (a < 1 || a > 3 || p[2 + a] != '.')
-			continue;
-		b = strspn(p + 3 + a, "0123456789");
-		c = 3 + a + b;
-		if (b < 1 || b > 3 || (p[c] != '\0' && p[c] != ' ' &&
-				       p[c] != ',' && p[c] != ';' &&
-				       p[c] != ')'))
-			continue;
-		snprintf(dsn, len, "%.*s", (int)c, p);
-		return;
-	}
-	snprintf(dsn, len, "%s", strcmp(status, "sent") == 0 ? "2.0.0" :
-		 strcmp(status, "bounced") == 0 ? "5.0.0" :
-		 strcmp(status, "in-doubt") == 0 ? "4.4.2" : "4.0.0");
-}
-
-/* delays=a/b/c/d of batch entry i (postern.conf(5), LOG LINES). */
-static void
-entry_delays(const struct worker *w, size_t i, char *buf, size_t len)
-{
-	const struct worker_span *sp = &w->span[i];
-	uint64_t acc = w->items[i].accepted_us, c = w->rcpts[i].connect_us;
-	uint64_t us[4];
-	char part[4][24];
-
-	us[0] = w->claimed_us > acc ? w->claimed_us - acc : 0;
-	us[1] = w->claimed_us != 0 && sp->start_us > w->claimed_us ?
-		sp->start_us - w->claimed_us : 0;
-	us[2] = c;
-	us[3] = sp->end_us > sp->start_us + c ? sp->end_us - sp->start_us - c
-		: 0;
-	for (size_t k = 0; k < 4; k++)
-		fmt_secs(part[k], sizeof(part[k]), us[k]);
-	snprintf(buf, len, "%s/%s/%s/%s", part[0], part[1], part[2], part[3]);
-}
-
-/* One delivery line: Postfix's smtp line, with postern's notes and the
- * attempt count after the reply. */
-static void
-log_delivery(const struct worker *w, size_t i, uint64_t now_us)
-{
-	const struct claim_outcome *o = &w->out[i];
-	const struct claim_item *it = &w->items[i];
-	uint64_t dl = now_us - it->accepted_us + 5000u;	/* rounded */
-	const char *status = o->dead ? "held" : status_name(o->recorded);
-	char qid[STORE_QID_STRLEN], delay[32], delays[100], dsn[16], att[16];
-	struct log_field f[] = {
-		{ "queue_id", store_qid_str(o->qid, qid), false },
-		{ "event", "delivery", false },
-		{ "status", status, false },
-		{ "to", it->rcpt, false },
-		{ "relay", w->driver->ops->name, false },
-		{ "delay", delay, true },
-		{ "delays", delays, false },
-		{ "dsn", dsn, false },
-		{ "attempts", att, true },
-		{ "reply", o->reply, false },
-	};
-
-	snprintf(delay, sizeof(delay), "%" PRIu64 ".%02" PRIu64,
-		 dl / 1000000u, dl % 1000000u / 10000u);
-	entry_delays(w, i, delays, sizeof(delays));
-	reply_dsn(dsn, sizeof(dsn), o->reply, status);
-	snprintf(att, sizeof(att), "%" PRIu32, o->attempts);
-	log_event(LOG_LVL_INFO, f, sizeof(f) / sizeof(f[0]),
-		  "%s: to=<%s>, relay=%s, delay=%s, delays=%s, dsn=%s, "
-		  "status=%s (%s)%s%s, attempts=%s", qid, it->rcpt,
-		  w->driver->ops->name, delay, delays, dsn, status, o->reply,
-		  indoubt_note(w, o), o->dead ? "; dead letter after [queue] "
-		  "max_attempts, held for the operator" : "", att);
-}
-
-static void
-log_outcomes(struct worker *w, size_t from, size_t to, uint64_t now_us)
-{
-	char qid[STORE_QID_STRLEN];
-
-	for (size_t i = from; i < to; i++) {
-		const struct claim_outcome *o = &w->out[i];
-
-		if (!o->applied)
-			continue;
-		metrics_outcome(o->recorded, now_us - w->items[i].accepted_us);
-		metrics_foreign_seen(o->result, now_us);
-		log_delivery(w, i, now_us);
-		if (o->removed) {
-			struct log_field f[] = {
-				{ "queue_id", store_qid_str(o->qid, qid),
-				  false },
-				{ "event", "removed", false },
-			};
-
-			log_event(LOG_LVL_INFO, f, 2, "%s: removed", qid);
-		}
-	}
-}
-
-/* The line of a DSN for n recipients of it's message, sent or not
- * (reply: the bounce relay's). */
-static void
-log_dsn(const struct claim_item *it, size_t n, bool sent, const char *reply)
-{
-	char qid[STORE_QID_STRLEN];
-	struct log_field f[] = {
-		{ "queue_id", store_qid_str(it->qid, qid), false },
-		{ "event", "dsn", false },
-		{ "status", sent ? "sent" : "failed", false },
-		{ "to", it->sender, false },
-		{ "reply", reply, false },
-	};
-
-	if (sent)
-		log_event(LOG_LVL_INFO, f, 5, "%s: sender non-delivery "
-			  "notification to <%s> for %zu recipient(s): sent "
-			  "(%s)", qid, it->sender, n, reply);
-	else
-		log_event(LOG_LVL_ERR, f, 5, "%s: sender non-delivery "
-			  "notification to <%s> NOT sent: %s", qid,
-			  it->sender, reply);
-}
-
-/* Send one DSN for the entries [from, to) of one message that bounced
- * in this batch, to its envelope sender through the [bounce] relay. The
- * bounce is already recorded; a DSN that cannot be sent is logged, not
- * retried. */
-static void
-send_dsn(struct worker *w, size_t from, size_t to, uint64_t now_us)
-{
-	struct worker_pool *p = w->pool;
-	const struct claim_item *it = &w->items[from];
-	struct dsn_rcpt *dr = xcalloc(to - from, sizeof(*dr));
-	struct driver_rcpt rc = { .addr = it->sender };
-	struct driver_msg m = { .store_id = store_id(p->st), .qid = it->qid,
-				.sender = "", .msgid = "" };
-	struct dsn_msg dm = { .reporting_mta = p->cfg->ingress_hostname,
-			      .sender = it->sender, .qid = it->qid,
-			      .arrival = (time_t)(it->accepted_us / 1000000u),
-			      .now = (time_t)(now_us / 1000000u),
-			      .headers = w->hdrs[from].data,
-			      .headers_len = w->hdrs[from].len };
-	struct buf text;
-	size_t n = 0;
-	int drc;
-
-	for (size_t i = from; i < to; i++)
-		if (w->out[i].applied && w->out[i].recorded == CLAIM_PERMFAIL) {
-			dr[n].addr = w->items[i].rcpt;
-			dr[n++].reply = w->out[i].reply;
-		}
-	if (n == 0) {
-		free(dr);
-		return;
-	}
-	buf_init(&text);
-	dsn_build(&text, &dm, dr, n);
-	m.body = text.data;
-	m.body_len = text.len;
-	drc = driver_deliver(w->bounce, &m, &rc, 1);
-	log_dsn(it, n, drc == 0 && rc.result == CLAIM_DELIVERED, rc.reply);
-	buf_free(&text);
-	free(dr);
-}
-
-/* DSNs for the bounces of the batch's entries [first, n), one per
- * message with a sender; then drop the kept headers. */
-static void
-send_dsns(struct worker *w, size_t first, size_t n, uint64_t now_us)
-{
-	size_t from = first;
-
-	for (size_t i = first + 1; i <= n; i++)
-		if (i == n || w->items[i].qid != w->items[from].qid) {
-			if (w->hdrs[from].data != NULL)
-				send_dsn(w, from, i, now_us);
-			buf_free(&w->hdrs[from]);
-			from = i;
-		}
-}
-
-/* Does this worker claim message by message, each in its own "being
- * sent" window ([workers] in_doubt_window = message)? Only for a driver
- * that does not find its earlier deliveries while it delivers. */
-static bool
-per_message(const struct worker *w)
-{
-	return !w->driver->ops->deliver_looks &&
-	       w->pool->cfg->workers_in_doubt_window == CONFIG_WINDOW_MESSAGE;
-}
-
-/* Does this worker claim in-doubt entries (left by a crash while being
- * sent)? With a driver that can look, to settle them; under
- * [queue] in_doubt_policy = retry, with any driver, which simply sends
- * them again. Otherwise they wait for the operator, and indoubt_due
- * means nothing to this worker. */
-static bool
-takes_indoubt(const struct worker *w)
-{
-	return w->driver->ops->can_look ||
-	       w->pool->cfg->queue_in_doubt_policy == CONFIG_IN_DOUBT_RETRY;
-}
-
-/* Does the claim itself mark what it claims as being sent? For every
- * driver that does not find its earlier deliveries while it delivers:
- * the claim is the "being sent" window, one message or one batch. (An
- * in-doubt entry is claimed marked whatever the driver:
- * claim_indoubt().) */
-static bool
-claim_marks(const struct worker *w)
-{
-	return !w->driver->ops->deliver_looks;
-}
-
-/* The end of the message that starts at entry from of the batch: the
- * entries of one message are next to each other. */
-static size_t
-message_end(const struct worker *w, size_t from, size_t n)
-{
-	size_t i = from + 1;
-
-	while (i < n && w->items[i].qid == w->items[from].qid)
-		i++;
-	return i;
-}
-
-/* Record the outcomes of the batch's entries [0, n) in ONE commit,
- * together with - when the worker goes on normally (not stopping, the
- * peer up, no in-doubt entries waiting) - the claim of the next batch
- * into w->next (w->ready entries; marked as being sent when the claim
- * marks). The commit is shared with the other workers' and the
- * ingress's (store_write()). Then log them, have new in-doubt entries
- * looked for (a driver that can look) and send the DSNs. Returns 0, or
- * -1 when nothing was recorded (the leases run out and recovery
- * retries). */
-static int
-record_outcomes(struct worker *w, size_t n)
-{
-	struct worker_pool *p = w->pool;
-	unsigned how = (claim_marks(w) ? CLAIM_MARK : 0) |
-		(per_message(w) ? CLAIM_ONE_MESSAGE : 0);
-	uint64_t now = store_now_us(), due;
-	const char *err;
-	int rc;
-
-	w->ready = 0;
-	if (!pool_stopping(p) && w->reconnect_us == 0 &&
-	    !(takes_indoubt(w) && atomic_load(&p->indoubt_due))) {
-		rc = claim_outcome_next(p->st, w->out, n, now, w->id,
-					p->cfg->workers_batch,
-					p->cfg->workers_lease, how, w->next,
-					&w->ready, &due, &err);
-		w->next_claimed_us = now;
-		if (rc != STORE_OK) {
-			w->ready = 0;
-			log_debug("worker %u: outcomes with the next claim: "
-				  "%s; recording them alone", w->id, err);
-			rc = claim_outcome(p->st, w->out, n, now, &err);
-		}
-	} else {
-		rc = claim_outcome(p->st, w->out, n, now, &err);
-	}
-	if (rc != STORE_OK) {
-		log_err("worker %u: cannot record %zu outcome(s): %s; the "
-			"entries are retried when their lease ends", w->id,
-			n, err);
-		return -1;
-	}
-	log_outcomes(w, 0, n, now);
-	/* A driver that can look settles the new in-doubt entries soon:
-	 * after a moment, so that a server still storing the message when
-	 * the connection broke has finished when we look. */
-	for (size_t i = 0; i < n && w->driver->ops->can_look; i++)
-		if (w->out[i].applied && w->out[i].recorded == CLAIM_UNKNOWN) {
-			if (atomic_load(&p->indoubt_after_us) <
-			    now + WORKER_LOOK_DELAY_US)
-				atomic_store(&p->indoubt_after_us,
-					     now + WORKER_LOOK_DELAY_US);
-			atomic_store(&p->indoubt_due, true);
-			break;
-		}
-	if (w->bounce != NULL)
-		send_dsns(w, 0, n, now);
-	return 0;
-}
-
-/* Deliver a claimed batch, message by message, then record every outcome
- * in one commit with the claim of the next batch.
- *
- * A driver that finds its own earlier deliveries while it delivers
- * (maildir, ccmail) needs no "being sent" mark. The others (smtp, lmtp,
- * imap) need the mark that turns a crash into in-doubt, and their claim
- * makes it. Under in_doubt_window = message (the default) a claim takes
- * one message, so a crash leaves at most the one message in flight
- * in-doubt, at one commit a message per worker: the commits of all the
- * workers and of the ingress are shared (group commit), so it is not
- * one fdatasync a message. Under batch, a claim takes a whole batch:
- * fewer commits, but a crash leaves the whole batch in-doubt. */
-static void
-work_batch(struct worker *w, size_t n)
-{
-	size_t from = 0, end;
-
-	for (size_t i = 0; i < n; i++)
-		buf_free(&w->hdrs[i]);
-	while (from < n) {
-		end = message_end(w, from, n);
-		if (deliver_message(w, from, end) == DRIVER_UNAVAILABLE) {
-			metrics_foreign_seen(CLAIM_TEMPFAIL, store_now_us());
-			peer_unavailable(w, from, n, w->rcpts[from].reply);
-			n = from;
-			break;
-		}
-		peer_available(w);
-		from = end;
-	}
-	if (n > 0 && record_outcomes(w, n) < 0)
-		return;
-	if (w->ready > 0) {
-		struct claim_item *t = w->items;
-
-		w->items = w->next;
-		w->next = t;
-	}
-}
-
 /* Forget what the resubmission index holds beyond its window: small
  * transactions (the other writers go between them) until none is left. */
 static void
@@ -1052,57 +214,65 @@ housekeep(struct worker *w, uint64_t *last_us)
 	uint64_t now = store_now_us();
 	const char *err;
 
-	if (w->id != 1 || now - *last_us < WORKER_HOUSEKEEP_US)
+	if (w->ctx.worker != 1 || now - *last_us < WORKER_HOUSEKEEP_US)
 		return;
 	*last_us = now;
 	store_reader_check(p->st);
 	if (claim_recover(p->st, now, &rs, &err) != STORE_OK)
 		log_err("recover: %s", err);
 	else if (rs.to_indoubt > 0)
-		atomic_store(&p->indoubt_due, true);
+		atomic_store(&p->shared.indoubt_due, true);
 	prune_resubmit(p->st, now);
 }
 
+/* Claim a batch into the worker's delivery: in-doubt entries first when
+ * they are due. Returns how many; *next_due is when to look again when
+ * none were (0: when woken). */
 static size_t
 claim_some(struct worker *w, uint64_t *next_due)
 {
 	struct worker_pool *p = w->pool;
+	const struct delivery_ctx *c = &w->ctx;
+	struct delivery_shared *sh = &p->shared;
+	struct claim_item *items = w->batch->items;
 	size_t n = 0;
 	const char *err = NULL;
 	int rc;
 
 	*next_due = 0;
-	if (takes_indoubt(w) &&
-	    store_now_us() >= atomic_load(&p->indoubt_after_us) &&
-	    atomic_exchange(&p->indoubt_due, false)) {
-		rc = claim_indoubt(p->st, w->id, p->cfg->workers_batch,
+	if (delivery_takes_indoubt(c) &&
+	    store_now_us() >= atomic_load(&sh->indoubt_after_us) &&
+	    atomic_exchange(&sh->indoubt_due, false)) {
+		rc = claim_indoubt(p->st, c->worker, p->cfg->workers_batch,
 				   p->cfg->workers_lease, store_now_us(),
-				   w->items, &n, &err);
+				   items, &n, &err);
 		if (rc == STORE_OK && n > 0) {
-			atomic_store(&p->indoubt_due, true);
+			atomic_store(&sh->indoubt_due, true);
 			/* If new mail woke this worker, another must take
 			 * it: pass the wake-up on. */
 			worker_pool_wake_some(p, 1);
 			return n;
 		}
 	}
-	if (claim_marks(w))
-		rc = claim_batch_sending(p->st, w->id, p->cfg->workers_batch,
-					 per_message(w), p->cfg->workers_lease,
-					 store_now_us(), w->items, &n,
-					 next_due, &err);
+	if (delivery_claim_marks(c))
+		rc = claim_batch_sending(p->st, c->worker,
+					 p->cfg->workers_batch,
+					 delivery_per_message(c),
+					 p->cfg->workers_lease, store_now_us(),
+					 items, &n, next_due, &err);
 	else
-		rc = claim_batch(p->st, w->id, p->cfg->workers_batch,
+		rc = claim_batch(p->st, c->worker, p->cfg->workers_batch,
 				 p->cfg->workers_lease, store_now_us(),
-				 w->items, &n, next_due, &err);
+				 items, &n, next_due, &err);
 	if (rc != STORE_OK) {
-		log_err("worker %u: claim failed: %s", w->id, err);
+		log_err("worker %u: claim failed: %s", c->worker, err);
 		*next_due = store_now_us() + WORKER_ERROR_PAUSE_US;
 		return 0;
 	}
 	/* In-doubt claims paused: come back when the pause ends. */
-	if (n == 0 && takes_indoubt(w) && atomic_load(&p->indoubt_due)) {
-		uint64_t after = atomic_load(&p->indoubt_after_us);
+	if (n == 0 && delivery_takes_indoubt(c) &&
+	    atomic_load(&sh->indoubt_due)) {
+		uint64_t after = atomic_load(&sh->indoubt_after_us);
 
 		if (after > store_now_us() &&
 		    (*next_due == 0 || after < *next_due))
@@ -1116,34 +286,32 @@ worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct worker_pool *p = w->pool;
+	struct delivery_ctx *c = &w->ctx;
 	uint64_t seen = 0, next_due, until, last_hk = store_now_us();
 	size_t n;
 
 	atomic_store(&w->running, true);
 	while (!pool_stopping(p)) {
 		housekeep(w, &last_hk);
-		if (w->reconnect_at_us > store_now_us() &&
-		    !atomic_load(&p->peer_down))
-			w->reconnect_at_us = 0;	/* another worker got through */
-		if (w->reconnect_at_us > store_now_us()) {
+		if (c->reconnect_at_us > store_now_us() &&
+		    !atomic_load(&p->shared.peer_down))
+			c->reconnect_at_us = 0;	/* another worker got through */
+		if (c->reconnect_at_us > store_now_us()) {
 			/* Peer down: claim nothing until the next try. */
 			if (!pool_wait(p, &p->backoff_cond, &seen,
-				       w->reconnect_at_us))
+				       c->reconnect_at_us))
 				break;
 			continue;
 		}
-		if (w->ready > 0) {
-			n = w->ready;
-			w->ready = 0;
-			next_due = 0;
-			w->claimed_us = w->next_claimed_us;
-		} else {
+		next_due = 0;
+		n = delivery_take_ready(w->batch);
+		if (n == 0) {
 			n = claim_some(w, &next_due);
-			w->claimed_us = store_now_us();
+			w->batch->claimed_us = store_now_us();
 		}
 		if (n > 0) {
 			atomic_store(&w->busy_since_us, store_now_us());
-			work_batch(w, n);
+			delivery_run(c, w->batch, n);
 			atomic_store(&w->busy_since_us, 0);
 			store_map_trim(p->st);	/* bodies read */
 			continue;
@@ -1154,17 +322,7 @@ worker_main(void *arg)
 		if (!pool_wait(p, &p->cond, &seen, until))
 			break;
 	}
-	if (w->ready > 0) {
-		/* claimed with the last outcomes, never handed over */
-		const char *err;
-
-		if (claim_requeue(p->st, w->items, w->ready, store_now_us(),
-				  &err) != STORE_OK)
-			log_err("worker %u: cannot put %zu entries back: %s; "
-				"they are retried when their lease ends", w->id,
-				w->ready, err);
-		w->ready = 0;
-	}
+	delivery_put_back(c, w->batch);
 	atomic_store(&w->running, false);
 	return NULL;
 }
@@ -1226,23 +384,15 @@ worker_pool_stop(struct worker_pool **pp)
 	for (size_t i = 0; i < p->count; i++) {
 		if (p->started)
 			pthread_join(p->w[i].thread, NULL);
-		driver_free(&p->w[i].driver);
-		driver_free(&p->w[i].bounce);
-		for (size_t j = 0; p->w[i].hdrs != NULL &&
-		     j < p->cfg->workers_batch; j++)
-			buf_free(&p->w[i].hdrs[j]);
-		free(p->w[i].hdrs);
-		free(p->w[i].span);
-		free(p->w[i].items);
-		free(p->w[i].next);
-		free(p->w[i].out);
-		free(p->w[i].rcpts);
+		driver_free(&p->w[i].ctx.driver);
+		driver_free(&p->w[i].ctx.bounce);
+		delivery_free(&p->w[i].batch);
 	}
 	close(p->stop_pipe[0]);
 	close(p->stop_pipe[1]);
 	pthread_cond_destroy(&p->cond);
 	pthread_cond_destroy(&p->backoff_cond);
-	pthread_mutex_destroy(&p->nexthop_lock);
+	delivery_shared_destroy(&p->shared);
 	pthread_mutex_destroy(&p->lock);
 	config_unref(&p->cfg);
 	free(p->w);

@@ -1,11 +1,13 @@
 /*
- * worker.h - the delivery worker pool: claim a batch, deliver it through
- * the configured driver, record the outcomes.
+ * worker.h - the delivery worker pool: threads that claim a batch and
+ * hand it to delivery.c, which delivers it through the configured driver
+ * and records the outcomes.
  *
  * Threads: worker_pool_new/start/stop from the main thread only;
  * worker_pool_wake and worker_pool_wake_some from any thread (the
- * ingress's loop thread calls wake_some after each commit of messages). Each worker owns its claimed items and its driver; nothing a
- * worker holds is visible to another thread.
+ * ingress's loop thread calls wake_some after each commit of messages).
+ * Each worker owns its claimed items and its driver; nothing a worker
+ * holds is visible to another thread.
  */
 #ifndef POSTERN_WORKER_H
 #define POSTERN_WORKER_H

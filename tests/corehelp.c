@@ -66,6 +66,16 @@ corehelp_accounted(struct store *st, uint64_t qid, uint32_t nrcpt)
 	return ok;
 }
 
+struct store_counters
+corehelp_counters(struct store *st)
+{
+	struct store_counters c = { 0 };
+	const char *err;
+
+	CU_ASSERT_EQUAL(store_counters_get(st, &c, &err), STORE_OK);
+	return c;
+}
+
 int
 corehelp_verify(struct store *st)
 {

@@ -26,6 +26,11 @@ void
 corehelp_fresh(struct store **st, const char *dir, const char *name,
 	       const struct store_settings *set);
 
+/* The store's counters; a failed read fails the test (and gives
+ * zeros). */
+struct store_counters
+corehelp_counters(struct store *st);
+
 /* Run ledger_verify; on problems print them to stderr. Returns its rc. */
 int
 corehelp_verify(struct store *st);

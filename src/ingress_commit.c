@@ -1,12 +1,14 @@
 /*
- * store_commit.c - the group-commit writer thread.
+ * ingress_commit.c - the ingress's committer: the writer thread that
+ * enqueues the messages of many sessions in one transaction.
  *
- * Owns:    the queue of commit_jobs between push and commit; the thread.
+ * Owns:    the queue of struct ingress_commit_job between push and
+ *          commit; the thread.
  * Threads: one writer thread; pushers hold the lock only to link a job.
  *          Idle, the writer also watches the store's health (store.h).
  * Schema:  writes through store_enqueue() (lmdb-schema/messages.md).
  */
-#include "store_commit.h"
+#include "ingress_commit.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
@@ -26,25 +28,25 @@
  * reopen after a panic, a probe commit after an I/O error). */
 #define COMMIT_HEALTH_MS 1000
 
-struct committer {
+struct ingress_commit {
 	struct store *st;	/* borrowed */
 	unsigned wait_ms;
-	commit_done_fn *done;
+	ingress_commit_done_fn *done;
 	void *arg;
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct commit_job *head, **tail;	/* under lock */
+	struct ingress_commit_job *head, **tail;	/* under lock */
 	size_t queued;				/* under lock */
 	bool stop;				/* under lock */
 };
 
-struct commit_job *
-commit_job_new(uint64_t session_id, const char *sender,
-	       const char *const *rcpts, size_t nrcpt, const char *msgid,
-	       const void *body, size_t body_len)
+struct ingress_commit_job *
+ingress_commit_job_new(uint64_t session_id, const char *sender,
+		       const char *const *rcpts, size_t nrcpt,
+		       const char *msgid, char **body, size_t body_len)
 {
-	struct commit_job *j = xcalloc(1, sizeof(*j));
+	struct ingress_commit_job *j = xcalloc(1, sizeof(*j));
 
 	j->session_id = session_id;
 	j->sender = xstrdup(sender);
@@ -53,16 +55,17 @@ commit_job_new(uint64_t session_id, const char *sender,
 		j->rcpts[i] = xstrdup(rcpts[i]);
 	j->nrcpt = nrcpt;
 	j->msgid = xstrdup(msgid);
-	j->body = xmemdup(body, body_len);
+	j->body = *body;
+	*body = NULL;
 	j->body_len = body_len;
 	j->resub = xcalloc(nrcpt, sizeof(*j->resub));
 	return j;
 }
 
 void
-commit_job_free(struct commit_job **job)
+ingress_commit_job_free(struct ingress_commit_job **job)
 {
-	struct commit_job *j = *job;
+	struct ingress_commit_job *j = *job;
 
 	*job = NULL;
 	if (j == NULL)
@@ -79,9 +82,9 @@ commit_job_free(struct commit_job **job)
 }
 
 void
-committer_push(struct committer *c, struct commit_job **job)
+ingress_commit_push(struct ingress_commit *c, struct ingress_commit_job **job)
 {
-	struct commit_job *j = *job;
+	struct ingress_commit_job *j = *job;
 
 	*job = NULL;
 	j->next = NULL;
@@ -99,10 +102,10 @@ committer_push(struct committer *c, struct commit_job **job)
 }
 
 /* Take up to COMMIT_BATCH_MAX jobs off the queue (lock held). */
-static struct commit_job *
-take_locked(struct committer *c, size_t *n_r)
+static struct ingress_commit_job *
+take_locked(struct ingress_commit *c, size_t *n_r)
 {
-	struct commit_job *head = c->head, **pp = &c->head;
+	struct ingress_commit_job *head = c->head, **pp = &c->head;
 	size_t n = 0;
 
 	while (*pp != NULL && n < COMMIT_BATCH_MAX) {
@@ -133,11 +136,12 @@ deadline_in(struct timespec *ts, unsigned ms)
  * refused for itself (not for the store), retry them one by one so that
  * one bad message cannot fail the others. */
 static void
-commit_batch(struct committer *c, struct commit_job *jobs, size_t n)
+commit_batch(struct ingress_commit *c, struct ingress_commit_job *jobs,
+	     size_t n)
 {
 	struct store_msg *m = xcalloc(n, sizeof(*m));
 	uint64_t *qids = xcalloc(n, sizeof(*qids));
-	struct commit_job *j;
+	struct ingress_commit_job *j;
 	const char *err = NULL;
 	size_t i = 0;
 	int rc;
@@ -177,8 +181,8 @@ commit_batch(struct committer *c, struct commit_job *jobs, size_t n)
 static void *
 committer_main(void *arg)
 {
-	struct committer *c = arg;
-	struct commit_job *jobs;
+	struct ingress_commit *c = arg;
+	struct ingress_commit_job *jobs;
 	struct timespec ts;
 	size_t n;
 
@@ -213,11 +217,11 @@ committer_main(void *arg)
 	return NULL;
 }
 
-struct committer *
-committer_new(struct store *st, unsigned wait_ms, commit_done_fn *done,
-	      void *arg)
+struct ingress_commit *
+ingress_commit_new(struct store *st, unsigned wait_ms,
+		   ingress_commit_done_fn *done, void *arg)
 {
-	struct committer *c = xcalloc(1, sizeof(*c));
+	struct ingress_commit *c = xcalloc(1, sizeof(*c));
 
 	c->st = st;
 	c->wait_ms = wait_ms;
@@ -232,9 +236,9 @@ committer_new(struct store *st, unsigned wait_ms, commit_done_fn *done,
 }
 
 void
-committer_stop(struct committer **cp)
+ingress_commit_stop(struct ingress_commit **cp)
 {
-	struct committer *c = *cp;
+	struct ingress_commit *c = *cp;
 
 	*cp = NULL;
 	if (c == NULL)

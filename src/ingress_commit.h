@@ -1,13 +1,14 @@
 /*
- * store_commit.h - group commit: one writer thread gathers the messages
- * of many SMTP sessions into one store_enqueue() transaction, so the
- * event loop never waits on fsync and many messages share one fsync.
+ * ingress_commit.h - the ingress's committer: one writer thread gathers
+ * the messages of many SMTP sessions into one store_enqueue()
+ * transaction, so the event loop never waits on fsync and many messages
+ * share one fsync.
  *
- * Threads: committer_push from any thread (the event loop); the done
- * callback runs on the committer thread.
+ * Threads: ingress_commit_push from any thread (the event loop); the
+ * done callback runs on the committer thread.
  */
-#ifndef POSTERN_STORE_COMMIT_H
-#define POSTERN_STORE_COMMIT_H
+#ifndef POSTERN_INGRESS_COMMIT_H
+#define POSTERN_INGRESS_COMMIT_H
 
 #include "store.h"
 
@@ -15,9 +16,9 @@
 #include <stdint.h>
 
 /* One message on its way into the store. Every pointer field is owned by
- * the job. It moves: session -> committer (committer_push) -> done
+ * the job. It moves: session -> committer (ingress_commit_push) -> done
  * callback, which then owns the whole list. */
-struct commit_job {
+struct ingress_commit_job {
 	uint64_t session_id;	/* who is waiting for the answer */
 	char *sender;
 	char **rcpts;
@@ -34,39 +35,40 @@ struct commit_job {
 				   recipient is a resubmission) */
 	struct store_resubmit *resub;	/* nrcpt: store_msg.resub_r */
 	char error[256];
-	struct commit_job *next;
+	struct ingress_commit_job *next;
 };
 
-/* A job holding copies of everything it is given. */
-struct commit_job *
-commit_job_new(uint64_t session_id, const char *sender,
-	       const char *const *rcpts, size_t nrcpt, const char *msgid,
-	       const void *body, size_t body_len);
+/* A job holding copies of the envelope it is given; the body is handed
+ * over: the job owns *body from then on, and *body is NULL. */
+struct ingress_commit_job *
+ingress_commit_job_new(uint64_t session_id, const char *sender,
+		       const char *const *rcpts, size_t nrcpt,
+		       const char *msgid, char **body, size_t body_len);
 
 /* Free one job (not the rest of its list) and set *job to NULL. */
 void
-commit_job_free(struct commit_job **job);
+ingress_commit_job_free(struct ingress_commit_job **job);
 
 /* Called on the committer thread with the jobs of one commit, in push
  * order; it owns the list from then on. */
-typedef void commit_done_fn(struct commit_job *jobs, void *arg);
+typedef void ingress_commit_done_fn(struct ingress_commit_job *jobs, void *arg);
 
-struct committer;
+struct ingress_commit;
 
 /* Start the writer thread. st is borrowed. wait_ms is the longest extra
  * wait for more messages when a batch is small (0: none). Idle, the
  * thread calls store_recover() once a second, so that a store that
  * cannot take mail is reopened or probed while no mail comes. */
-struct committer *
-committer_new(struct store *st, unsigned wait_ms, commit_done_fn *done,
-	      void *arg);
+struct ingress_commit *
+ingress_commit_new(struct store *st, unsigned wait_ms,
+		   ingress_commit_done_fn *done, void *arg);
 
 /* Hand a job over; *job is NULL afterwards. */
 void
-committer_push(struct committer *c, struct commit_job **job);
+ingress_commit_push(struct ingress_commit *c, struct ingress_commit_job **job);
 
 /* Commit whatever is queued, stop the thread, free, set *c to NULL. */
 void
-committer_stop(struct committer **c);
+ingress_commit_stop(struct ingress_commit **c);
 
 #endif

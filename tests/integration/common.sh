@@ -67,6 +67,22 @@ write_config() {
 	} >"$file"
 }
 
+# ccmail_config CONF DIR: make DIR the ccmail drop directory of the
+# posternd of CONF, for oracle.py (sets TARGET=DIR and TOPT=--ccmail).
+ccmail_config() {
+	TARGET=$2
+	TOPT=--ccmail
+	mkdir -p "$TARGET"
+	cat >>"$1" <<-EOF
+	[foreign]
+	driver = ccmail
+	[ccmail]
+	drop_dir = $TARGET
+	fallback = %u at %p
+	postoffice = FOREIGN
+	EOF
+}
+
 # track_sink PID HOST PORT WHAT: a peer started in the background (its
 # pid killed at EXIT with the daemons); wait up to 5 s for HOST:PORT to
 # listen, or fail naming WHAT.

@@ -93,17 +93,7 @@ soak() {
 		EOF
 		;;
 	ccmail)
-		TARGET=$WORK/$name.drop
-		TOPT=--ccmail
-		mkdir -p "$TARGET"
-		cat >>"$conf" <<-EOF
-		[foreign]
-		driver = ccmail
-		[ccmail]
-		drop_dir = $TARGET
-		fallback = %u at %p
-		postoffice = FOREIGN
-		EOF
+		ccmail_config "$conf" "$WORK/$name.drop"
 		;;
 	esac
 	t0=$(date +%s)

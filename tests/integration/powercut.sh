@@ -77,17 +77,7 @@ setup() {
 		echo "backoff_max = 2"
 	} >>"$CONF"
 	if [ "$driver" = ccmail ]; then
-		TARGET=$WORK/$name/drop
-		TOPT=--ccmail
-		mkdir -p "$TARGET"
-		cat >>"$CONF" <<-EOF
-		[foreign]
-		driver = ccmail
-		[ccmail]
-		drop_dir = $TARGET
-		fallback = %u at %p
-		postoffice = FOREIGN
-		EOF
+		ccmail_config "$CONF" "$WORK/$name/drop"
 	else
 		TARGET=$WORK/$name/maildir
 		TOPT=--maildir

@@ -4,7 +4,9 @@
 #
 # Run it from a build tree configured with
 #   ./configure CC=clang --enable-fuzzing && make fuzz/fuzz_smtp ...
-# (.ci/run does this). New inputs go to fuzz/work/NAME, crashes to
+# (.ci/run does this). New inputs go to fuzz/work/NAME (or, with
+# FUZZ_WORK=DIR, to DIR/NAME: a corpus kept across runs and make clean,
+# which the next run starts from), crashes to
 # fuzz/crashes/NAME (both removed by make clean); the committed seeds in
 # SRCDIR/fuzz/corpus/NAME are read, never written. A crash input, once the
 # bug is fixed, is committed as fuzz/corpus/NAME/crash-WHAT so that make
@@ -20,6 +22,7 @@ case $secs in
 ''|*[!0-9]*) echo "usage: fuzz/run.sh SECONDS" >&2; exit 2 ;;
 esac
 src=$(cd "$(dirname "$0")/.." && pwd)
+work=${FUZZ_WORK:-fuzz/work}
 names="smtp outbound store config ccmail"
 for n in $names; do
 	[ -x "fuzz/fuzz_$n" ] || {
@@ -39,12 +42,12 @@ run_one() {
 	# byte): 4 KB inputs run nearly three times as fast as 16 KB ones
 	# and still hold several transactions.
 	case $n in smtp) max_len=4096 ;; *) max_len=16384 ;; esac
-	mkdir -p "fuzz/work/$n" "fuzz/crashes/$n"
+	mkdir -p "$work/$n" "fuzz/crashes/$n"
 	"fuzz/fuzz_$n" -max_total_time="$secs" -print_final_stats=1 \
 		-timeout=20 -rss_limit_mb=1536 -max_len="$max_len" \
 		-artifact_prefix="fuzz/crashes/$n/" \
-		"fuzz/work/$n" "$src/fuzz/corpus/$n" \
-		>"fuzz/work/$n.log" 2>&1
+		"$work/$n" "$src/fuzz/corpus/$n" \
+		>"$work/$n.log" 2>&1
 }
 
 set -- $names
@@ -61,14 +64,14 @@ status=0
 total=0
 for n in $names; do
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' \
-		"fuzz/work/$n.log" | tail -n 1)
+		"$work/$n.log" | tail -n 1)
 	crashes=$(find "fuzz/crashes/$n" -type f | wc -l)
 	printf 'fuzz_%-9s %12s executions  %s crashes  %s s\n' "$n" \
 		"${execs:-?}" "$crashes" "$secs"
 	[ -n "$execs" ] && total=$((total + execs))
 	if [ "$crashes" -gt 0 ] || [ -z "$execs" ]; then
 		status=1
-		grep -m 20 -E 'ERROR|oracle failed|SUMMARY' "fuzz/work/$n.log"
+		grep -m 20 -E 'ERROR|oracle failed|SUMMARY' "$work/$n.log"
 		find "fuzz/crashes/$n" -type f
 	fi
 done

@@ -16,7 +16,7 @@
 #   ccmail   the drop directory's import files: as maildir
 # Then one more SIGTERM + restart must deliver nothing new.
 #
-# Env: KR_MSGS (default 20000, or 80 per kill if that is more), KR_KILLS (default 20; make check-long:
+# Env: KR_MSGS (default 20000, or 150 per kill if that is more), KR_KILLS (default 20; make check-long:
 # 500), KR_DRAIN (s, 60), KR_DRIVERS (default "maildir smtp ccmail").
 # POSTERN_QUICK=1: 2 kills, maildir and smtp (KR_MSGS / 4) only.
 [ -z "$PYTHON" ] && [ -x /usr/bin/python3 ] && PYTHON=/usr/bin/python3
@@ -29,11 +29,12 @@ else
 	KILLS=${KR_KILLS:-20}
 	DRIVERS=${KR_DRIVERS:-maildir smtp ccmail}
 fi
-# Each kill needs a slot of messages longer than a restart: while
-# posternd is down the sender goes on (each message fails), and at 40
-# messages a kill the sender ended before 500 kills (make check-long saw
-# 348 to 443). 80 a kill at the least.
-MSGS=${KR_MSGS:-$((KILLS * 80 > 20000 ? KILLS * 80 : 20000))}
+# Each kill needs a slot of messages longer than a kill and a restart
+# take: the sender goes on meanwhile, 20 threads each losing the message
+# in flight. At 40 messages a kill the sender ended before 500 kills
+# (make check-long saw 348 to 443 of them), at 80 still before (475 and
+# 495): 150 a kill at the least.
+MSGS=${KR_MSGS:-$((KILLS * 150 > 20000 ? KILLS * 150 : 20000))}
 DRAIN=${KR_DRAIN:-60}
 SINK=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
 SINK_USER=()

@@ -127,7 +127,7 @@ start_admin_daemon() {
 }
 
 # start_daemon CONF LOG [BINARY]: run posternd (or BINARY, e.g.
-# $POSTERND_RACY) -f in the background, wait (up to 15 s) until it logs
+# $POSTERND_RACY) -f in the background, wait (up to START_SECS, default 15 s) until it logs
 # "started", set DAEMON_PID. Returns 1 on failure.
 start_daemon() {
 	local conf=$1 log=$2 bin=${3:-$POSTERND} i before
@@ -136,7 +136,7 @@ start_daemon() {
 	"$bin" -f -c "$conf" >>"$log" 2>&1 &
 	DAEMON_PID=$!
 	DAEMON_PIDS="$DAEMON_PIDS $DAEMON_PID"
-	for i in $(seq 1 150); do
+	for i in $(seq 1 $((${START_SECS:-15} * 10))); do
 		if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
 			echo "posternd exited at start; log $log:"
 			tail -20 "$log"
@@ -148,7 +148,7 @@ start_daemon() {
 		fi
 		sleep 0.1
 	done
-	echo "posternd did not start within 15 s; log $log:"
+	echo "posternd did not start within ${START_SECS:-15} s; log $log:"
 	tail -20 "$log"
 	return 1
 }

@@ -40,6 +40,9 @@ MDB_STAT=$(command -v mdb_stat) || skip "mdb_stat not found (Debian package lmdb
 if ldd "$POSTERND" 2>/dev/null | grep -q 'lib[at]san'; then
 	skip "posternd is built with a sanitizer; the layer needs a plain build"
 fi
+# Under the layer a start journals what it writes: on a loaded machine
+# (make -j2 check) it may take longer than the usual 15 s.
+START_SECS=60
 MSGS=${PC_MSGS:-6}
 DRIVERS=${PC_DRIVERS:-maildir ccmail}
 SEED=${PC_SEED:-1}
@@ -236,8 +239,14 @@ if [ -x "${POSTERND_NODIRSYNC:-}" ]; then
 	ALL_LOST=--all-lost
 	setup maildir pc_nodirsync "$POSTERND_NODIRSYNC"
 	point 0 0 || fail "nodirsync without a cut: $(cat "$WORK/check.out")"
+	# Count again on the store that now exists: the first round's count
+	# includes the new store's own sync points, and the cuts below go to
+	# the last ones of a round, after its deliveries' outcomes are
+	# committed.
+	point 0 0 || fail "nodirsync without a cut: $(cat "$WORK/check.out")"
 	t=$(cut -d' ' -f1 "$PC/count")
 	found=0
+	c0=$CUTS
 	for n in $(seq "$t" -1 $((t > 12 ? t - 12 : 1))); do
 		if ! point "$n" 0; then
 			found=1
@@ -245,7 +254,7 @@ if [ -x "${POSTERND_NODIRSYNC:-}" ]; then
 			break
 		fi
 	done
-	[ $found = 1 ] || fail "the variant without the directory fsync lost nothing: the sweep cannot see a loss"
+	[ $found = 1 ] || fail "the variant without the directory fsync lost nothing at points $t .. $((t > 12 ? t - 12 : 1)) ($((CUTS - c0)) cuts landed): the sweep cannot see a loss"
 else
 	echo "note: tests/posternd_nodirsync not built: the must-fail variant did not run"
 fi

@@ -26,6 +26,45 @@ driver_io_fail(struct driver_rcpt *r, const char *driver, const char *what,
 	log_warn("%s: %s %s: %s", driver, what, path, s);
 }
 
+int
+driver_expand(const char *t, const char *addr, char *out, size_t len)
+{
+	const char *at = strrchr(addr, '@');
+	size_t ll = at != NULL ? (size_t)(at - addr) : strlen(addr), o = 0;
+	const char *add;
+	size_t al;
+
+	for (; *t != '\0'; t++) {
+		add = t;
+		al = 1;
+		if (*t == '%' && t[1] != '\0') {
+			switch (*++t) {
+			case 'u':
+				add = addr;
+				al = strlen(addr);
+				break;
+			case 'l':
+				add = addr;
+				al = ll;
+				break;
+			case 'd':
+				add = at != NULL ? at + 1 : "";
+				al = strlen(add);
+				break;
+			default:	/* %% and unknown: the character */
+				add = t;
+				break;
+			}
+		}
+		if (o + al >= len)
+			return -1;
+		memcpy(out + o, add, al);
+		o += al;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
 void
 driver_delivery_id(const struct driver_msg *m, const struct driver_rcpt *r,
 		   char id[DRIVER_DELIVERY_ID_LEN])

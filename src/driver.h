@@ -121,6 +121,13 @@ void
 driver_delivery_id(const struct driver_msg *m, const struct driver_rcpt *r,
 		   char id[DRIVER_DELIVERY_ID_LEN]);
 
+/* Expand the recipient template t for the address addr into out (size
+ * len): %u is addr, %l its local part (before the last '@'), %d its
+ * domain ("" without an '@'), %% a '%'; any other %x is x. -1 if the
+ * result does not fit. Pure; any thread. */
+int
+driver_expand(const char *t, const char *addr, char *out, size_t len);
+
 /* The first line of the file at path (CR/LF cut), owned by the caller
  * (free it after OPENSSL_cleanse). NULL on error, with *error_r in a
  * thread-local buffer of this module, valid until the next call on the

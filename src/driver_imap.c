@@ -42,45 +42,6 @@ struct imap_driver {
 	char err[DRIVER_REPLY_LEN];	/* look()'s *error_r */
 };
 
-int
-driver_imap_expand(const char *t, const char *addr, char *out, size_t len)
-{
-	const char *at = strrchr(addr, '@');
-	size_t ll = at != NULL ? (size_t)(at - addr) : strlen(addr), o = 0;
-	const char *add;
-	size_t al;
-
-	for (; *t != '\0'; t++) {
-		add = t;
-		al = 1;
-		if (*t == '%' && t[1] != '\0') {
-			switch (*++t) {
-			case 'u':
-				add = addr;
-				al = strlen(addr);
-				break;
-			case 'l':
-				add = addr;
-				al = ll;
-				break;
-			case 'd':
-				add = at != NULL ? at + 1 : "";
-				al = strlen(add);
-				break;
-			default:	/* %% and unknown: the character */
-				add = t;
-				break;
-			}
-		}
-		if (o + al >= len)
-			return -1;
-		memcpy(out + o, add, al);
-		o += al;
-	}
-	out[o] = '\0';
-	return 0;
-}
-
 /* Logged in as user on a connection? Else (re)connect. 0; -1 with
  * *error_r when the server cannot be reached or refused the login
  * (*auth_r). */
@@ -104,8 +65,8 @@ login_as(struct imap_driver *d, const char *user, bool *auth_r,
 static int
 target(struct imap_driver *d, const char *addr, char *user, char *mbox)
 {
-	return driver_imap_expand(d->user, addr, user, NAME_MAX_LEN) < 0 ||
-	       driver_imap_expand(d->mailbox, addr, mbox, NAME_MAX_LEN) < 0 ?
+	return driver_expand(d->user, addr, user, NAME_MAX_LEN) < 0 ||
+	       driver_expand(d->mailbox, addr, mbox, NAME_MAX_LEN) < 0 ?
 	       -1 : 0;
 }
 

@@ -18,7 +18,7 @@ apt-get update -q
 apt-get install -y -q --no-install-recommends \
 	build-essential autoconf automake pkg-config ca-certificates \
 	liblmdb-dev lmdb-utils libevent-dev libcunit1-dev libssl-dev \
-	libinih-dev libjansson-dev libcrypt-dev libgmime-3.0-dev libsystemd-dev \
+	libinih-dev libjansson-dev libcurl4-openssl-dev libcrypt-dev libgmime-3.0-dev libsystemd-dev \
 	postfix swaks libnet-ssleay-perl libauthen-sasl-perl pflogsumm \
 	python3 strace procps curl util-linux mount \
 	dovecot-core dovecot-lmtpd dovecot-imapd openssl \

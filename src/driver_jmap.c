@@ -583,6 +583,8 @@ http(struct jmap_driver *d, const char *url, struct curl_slist *hdrs,
 	}
 	if (cc == CURLE_ABORTED_BY_CALLBACK)
 		h->err = "stopping";
+	else if (cc == CURLE_SEND_FAIL_REWIND && b != NULL && b->once)
+		h->err = "the connection closed with no reply";
 	else
 		h->err = d->curl_err[0] != '\0' ? d->curl_err :
 			 curl_easy_strerror(cc);

@@ -14,7 +14,7 @@
 #     the value in Email/get header:...:asText is exact; bob's Inbox
 #     holds nothing; alice's own login sees the same, a bad password
 #     gets 401; nothing went to sendmail.
-# Not in make check yet. Needs root and contrib/cyrus-test-peer.sh's
+# In make check. Needs root and contrib/cyrus-test-peer.sh's
 # packages (else exit 77). On a 2-core Debian 12 machine: start about
 # 0.85 s, the whole script about 4.5 s, stop about 0.1 s.
 . "$(dirname "$0")/common.sh"

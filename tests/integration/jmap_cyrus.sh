@@ -1,0 +1,292 @@
+#!/bin/bash
+# jmap_cyrus.sh - the jmap driver against a private Cyrus 3.6 (cyrus.sh),
+# logged in as the delegate postern, one JMAP account per recipient
+# (account = %l). Every count below is taken over JMAP (Email/query and
+# Email/get of each Inbox), never from Cyrus's files.
+#
+#  1. JMAP_MSGS (default 30) messages, each to alice and bob, arrive
+#     exactly once in each Inbox: every copy carries its own
+#     X-Postern-Delivery (alice's name recipient 0, bob's recipient 1),
+#     no Message-ID twice; nobody (no such account: accountNotFound)
+#     bounces 5.1.1; postern audit --verify is sound.
+#  2. Lost replies: cut_proxy.py drops the reply to the first 3
+#     Email/imports and closes the connection. Those entries go
+#     in-doubt, are looked for (Email/query by the header, Email/get to
+#     check its value), found, and recorded as sent: alice has each
+#     message exactly once.
+#  3. SIGKILL: JMAP_KILL_MSGS (default 150) queued messages are delivered
+#     while posternd is killed with SIGKILL three times, each soon after
+#     a new copy shows up; after the last restart alice has every
+#     message exactly once; audit --verify is sound.
+#  4. An import in flight at the kill, stored only after the restart
+#     (as imap_restart_look.sh with Dovecot): cut_proxy.py holds the
+#     Email/import request; Cyrus's httpd processes are stopped
+#     (SIGSTOP) and the request goes on into their socket; posternd is
+#     SIGKILLed and restarted; 0.3 s later httpd goes on (SIGCONT) and
+#     stores the message. The restarted posternd finds it by look and
+#     does not import it again.
+# Env: JMAP_MSGS (30), JMAP_KILL_MSGS (150); POSTERN_QUICK=1: 10 and 60.
+# Needs root and Cyrus (contrib/cyrus-test-peer.sh), else exit 77.
+. "$(dirname "$0")/common.sh"
+. "$HERE/cyrus.sh"
+
+command -v ss >/dev/null || skip "ss not found (Debian package iproute2)"
+MSGS=${JMAP_MSGS:-30}
+KILL_MSGS=${JMAP_KILL_MSGS:-150}
+if [ -n "$POSTERN_QUICK" ]; then
+	MSGS=${JMAP_MSGS:-10}
+	KILL_MSGS=${JMAP_KILL_MSGS:-60}
+fi
+STOPPED=""
+trap 'for p in $STOPPED; do kill -CONT "$p" 2>/dev/null; done; cyrus_stop; cleanup' EXIT
+cyrus_start "$WORK/cyrus" alice bob || fail "cyrus did not start"
+echo "cyrus started in $CYRUS_START_MS ms"
+echo "$CYRUS_PASS" >"$WORK/pw"
+
+# inbox USER: one line per email in USER's Inbox: its X-Postern-Delivery
+# values (comma-separated), a space, its Message-ID.
+inbox() {
+	"$PYTHON" - "$CYRUS_API_URL" "$CYRUS_USER" "$CYRUS_PASS" "$1" <<'PY' ||
+import base64, json, sys, urllib.request
+url, user, pw, acc = sys.argv[1:5]
+auth = "Basic " + base64.b64encode(("%s:%s" % (user, pw)).encode()).decode()
+def call(*calls):
+    body = json.dumps({"using": ["urn:ietf:params:jmap:core",
+                                 "urn:ietf:params:jmap:mail"],
+                       "methodCalls": list(calls)}).encode()
+    req = urllib.request.Request(url, data=body, headers={
+        "Authorization": auth, "Content-Type": "application/json"})
+    r = json.load(urllib.request.urlopen(req, timeout=30))["methodResponses"]
+    for name, args, tag in r:
+        if name == "error":
+            sys.exit("jmap: %r" % (args,))
+    return r
+box = call(["Mailbox/query", {"accountId": acc,
+                              "filter": {"role": "inbox"}}, "m"])[0][1]["ids"][0]
+r = call(["Email/query", {"accountId": acc, "filter": {"inMailbox": box},
+                          "limit": 100000}, "q"],
+         ["Email/get", {"accountId": acc, "#ids": {"resultOf": "q",
+          "name": "Email/query", "path": "/ids"},
+          "properties": ["header:X-Postern-Delivery:asText:all",
+                         "messageId"]}, "g"])
+for e in r[1][1]["list"]:
+    print(",".join(e["header:X-Postern-Delivery:asText:all"]),
+          (e["messageId"] or ["-"])[0])
+PY
+		fail "listing $1's Inbox over JMAP failed"
+}
+count() { inbox "$1" | wc -l; }
+# check USER N IDX: USER's Inbox holds N emails, no Message-ID and no
+# X-Postern-Delivery twice, each copy's id names recipient IDX.
+check() {
+	local list n
+	list=$(inbox "$1")
+	n=$(printf '%s' "$list" | grep -c .)
+	[ "$n" = "$2" ] || fail "$STEP: $1 has $n emails, want $2"
+	n=$(printf '%s\n' "$list" | awk '{ print $2 }' | sort | uniq -d | wc -l)
+	[ "$n" = 0 ] || fail "$STEP: $1 has $n Message-IDs twice"
+	n=$(printf '%s\n' "$list" | awk '{ print $1 }' | sort | uniq -d | wc -l)
+	[ "$n" = 0 ] || fail "$STEP: $1 has $n delivery ids twice"
+	n=$(printf '%s\n' "$list" | grep -c -v "^<[0-9A-F]*\.[0-9A-F]*\.$3> ")
+	[ "$n" = 0 ] || fail "$STEP: $1 has $n copies not for recipient $3:" \
+		"$(printf '%s\n' "$list" | grep -v "\.$3> " | head -3)"
+}
+wait_for() { # wait_for USER N SECS: until USER's Inbox holds >= N
+	local i
+	for i in $(seq 1 $(($3 * 5))); do
+		[ "$(count "$1")" -ge "$2" ] && return 0
+		sleep 0.2
+	done
+	return 1
+}
+
+# send PORT FIRST LAST RCPTS...: messages FIRST..LAST over one session.
+send() {
+	"$PYTHON" - "$@" <<'PY' || fail "sending to port $1 failed"
+import smtplib, sys
+port, first, last, rcpts = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+s = smtplib.SMTP("127.0.0.1", port, timeout=60)
+for i in range(first, last + 1):
+    msg = ("From: a@home.example\r\nSubject: jmap %d\r\n"
+           "Message-Id: <jmap-%d@home.example>\r\n\r\nbody %d\r\n.dot\r\n"
+           % (i, i, i))
+    s.sendmail("a@home.example", rcpts, msg)
+s.quit()
+PY
+}
+
+# config NAME PORT URL [WORKERS]: a posternd config with driver = jmap.
+config() {
+	write_config "$WORK/$1.conf" "$WORK/$1" "$2"
+	cat >>"$WORK/$1.conf" <<EOF
+[foreign]
+driver = jmap
+[jmap]
+url = $3
+user = $CYRUS_USER
+password_file = $WORK/pw
+account = %l
+timeout = 30s
+[workers]
+count = ${4:-2}
+[queue]
+backoff_min = 1h
+backoff_max = 2h
+EOF
+}
+
+# stopped LOG: SIGTERM posternd; it must exit 0, its log must hold no
+# sanitizer report.
+stopped() {
+	stop_daemon "$DAEMON_PID"
+	[ "$STOP_RC" = 0 ] || fail "$STEP: posternd exited $STOP_RC"
+	if grep -q 'Sanitizer\|runtime error' "$1"; then
+		fail "$STEP: sanitizer report in $1: $(grep -m3 'Sanitizer\|runtime error' "$1")"
+	fi
+}
+audit() { # audit NAME: postern audit --verify on NAME's store
+	"$POSTERN" -s "$WORK/$1/store" audit --verify >"$WORK/audit.out" 2>&1 ||
+		fail "$STEP: audit --verify: $(cat "$WORK/audit.out")"
+	grep -q 'sound' "$WORK/audit.out" ||
+		fail "$STEP: audit --verify: $(cat "$WORK/audit.out")"
+}
+found() { grep -c 'status=sent (found by look' "$1"; }
+
+# --- 1. exactly once into each Inbox; an unknown account bounces ----------
+STEP=1
+port=$(free_port)
+# /.well-known/jmap: Cyrus redirects it to /jmap/
+config one "$port" "$CYRUS_JMAP_URL/.well-known/jmap"
+start_daemon "$WORK/one.conf" "$WORK/one.log" || fail "1: posternd did not start"
+send "$port" 1 "$MSGS" alice@foreign.example bob@foreign.example
+send "$port" 1000 1000 nobody@foreign.example
+wait_for alice "$MSGS" 60 && wait_for bob "$MSGS" 60 ||
+	fail "1: alice $(count alice), bob $(count bob) of $MSGS"
+for i in $(seq 1 100); do
+	grep -q 'to=<nobody@foreign.example>.*status=' "$WORK/one.log" && break
+	sleep 0.1
+done
+sleep 1		# a late duplicate would show now
+stopped "$WORK/one.log"
+check alice "$MSGS" 0
+check bob "$MSGS" 1
+n=$(grep -c 'status=sent (delivered to jmap M' "$WORK/one.log")
+[ "$n" = $((2 * MSGS)) ] || fail "1: $n sent log lines, want $((2 * MSGS))"
+grep 'to=<nobody@foreign.example>' "$WORK/one.log" |
+	grep -q 'status=bounced (5.1.1 .*no JMAP mail account nobody' ||
+	fail "1: nobody not bounced: $(grep 'to=<nobody' "$WORK/one.log")"
+audit one
+echo "1: $MSGS x 2 exactly once in the right Inbox, nobody bounced 5.1.1," \
+	"audit sound"
+
+# --- 2. lost replies to Email/import --------------------------------------
+STEP=2
+start_cut_proxy jmap "$CYRUS_HTTP_PORT" 3 "$WORK/proxy-cut.out"
+port=$(free_port)
+config cut "$port" "http://127.0.0.1:$PROXY_PORT/jmap/"
+a0=$(count alice)
+start_daemon "$WORK/cut.conf" "$WORK/cut.log" || fail "2: posternd did not start"
+send "$port" 101 $((100 + MSGS)) alice@foreign.example
+wait_for alice $((a0 + MSGS)) 60 || fail "2: alice $(count alice) of $((a0 + MSGS))"
+for i in $(seq 1 100); do
+	[ "$(found "$WORK/cut.log")" -ge 3 ] && break
+	sleep 0.1
+done
+sleep 1
+stopped "$WORK/cut.log"
+n=$(grep -c '^cut' "$WORK/proxy-cut.out")
+[ "$n" = 3 ] || fail "2: the proxy cut $n times, not 3"
+n=$(grep -c 'status=in-doubt' "$WORK/cut.log")
+[ "$n" -ge 3 ] || fail "2: $n in-doubt outcomes, want 3"
+n=$(found "$WORK/cut.log")
+[ "$n" = 3 ] || fail "2: $n found by look, want 3"
+check alice $((a0 + MSGS)) 0
+audit cut
+echo "2: 3 lost Email/import replies found by look, alice" \
+	"$(count alice) exactly once"
+
+# --- 3. SIGKILL while deliveries are in flight ----------------------------
+STEP=3
+port=$(free_port)
+config kill "$port" "http://127.0.0.1:$(free_port)/jmap/"
+a0=$(count alice)
+# queue everything while the JMAP server is unreachable
+start_daemon "$WORK/kill.conf" "$WORK/kill.log" || fail "3: posternd did not start"
+send "$port" 2001 $((2000 + KILL_MSGS)) alice@foreign.example
+stopped "$WORK/kill.log"
+sed -i "s|^url = .*|url = $CYRUS_JMAP_URL/jmap/|" "$WORK/kill.conf"
+for k in 1 2 3; do
+	start_daemon "$WORK/kill.conf" "$WORK/kill.log" ||
+		fail "3: posternd did not restart ($k)"
+	before=$(count alice)
+	for i in $(seq 1 100); do
+		[ "$(count alice)" -gt "$before" ] && break
+		sleep 0.05
+	done
+	sleep 0.0$((RANDOM % 10))
+	kill9_daemon "$DAEMON_PID"
+	echo "3: kill $k after $(($(count alice) - a0)) of $KILL_MSGS"
+done
+start_daemon "$WORK/kill.conf" "$WORK/kill.log" || fail "3: last restart"
+wait_for alice $((a0 + KILL_MSGS)) 90 ||
+	fail "3: alice $(($(count alice) - a0)) of $KILL_MSGS"
+sleep 1
+stopped "$WORK/kill.log"
+check alice $((a0 + KILL_MSGS)) 0
+audit kill
+echo "3: $KILL_MSGS after 3 SIGKILLs exactly once ($(found "$WORK/kill.log")" \
+	"found by look, $(grep -c 'status=sent (already in jmap' "$WORK/kill.log")" \
+	"already there)"
+
+# --- 4. an import in flight at the kill, stored after the restart ----------
+STEP=4
+rm -f "$WORK/go"
+start_cut_proxy jmap "$CYRUS_HTTP_PORT" 1 "$WORK/proxy-hold.out" \
+	"hold=$WORK/go"
+port=$(free_port)
+config look "$port" "http://127.0.0.1:$PROXY_PORT/jmap/" 1
+a0=$(count alice)
+start_daemon "$WORK/look.conf" "$WORK/look.log" || fail "4: posternd did not start"
+send "$port" 3001 3001 alice@foreign.example
+for i in $(seq 1 300); do
+	grep -q '^held' "$WORK/proxy-hold.out" && break
+	sleep 0.1
+done
+grep -q '^held' "$WORK/proxy-hold.out" || fail "4: no Email/import came"
+[ "$(count alice)" = "$a0" ] || fail "4: alice has it before the import"
+# Stop every httpd of the master: the one behind the proxy's connection
+# gets the import into its socket and does not read it yet.
+STOPPED=$(pgrep -P "$CYRUS_MASTER_PID" -x httpd | tr '\n' ' ')
+[ -n "$STOPPED" ] || fail "4: no httpd under cyrus master $CYRUS_MASTER_PID"
+kill -STOP $STOPPED
+unread() {
+	ss -tnH state established "( sport = :$CYRUS_HTTP_PORT )" |
+		awk '{ n += $1 } END { print n + 0 }'
+}
+touch "$WORK/go"
+for i in $(seq 1 100); do
+	[ "$(unread)" -gt 100 ] && break
+	sleep 0.05
+done
+[ "$(unread)" -gt 100 ] || fail "4: the import did not reach httpd ($(unread) bytes)"
+kill9_daemon "$DAEMON_PID"
+start_daemon "$WORK/look.conf" "$WORK/look.log" || fail "4: posternd did not restart"
+# posternd looks 1 s after it starts; httpd stores the message 0.3 s
+# after the start.
+sleep 0.3
+kill -CONT $STOPPED
+STOPPED=""
+for i in $(seq 1 300); do
+	grep -q 'to=<alice@foreign.example>.*status=sent' "$WORK/look.log" && break
+	sleep 0.1
+done
+sleep 1
+stopped "$WORK/look.log"
+grep 'to=<alice@foreign.example>' "$WORK/look.log" | tail -1
+n=$(found "$WORK/look.log")
+[ "$n" = 1 ] || fail "4: $n found by look, want 1"
+check alice $((a0 + 1)) 0
+audit look
+echo "4: the import in flight at the kill was stored after the restart," \
+	"found by look, stored once"
+exit 0

@@ -27,8 +27,6 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
-#include <openssl/crypto.h>
-#include <openssl/sha.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -880,10 +878,11 @@ deliver_pass(struct jmap_driver *d, const struct driver_msg *m,
 
 /* Deliver to one recipient: 0 (r filled in) or DRIVER_UNAVAILABLE. */
 static int
-deliver_one(struct jmap_driver *d, const struct driver_msg *m,
-	    struct driver_rcpt *r, const unsigned char *sha)
+deliver_one(struct driver *base, const struct driver_msg *m,
+	    struct driver_rcpt *r)
 {
-	char account[ACCOUNT_MAX_LEN], id[DRIVER_DELIVERY_ID_LEN];
+	struct jmap_driver *d = (struct jmap_driver *)base;
+	char account[ACCOUNT_MAX_LEN];
 	enum step st = STEP_AGAIN;
 
 	if (driver_expand(d->account, r->addr, account, sizeof(account)) <
@@ -893,9 +892,8 @@ deliver_one(struct jmap_driver *d, const struct driver_msg *m,
 			     d->peer);
 		return 0;
 	}
-	driver_delivery_id(m, r, id);
 	buf_reset(&d->hdr);
-	buf_printf(&d->hdr, "%s: %s\r\n", DRIVER_DELIVERY_HEADER, id);
+	driver_delivery_header(&d->hdr, m, r);
 	d->connect_us = 0;
 	/* A second pass after a fresh session (401/404) or a refused Inbox
 	 * id or blob; nothing was imported in the first. */
@@ -909,8 +907,6 @@ deliver_one(struct jmap_driver *d, const struct driver_msg *m,
 		return DRIVER_UNAVAILABLE;
 	if (st == STEP_STALE)	/* refused twice: this recipient only */
 		r->result = CLAIM_TEMPFAIL;
-	if (r->result == CLAIM_DELIVERED || r->result == CLAIM_UNKNOWN)
-		memcpy(r->sha, sha, 32);
 	return 0;
 }
 
@@ -918,18 +914,7 @@ static int
 jmap_deliver(struct driver *base, const struct driver_msg *m,
 	     struct driver_rcpt *r, size_t n)
 {
-	struct jmap_driver *d = (struct jmap_driver *)base;
-	unsigned char sha[32];
-
-	if (base == NULL || m == NULL || r == NULL || n == 0)
-		return -1;
-	/* Of the queued message, as the imap driver and a look record. */
-	SHA256(m->body, m->body_len, sha);
-	for (size_t i = 0; i < n; i++) {
-		if (deliver_one(d, m, &r[i], sha) == DRIVER_UNAVAILABLE)
-			return driver_down_at(r, i, n);
-	}
-	return 0;
+	return driver_deliver_each(base, m, r, n, deliver_one);
 }
 
 /* --- look -------------------------------------------------------------- */
@@ -1002,10 +987,7 @@ jmap_free(struct driver **dp)
 	free(d->inbox);
 	free(d->url);
 	free(d->account);
-	if (d->password != NULL) {
-		OPENSSL_cleanse(d->password, strlen(d->password));
-		free(d->password);
-	}
+	driver_password_free(&d->password);
 	buf_free(&d->hdr);
 	buf_free(&d->resp);
 	free(d);

@@ -905,7 +905,7 @@ deliver_one(struct driver *base, const struct driver_msg *m,
 	r->connect_us += d->connect_us;
 	if (st == STEP_DOWN)
 		return DRIVER_UNAVAILABLE;
-	if (st == STEP_STALE)	/* refused twice: this recipient only */
+	if (st == STEP_STALE || st == STEP_AGAIN)	/* refused twice */
 		r->result = CLAIM_TEMPFAIL;
 	return 0;
 }
@@ -1055,6 +1055,9 @@ setup_curl(struct jmap_driver *d, const struct driver_jmap_opts *o)
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);	/* threads */
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	/* Redirects of the session resource are followed; the password
+	 * goes along only on the same host (CURLOPT_UNRESTRICTED_AUTH
+	 * off), never to a host a redirect names. */
 	curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
 	curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
 	curl_easy_setopt(c, CURLOPT_USERNAME, o->user);

@@ -14,7 +14,7 @@
 #     in-doubt, are looked for (Email/query by the header, Email/get to
 #     check its value), found, and recorded as sent: alice has each
 #     message exactly once.
-#  3. SIGKILL: JMAP_KILL_MSGS (default 150) queued messages are delivered
+#  3. SIGKILL: JMAP_KILL_MSGS (default 300) queued messages are delivered
 #     while posternd is killed with SIGKILL three times, each soon after
 #     a new copy shows up; after the last restart alice has every
 #     message exactly once; audit --verify is sound.
@@ -25,7 +25,7 @@
 #     SIGKILLed and restarted; 0.3 s later httpd goes on (SIGCONT) and
 #     stores the message. The restarted posternd finds it by look and
 #     does not import it again.
-# Env: JMAP_MSGS (30), JMAP_KILL_MSGS (150); POSTERN_QUICK=1: 10 and 150
+# Env: JMAP_MSGS (30), JMAP_KILL_MSGS (300); POSTERN_QUICK=1: 10 and 300
 # (fewer kill messages are all delivered before the kills).
 # Needs root and Cyrus (contrib/cyrus-test-peer.sh), else exit 77.
 . "$(dirname "$0")/common.sh"
@@ -33,7 +33,7 @@
 
 command -v ss >/dev/null || skip "ss not found (Debian package iproute2)"
 MSGS=${JMAP_MSGS:-30}
-KILL_MSGS=${JMAP_KILL_MSGS:-150}
+KILL_MSGS=${JMAP_KILL_MSGS:-300}
 [ -n "$POSTERN_QUICK" ] && MSGS=${JMAP_MSGS:-10}
 STOPPED=""
 trap 'for p in $STOPPED; do kill -CONT "$p" 2>/dev/null; done; cyrus_stop; cleanup' EXIT

@@ -8,7 +8,8 @@
 #     exactly once in each Inbox: every copy carries its own
 #     X-Postern-Delivery (alice's name recipient 0, bob's recipient 1),
 #     no Message-ID twice; nobody (no such account: accountNotFound)
-#     bounces 5.1.1; postern audit --verify is sound.
+#     bounces 5.1.1; postern audit --verify is sound. Over IMAP (as
+#     the Cyrus admin) each Inbox holds the same messages.
 #  2. Lost replies: cut_proxy.py drops the reply to the first 3
 #     Email/imports and closes the connection. Those entries go
 #     in-doubt, are looked for (Email/query by the header, Email/get to
@@ -25,6 +26,10 @@
 #     SIGKILLed and restarted; 0.3 s later httpd goes on (SIGCONT) and
 #     stores the message. The restarted posternd finds it by look and
 #     does not import it again.
+#  5. Over quota: carol's Inbox has a quota of 1 KiB (IMAP SETQUOTA);
+#     a 4 KiB message to her is deferred 4.2.2 (Cyrus answers
+#     notCreated overQuota), retried, deferred again; once the quota is
+#     lifted it arrives, once.
 # Env: JMAP_MSGS (30), JMAP_KILL_MSGS (300); POSTERN_QUICK=1: 10 and 300
 # (fewer kill messages are all delivered before the kills).
 # Needs root and Cyrus (contrib/cyrus-test-peer.sh), else exit 77.
@@ -37,7 +42,7 @@ KILL_MSGS=${JMAP_KILL_MSGS:-300}
 [ -n "$POSTERN_QUICK" ] && MSGS=${JMAP_MSGS:-10}
 STOPPED=""
 trap 'for p in $STOPPED; do kill -CONT "$p" 2>/dev/null; done; cyrus_stop; cleanup' EXIT
-cyrus_start "$WORK/cyrus" alice bob || fail "cyrus did not start"
+cyrus_start "$WORK/cyrus" alice bob carol || fail "cyrus did not start"
 echo "cyrus started in $CYRUS_START_MS ms"
 echo "$CYRUS_PASS" >"$WORK/pw"
 
@@ -74,6 +79,36 @@ PY
 		fail "listing $1's Inbox over JMAP failed"
 }
 count() { inbox "$1" | wc -l; }
+# imap COMMAND USER [ARG]: over IMAP.
+#   count USER: logged in as USER, the messages in INBOX and how many
+#   carry an X-Postern-Delivery
+#   quota USER KIB: as the Cyrus admin, SETQUOTA user.USER (STORAGE KIB);
+#   KIB "" lifts it
+imap() {
+	"$PYTHON" - "$CYRUS_IMAP_PORT" "$CYRUS_ADMIN_USER" "$CYRUS_ADMIN_PASS" \
+		"$CYRUS_USER_PASS" "$@" <<'PY' || fail "$STEP: IMAP $1 $2 failed"
+import imaplib, sys
+port, admin, adminpw, userpw, cmd, box = sys.argv[1:7]
+m = imaplib.IMAP4("127.0.0.1", int(port))
+if cmd == "quota":
+    m.login(admin, adminpw)
+    kib = sys.argv[7]
+    r = m.setquota("user." + box, "(STORAGE %s)" % kib if kib else "()")
+    if r[0] != "OK":
+        sys.exit("SETQUOTA: %r" % (r,))
+else:
+    m.login(box, userpw)
+    typ, d = m.select("INBOX", readonly=True)
+    n = int(d[0])
+    with_id = 0
+    if n:
+        typ, d = m.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (X-Postern-Delivery)])")
+        with_id = sum(1 for x in d if isinstance(x, tuple) and
+                      b"x-postern-delivery:" in x[1].lower())
+    print(n, with_id)
+m.logout()
+PY
+}
 # check USER N IDX: USER's Inbox holds N emails, no Message-ID and no
 # X-Postern-Delivery twice, each copy's id names recipient IDX.
 check() {
@@ -150,8 +185,13 @@ grep 'to=<nobody@foreign.example>' "$WORK/one.log" |
 	grep -q 'status=bounced (5.1.1 .*no JMAP mail account nobody' ||
 	fail "1: nobody not bounced: $(grep 'to=<nobody' "$WORK/one.log")"
 audit one
-echo "1: $MSGS x 2 exactly once in the right Inbox, nobody bounced 5.1.1," \
-	"audit sound"
+for u in alice bob; do
+	n=$(imap count "$u")
+	[ "$n" = "$MSGS $MSGS" ] ||
+		fail "1: over IMAP $u's INBOX has $n (messages, with the header), want $MSGS $MSGS"
+done
+echo "1: $MSGS x 2 exactly once in the right Inbox (JMAP and IMAP agree)," \
+	"nobody bounced 5.1.1, audit sound"
 
 # --- 2. lost replies to Email/import --------------------------------------
 STEP=2
@@ -263,4 +303,39 @@ check alice $((a0 + 1)) 0
 audit look
 echo "4: the import in flight at the kill was stored after the restart," \
 	"found by look, stored once"
+
+# --- 5. over quota: deferred 4.2.2, then delivered once --------------------
+STEP=5
+imap quota carol 1
+port=$(free_port)
+config quota "$port" "$CYRUS_JMAP_URL/jmap/"
+sed -i 's/^backoff_min = .*/backoff_min = 1/; s/^backoff_max = .*/backoff_max = 1/' \
+	"$WORK/quota.conf"
+start_daemon "$WORK/quota.conf" "$WORK/quota.log" || fail "5: posternd did not start"
+"$PYTHON" - "$port" <<'PY' || fail "5: sending failed"
+import smtplib, sys
+body = ("Subject: big\r\nMessage-ID: <big.5@postern.test>\r\n\r\n" +
+        ("y" * 70 + "\r\n") * 60)
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]))
+s.sendmail("home@home.example", ["carol@foreign.example"], body)
+s.quit()
+PY
+for i in $(seq 1 100); do
+	[ "$(grep -c 'to=<carol@foreign.example>.*status=deferred' "$WORK/quota.log")" -ge 2 ] && break
+	sleep 0.1
+done
+line=$(grep 'to=<carol@foreign.example>.*status=deferred' "$WORK/quota.log" | tail -1)
+case $line in
+*"status=deferred (4.2.2 "*"over quota in account carol"*) ;;
+*) fail "5: not deferred 4.2.2 over quota (twice): ${line:-$(tail -3 "$WORK/quota.log")}" ;;
+esac
+[ "$(count carol)" = 0 ] || fail "5: carol has $(count carol) emails over quota"
+imap quota carol ""
+wait_for carol 1 30 || fail "5: carol has nothing after the quota was lifted"
+sleep 1
+stop_clean "$STEP" "$WORK/quota.log"
+check carol 1 0
+n=$(grep -c 'to=<carol@foreign.example>.*status=deferred' "$WORK/quota.log")
+audit quota
+echo "5: over quota: deferred 4.2.2 $n times, delivered once the quota was lifted"
 exit 0

@@ -253,7 +253,12 @@ static const struct key keys[] = {
 	{ "jmap", "password", V_STR_OPT, F(jmap.password), 0, 0, NULL, "" },
 	{ "jmap", "password_file", V_PATH_OPT, F(jmap.password_file), 0, 0,
 	  NULL, "" },
+	{ "jmap", "token_file", V_PATH_OPT, F(jmap.token_file), 0, 0, NULL,
+	  "" },
 	{ "jmap", "account", V_WORD, F(jmap.account), 0, 0, NULL, "%l" },
+	{ "jmap", "mailbox", V_WORD, F(jmap.mailbox), 0, 0, NULL, "inbox" },
+	{ "jmap", "create_mailbox", V_BOOL, F(jmap.create_mailbox), 0, 0, NULL,
+	  "no" },
 	{ "jmap", "tls_ca_file", V_PATH_OPT, F(jmap.tls_ca_file), 0, 0, NULL,
 	  "" },
 	{ "jmap", "tls_verify", V_BOOL, F(jmap.tls_verify), 0, 0, NULL, "yes" },
@@ -1261,6 +1266,15 @@ check_cross(struct ctx *c)
 				  "password_file"),
 			 "[jmap] password and password_file: set one, not "
 			 "both");
+	if (cfg->jmap.token_file != NULL &&
+	    (cfg->jmap.user != NULL || cfg->jmap.password != NULL ||
+	     cfg->jmap.password_file != NULL))
+		ctx_fail(c, later(c, "jmap", "token_file", "jmap",
+				  cfg->jmap.user != NULL ? "user" :
+				  cfg->jmap.password != NULL ? "password" :
+				  "password_file"),
+			 "[jmap] token_file is a login of its own: set it, or "
+			 "user with password or password_file, not both");
 	if (!c->failed)
 		load_tls(c);
 	if (!c->failed)

@@ -116,15 +116,19 @@ struct config_imap {
 };
 
 /* The jmap driver's server ([jmap]). url is the session resource
- * (http:// or https://); account is a template as [imap] user. password
- * or password_file, not both. Strings are owned by the snapshot, NULL
+ * (http:// or https://); account is a template as [imap] user. user with
+ * password or password_file (not both), or token_file alone. mailbox: a
+ * role ("inbox") or a name. Strings are owned by the snapshot, NULL
  * when not set. Timeouts are seconds. */
 struct config_jmap {
 	char *url;
 	char *user;
 	char *password;
 	char *password_file;
+	char *token_file;
 	char *account;
+	char *mailbox;
+	bool create_mailbox;
 	char *tls_ca_file;
 	bool tls_verify;
 	unsigned timeout;		/* each HTTP request */

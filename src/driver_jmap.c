@@ -4,14 +4,15 @@
  *
  * Owns:    struct jmap_driver: private copies of the settings (strings
  *          included), the password, one CURL easy handle and its header
- *          lists, the session last fetched, the Inbox ids found, and the
+ *          lists, the session last fetched, the mailbox ids found, and the
  *          buffers of a copy's header and of the last reply.
  * Threads: one object per worker; nothing is shared between objects
  *          (libcurl's global state is set up once by main()).
  *
  * A recipient's delivery is up to four requests on one kept connection:
  * the session (once, and again after a 401/404 or a changed
- * sessionState), Mailbox/query for the account's Inbox (cached), the
+ * sessionState), Mailbox/query (and Mailbox/get) for the account's
+ * mailbox (cached; made with create_mailbox when a name is not there), the
  * upload of the copy, and Email/import. Nothing is handed over until
  * Email/import has gone out: a failure before that is "unavailable" or
  * a plain deferral; after it, with no answer, the entry is in-doubt and
@@ -35,7 +36,7 @@
 
 #define ACCOUNT_MAX_LEN	256
 #define REPLY_MAX	(16u * 1024 * 1024)	/* a longer reply: an error */
-#define INBOX_CACHE_MAX	1024			/* then forget them all */
+#define BOX_CACHE_MAX	1024			/* then forget them all */
 
 #define CAP_CORE	"urn:ietf:params:jmap:core"
 #define CAP_MAIL	"urn:ietf:params:jmap:mail"
@@ -48,10 +49,11 @@ enum step {
 	STEP_DONE,	/* r holds the result */
 	STEP_DOWN,	/* the server cannot be used, nothing handed over */
 	STEP_STALE,	/* 401/404: fetch the session anew, try again */
-	STEP_AGAIN,	/* the Inbox id or the blob was refused: again */
+	STEP_AGAIN,	/* the mailbox id or the blob was refused, or the
+			   mailbox could not be made: again */
 };
 
-struct inbox {
+struct box {
 	char *account;			/* owned */
 	char *id;			/* owned */
 };
@@ -78,7 +80,11 @@ struct jmap_driver {
 	struct driver base;		/* first: (struct driver *) casts */
 	char *url;			/* owned: the session resource */
 	char *account;			/* owned template */
-	char *password;			/* owned, cleansed on free */
+	char *mailbox;			/* owned: a role or a name */
+	bool create_mailbox;
+	char *password;			/* owned, cleansed on free; NULL
+					   with a token */
+	char *token;			/* owned, cleansed on free */
 	int cancel_fd;			/* borrowed */
 	char peer[300];			/* "host:port" */
 	CURL *curl;			/* owned */
@@ -92,8 +98,8 @@ struct jmap_driver {
 	char *base_url;			/* owned: where the session was */
 	char *api;			/* owned: the absolute apiUrl */
 	bool stale;
-	struct inbox *inbox;		/* owned array of n_inbox */
-	size_t n_inbox;
+	struct box *box;		/* owned array of n_box */
+	size_t n_box;
 	struct buf hdr;			/* the header line of a copy */
 	struct buf resp;		/* the last reply's body */
 	uint64_t connect_us;		/* spent connecting, this recipient */
@@ -176,22 +182,51 @@ request(json_t *calls)
 	return text;
 }
 
-char *
-driver_jmap_inbox_request(const char *account)
+bool
+driver_jmap_is_role(const char *s)
 {
-	return request(json_pack("[[s, {s:s, s:{s:s}}, s]]", "Mailbox/query",
-				 "accountId", account, "filter", "role",
-				 "inbox", "q"));
+	static const char *const roles[] = {
+		"all", "archive", "drafts", "flagged", "important", "inbox",
+		"junk", "sent", "subscribed", "trash",
+	};
+
+	for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++)
+		if (strcmp(s, roles[i]) == 0)
+			return true;
+	return false;
+}
+
+char *
+driver_jmap_mailbox_request(const char *account, const char *mailbox)
+{
+	return request(json_pack("[[s, {s:s, s:{s:s}}, s], "
+				 "[s, {s:s, s:{s:s, s:s, s:s}, s:[s,s,s]}, s]]",
+				 "Mailbox/query", "accountId", account,
+				 "filter", driver_jmap_is_role(mailbox) ?
+				 "role" : "name", mailbox, "q",
+				 "Mailbox/get", "accountId", account, "#ids",
+				 "resultOf", "q", "name", "Mailbox/query",
+				 "path", "/ids", "properties", "name", "role",
+				 "parentId", "g"));
+}
+
+char *
+driver_jmap_create_request(const char *account, const char *name)
+{
+	return request(json_pack("[[s, {s:s, s:{s:{s:s, s:n}}}, s]]",
+				 "Mailbox/set", "accountId", account,
+				 "create", CREATION_ID, "name", name,
+				 "parentId", "s"));
 }
 
 char *
 driver_jmap_import_request(const char *account, const char *blob,
-			   const char *inbox)
+			   const char *box)
 {
 	return request(json_pack("[[s, {s:s, s:{s:{s:s, s:{s:b}, s:{}}}}, "
 				 "s]]", "Email/import", "accountId", account,
 				 "emails", CREATION_ID, "blobId", blob,
-				 "mailboxIds", inbox, 1, "keywords", "i"));
+				 "mailboxIds", box, 1, "keywords", "i"));
 }
 
 char *
@@ -273,22 +308,64 @@ driver_jmap_parse_upload(const char *text, size_t len,
 	json_decref(root);
 }
 
+static void
+not_created(json_t *nc, struct driver_jmap_reply *x);
+
 void
-driver_jmap_parse_inbox(const char *text, size_t len,
-			struct driver_jmap_reply *x)
+driver_jmap_parse_mailbox(const char *text, size_t len, const char *mailbox,
+			  struct driver_jmap_reply *x)
 {
-	json_t *root = reply_root(text, len, x), *args = NULL;
+	json_t *root = reply_root(text, len, x), *args = NULL, *e;
+	const char *id, *what, *found = NULL;
+	bool role = driver_jmap_is_role(mailbox), top;
+	size_t i;
+
+	if (root != NULL && method_args(root, "Mailbox/query", "q", x) != NULL)
+		args = method_args(root, "Mailbox/get", "g", x);
+	if (args == NULL) {
+		json_decref(root);
+		return;
+	}
+	json_array_foreach(json_object_get(args, "list"), i, e) {
+		id = json_string_value(json_object_get(e, "id"));
+		what = json_string_value(json_object_get(e, role ? "role" :
+							 "name"));
+		if (id == NULL || what == NULL || strcmp(mailbox, what) != 0)
+			continue;
+		top = json_is_null(json_object_get(e, "parentId"));
+		if (found == NULL || top)
+			found = id;
+		if (top)
+			break;
+	}
+	if (found == NULL)
+		x->kind = DRIVER_JMAP_NOT_FOUND;
+	else
+		copy_text(x->id, sizeof(x->id), found);
+	json_decref(root);
+}
+
+void
+driver_jmap_parse_create(const char *text, size_t len,
+			 struct driver_jmap_reply *x)
+{
+	json_t *root = reply_root(text, len, x), *args = NULL, *nc;
 	const char *id;
 
 	if (root != NULL)
-		args = method_args(root, "Mailbox/query", "q", x);
+		args = method_args(root, "Mailbox/set", "s", x);
 	if (args != NULL) {
-		id = json_string_value(json_array_get(json_object_get(args,
-							"ids"), 0));
-		if (id == NULL)
-			bad(x, "the account has no Inbox");
-		else
+		id = json_string_value(json_object_get(json_object_get(
+				json_object_get(args, "created"), CREATION_ID),
+				"id"));
+		nc = json_object_get(json_object_get(args, "notCreated"),
+				     CREATION_ID);
+		if (id != NULL)
 			copy_text(x->id, sizeof(x->id), id);
+		else if (nc != NULL)
+			not_created(nc, x);
+		else
+			bad(x, "neither created nor notCreated");
 	}
 	json_decref(root);
 }
@@ -415,6 +492,7 @@ driver_jmap_map_import(const struct driver_jmap_reply *x,
 		map_method_error(x, account, peer, r);
 		return 0;
 	case DRIVER_JMAP_BAD:
+	case DRIVER_JMAP_NOT_FOUND:	/* not an Email/import kind */
 		/* The request was answered, with what we cannot read. */
 		r->result = CLAIM_UNKNOWN;
 		driver_reply(r->reply, "4.4.2 %s: Email/import into %s: %s, "
@@ -632,7 +710,7 @@ why_of(const struct http_res *h, char *buf, size_t len)
 	return buf;
 }
 
-/* --- the session and the Inbox ----------------------------------------- */
+/* --- the session and the mailbox --------------------------------------- */
 
 static void
 session_drop(struct jmap_driver *d)
@@ -688,48 +766,88 @@ session_ensure(struct jmap_driver *d, char *why)
 }
 
 static void
-inbox_forget(struct jmap_driver *d, const char *account)
+box_forget(struct jmap_driver *d, const char *account)
 {
-	for (size_t i = 0; i < d->n_inbox; i++) {
-		if (strcmp(d->inbox[i].account, account) != 0)
+	for (size_t i = 0; i < d->n_box; i++) {
+		if (strcmp(d->box[i].account, account) != 0)
 			continue;
-		free(d->inbox[i].account);
-		free(d->inbox[i].id);
-		d->inbox[i] = d->inbox[--d->n_inbox];
+		free(d->box[i].account);
+		free(d->box[i].id);
+		d->box[i] = d->box[--d->n_box];
 		return;
 	}
 }
 
 static const char *
-inbox_add(struct jmap_driver *d, const char *account, const char *id)
+box_add(struct jmap_driver *d, const char *account, const char *id)
 {
-	if (d->n_inbox == INBOX_CACHE_MAX)
-		while (d->n_inbox > 0)
-			inbox_forget(d, d->inbox[0].account);
-	if (d->inbox == NULL)
-		d->inbox = xcalloc(INBOX_CACHE_MAX, sizeof(*d->inbox));
-	d->inbox[d->n_inbox].account = xstrdup(account);
-	d->inbox[d->n_inbox].id = xstrdup(id);
-	return d->inbox[d->n_inbox++].id;
+	if (d->n_box == BOX_CACHE_MAX)
+		while (d->n_box > 0)
+			box_forget(d, d->box[0].account);
+	if (d->box == NULL)
+		d->box = xcalloc(BOX_CACHE_MAX, sizeof(*d->box));
+	d->box[d->n_box].account = xstrdup(account);
+	d->box[d->n_box].id = xstrdup(id);
+	return d->box[d->n_box++].id;
 }
 
-/* The Inbox id of account (cached) in *id_r, owned by d until the next
- * inbox_forget()/inbox_add(). */
+/* Mailbox/set: create the mailbox d->mailbox (a name) in account. Its
+ * id into *id_r as mailbox_of() does; a failure: r filled in. */
 static enum step
-inbox_of(struct jmap_driver *d, const char *account, const char **id_r,
-	 struct driver_rcpt *r)
+mailbox_create(struct jmap_driver *d, const char *account, const char **id_r,
+	       struct driver_rcpt *r)
 {
 	struct driver_jmap_reply x;
 	struct http_res h;
 	char code[32];
 
-	for (size_t i = 0; i < d->n_inbox; i++) {
-		if (strcmp(d->inbox[i].account, account) == 0) {
-			*id_r = d->inbox[i].id;
+	api_post(d, driver_jmap_create_request(account, d->mailbox), false,
+		 &h);
+	driver_reply(r->reply, "4.4.1 %s: Mailbox/set: %s", d->peer,
+		     why_of(&h, code, sizeof(code)));
+	if (h.status == 0 || h.status >= 500)
+		return STEP_DOWN;
+	if (h.status == 401 || h.status == 404)
+		return STEP_STALE;
+	r->result = CLAIM_TEMPFAIL;
+	if (h.status != 200)
+		return STEP_DONE;
+	driver_jmap_parse_create(resp_text(d), d->resp.len, &x);
+	note_state(d, &x);
+	if (x.kind == DRIVER_JMAP_OK) {
+		log_info("%s: created mailbox %s in account %s (id %s)",
+			 d->peer, d->mailbox, account, x.id);
+		*id_r = box_add(d, account, x.id);
+		return STEP_OK;
+	}
+	/* Another worker may have made it meanwhile: the caller's second
+	 * pass finds it. */
+	driver_reply(r->reply, "4.3.0 %s: cannot create mailbox %s in "
+		     "account %s: %s%s%s", d->peer, d->mailbox, account,
+		     x.type, x.desc[0] ? ": " : "", x.desc);
+	return STEP_AGAIN;
+}
+
+/* The id of the mailbox of account (cached) in *id_r, owned by d until
+ * the next box_forget()/box_add(). A name not found is made with
+ * create_mailbox, else the recipient bounces, as Postfix's local
+ * delivery does for a mailbox that is not there. */
+static enum step
+mailbox_of(struct jmap_driver *d, const char *account, const char **id_r,
+	   bool may_create, struct driver_rcpt *r)
+{
+	struct driver_jmap_reply x;
+	struct http_res h;
+	char code[32];
+
+	for (size_t i = 0; i < d->n_box; i++) {
+		if (strcmp(d->box[i].account, account) == 0) {
+			*id_r = d->box[i].id;
 			return STEP_OK;
 		}
 	}
-	api_post(d, driver_jmap_inbox_request(account), false, &h);
+	api_post(d, driver_jmap_mailbox_request(account, d->mailbox), false,
+		 &h);
 	driver_reply(r->reply, "4.4.1 %s: Mailbox/query: %s", d->peer,
 		     why_of(&h, code, sizeof(code)));
 	if (h.status == 0 || h.status >= 500)
@@ -739,21 +857,29 @@ inbox_of(struct jmap_driver *d, const char *account, const char **id_r,
 	r->result = CLAIM_TEMPFAIL;
 	if (h.status != 200)
 		return STEP_DONE;
-	driver_jmap_parse_inbox(resp_text(d), d->resp.len, &x);
+	driver_jmap_parse_mailbox(resp_text(d), d->resp.len, d->mailbox, &x);
 	note_state(d, &x);
 	if (x.kind == DRIVER_JMAP_OK) {
-		*id_r = inbox_add(d, account, x.id);
+		*id_r = box_add(d, account, x.id);
 		return STEP_OK;
 	}
-	if (x.kind == DRIVER_JMAP_ERROR &&
-	    (is_type(&x, "accountNotFound") ||
-	     is_type(&x, "accountNotSupportedByMethod"))) {
+	if (x.kind == DRIVER_JMAP_NOT_FOUND && d->create_mailbox &&
+	    !driver_jmap_is_role(d->mailbox) && may_create)
+		return mailbox_create(d, account, id_r, r);
+	if (x.kind == DRIVER_JMAP_NOT_FOUND) {
+		r->result = CLAIM_PERMFAIL;
+		driver_reply(r->reply, "5.1.1 %s: no mailbox %s%s in account "
+			     "%s", d->peer, driver_jmap_is_role(d->mailbox) ?
+			     "with role " : "", d->mailbox, account);
+	} else if (x.kind == DRIVER_JMAP_ERROR &&
+		   (is_type(&x, "accountNotFound") ||
+		    is_type(&x, "accountNotSupportedByMethod"))) {
 		r->result = CLAIM_PERMFAIL;
 		driver_reply(r->reply, "5.1.1 %s: no JMAP mail account %s "
 			     "(%s)", d->peer, account, x.type);
 	} else {
-		driver_reply(r->reply, "4.3.0 %s: the Inbox of account %s: "
-			     "%s%s%s", d->peer, account, x.type,
+		driver_reply(r->reply, "4.3.0 %s: mailbox %s of account %s: "
+			     "%s%s%s", d->peer, d->mailbox, account, x.type,
 			     x.desc[0] ? ": " : "", x.desc);
 	}
 	return STEP_DONE;
@@ -813,17 +939,17 @@ upload(struct jmap_driver *d, const char *account, const struct driver_msg *m,
 	return STEP_OK;
 }
 
-/* Email/import of blob into inbox. From here on the server may have the
+/* Email/import of blob into the mailbox box. From here on the server may have the
  * message: a request that went out and got no answer is in-doubt. */
 static enum step
 import(struct jmap_driver *d, const char *account, const char *blob,
-       const char *inbox, bool may_retry, struct driver_rcpt *r)
+       const char *box, bool may_retry, struct driver_rcpt *r)
 {
 	struct driver_jmap_reply x;
 	struct http_res h;
 	char code[32];
 
-	api_post(d, driver_jmap_import_request(account, blob, inbox), true,
+	api_post(d, driver_jmap_import_request(account, blob, box), true,
 		 &h);
 	if (h.status == 0 && !h.sent) {
 		driver_reply(r->reply, "4.4.2 %s: Email/import: %s", d->peer,
@@ -851,26 +977,26 @@ import(struct jmap_driver *d, const char *account, const char *blob,
 	       STEP_AGAIN : STEP_DONE;
 }
 
-/* One pass: session, Inbox, upload, import. */
+/* One pass: session, mailbox, upload, import. */
 static enum step
 deliver_pass(struct jmap_driver *d, const struct driver_msg *m,
 	     struct driver_rcpt *r, const char *account, bool may_retry)
 {
 	char blob[DRIVER_JMAP_ID_LEN], why[DRIVER_REPLY_LEN];
-	const char *inbox;
+	const char *box;
 	enum step st;
 
 	if (session_ensure(d, why) < 0) {
 		driver_reply(r->reply, "4.4.1 %s", why);
 		return STEP_DOWN;
 	}
-	st = inbox_of(d, account, &inbox, r);
+	st = mailbox_of(d, account, &box, may_retry, r);
 	if (st == STEP_OK)
 		st = upload(d, account, m, blob, r);
 	if (st == STEP_OK)
-		st = import(d, account, blob, inbox, may_retry, r);
+		st = import(d, account, blob, box, may_retry, r);
 	if (st == STEP_AGAIN)
-		inbox_forget(d, account);
+		box_forget(d, account);
 	else if (st == STEP_STALE)
 		d->stale = true;
 	return st;
@@ -895,8 +1021,9 @@ deliver_one(struct driver *base, const struct driver_msg *m,
 	buf_reset(&d->hdr);
 	driver_delivery_header(&d->hdr, m, r);
 	d->connect_us = 0;
-	/* A second pass after a fresh session (401/404) or a refused Inbox
-	 * id or blob; nothing was imported in the first. */
+	/* A second pass after a fresh session (401/404), a refused mailbox
+	 * id or blob, or a mailbox another worker made first; nothing was
+	 * imported in the first. */
 	for (int pass = 0; pass < 2; pass++) {
 		st = deliver_pass(d, m, r, account, pass == 0);
 		if (st != STEP_STALE && st != STEP_AGAIN)
@@ -982,12 +1109,14 @@ jmap_free(struct driver **dp)
 	curl_slist_free_all(d->json_hdrs);
 	curl_slist_free_all(d->upload_hdrs);
 	session_drop(d);
-	while (d->n_inbox > 0)
-		inbox_forget(d, d->inbox[0].account);
-	free(d->inbox);
+	while (d->n_box > 0)
+		box_forget(d, d->box[0].account);
+	free(d->box);
 	free(d->url);
 	free(d->account);
+	free(d->mailbox);
 	driver_password_free(&d->password);
+	driver_password_free(&d->token);
 	buf_free(&d->hdr);
 	buf_free(&d->resp);
 	free(d);
@@ -1059,9 +1188,14 @@ setup_curl(struct jmap_driver *d, const struct driver_jmap_opts *o)
 	 * goes along only on the same host (CURLOPT_UNRESTRICTED_AUTH
 	 * off), never to a host a redirect names. */
 	curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
-	curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-	curl_easy_setopt(c, CURLOPT_USERNAME, o->user);
-	curl_easy_setopt(c, CURLOPT_PASSWORD, d->password);
+	if (d->token != NULL) {
+		curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
+		curl_easy_setopt(c, CURLOPT_XOAUTH2_BEARER, d->token);
+	} else {
+		curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		curl_easy_setopt(c, CURLOPT_USERNAME, o->user);
+		curl_easy_setopt(c, CURLOPT_PASSWORD, d->password);
+	}
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)o->timeout_ms);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)o->timeout_ms);
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, o->tls_verify ? 1L : 0L);
@@ -1099,11 +1233,18 @@ driver_jmap_new(const struct driver_jmap_opts *o, const char **error_r)
 		*error_r = err;
 		goto fail;
 	}
-	if (o->password != NULL)
+	d->mailbox = xstrdup(o->mailbox != NULL ? o->mailbox : "inbox");
+	d->create_mailbox = o->create_mailbox;
+	if (o->token_file != NULL) {
+		if ((d->token = driver_read_password("token_file",
+				o->token_file, error_r)) == NULL)
+			goto fail;
+	} else if (o->password != NULL) {
 		d->password = xstrdup(o->password);
-	else if ((d->password = driver_read_password("password_file",
-			o->password_file, error_r)) == NULL)
+	} else if ((d->password = driver_read_password("password_file",
+			o->password_file, error_r)) == NULL) {
 		goto fail;
+	}
 	d->curl = curl_easy_init();
 	if (d->curl == NULL) {
 		*error_r = "cannot make a libcurl handle";

@@ -1,8 +1,10 @@
 /*
- * driver_jmap.h - deliver into the Inboxes of a JMAP server (RFC 8620,
+ * driver_jmap.h - deliver into a mailbox (the Inbox, or one named or
+ * given by role) of each recipient's account on a JMAP server (RFC 8620,
  * RFC 8621): upload the message, then Email/import.
  *
- * One driver object logs in as one user (HTTP Basic) and keeps one
+ * One driver object logs in as one user (HTTP Basic, or a bearer token)
+ * and keeps one
  * libcurl easy handle, so its connection is reused. Each recipient maps
  * to a JMAP account (a template, as the imap driver's user) and gets its
  * own copy, which starts with a header X-Postern-Delivery naming the
@@ -27,9 +29,15 @@
 /* Every string is borrowed for the call (driver_jmap_new() copies). */
 struct driver_jmap_opts {
 	const char *url;		/* the session resource, http[s]:// */
-	const char *user;		/* HTTP Basic */
+	const char *user;		/* HTTP Basic; NULL with token_file */
 	const char *password;		/* NULL: the first line of ... */
 	const char *password_file;	/* ... this file */
+	const char *token_file;		/* else: a bearer token, its first
+					   line (RFC 6750) */
+	/* The mailbox: a role of RFC 8621 ("inbox", "archive", ...: lower
+	 * case, driver_jmap_is_role()) or else a mailbox name. */
+	const char *mailbox;
+	bool create_mailbox;		/* a name not found: Mailbox/set it */
 	/* The accountId of a recipient, a template as in driver_expand():
 	 * "%l" (the local part) for Cyrus. */
 	const char *account;
@@ -54,6 +62,7 @@ driver_jmap_new(const struct driver_jmap_opts *o, const char **error_r);
 /* What a JMAP reply said, as far as the driver needs it. */
 enum driver_jmap_kind {
 	DRIVER_JMAP_OK,		/* the method answered: created, found */
+	DRIVER_JMAP_NOT_FOUND,	/* mailbox: no such mailbox */
 	DRIVER_JMAP_EXISTS,	/* Email/import: notCreated alreadyExists */
 	DRIVER_JMAP_NOT_CREATED, /* Email/import: notCreated, see type */
 	DRIVER_JMAP_ERROR,	/* the method failed: ["error", ...] */
@@ -62,7 +71,8 @@ enum driver_jmap_kind {
 
 struct driver_jmap_reply {
 	enum driver_jmap_kind kind;
-	/* OK: the Email id created, or the Inbox id found; EXISTS: the
+	/* OK: the Email id created, or the mailbox id found or created;
+	 * EXISTS: the
 	 * existing Email id ("" if the server named none). */
 	char id[DRIVER_JMAP_ID_LEN];
 	size_t found;		/* look: emails whose header matches */
@@ -99,22 +109,35 @@ driver_jmap_session_free(struct driver_jmap_session *s);
 
 /* The request bodies (compact JSON, owned by the caller: free()). Each
  * names the capabilities core and mail in "using".
- *   inbox:  Mailbox/query, filter role "inbox", in account;
- *   import: Email/import of blob into the mailbox inbox, no keywords;
+ *   mailbox: Mailbox/query, filter role mailbox if driver_jmap_is_role()
+ *           says it is one, else name mailbox, then Mailbox/get of what
+ *           it found (name, role, parentId), in account;
+ *   create: Mailbox/set, create a top-level mailbox named name;
+ *   import: Email/import of blob into the mailbox box, no keywords;
  *   look:   Email/query, filter header X-Postern-Delivery id (the whole
  *           account), then Email/get of what it found with the
  *           property header:X-Postern-Delivery:asText:all. */
 char *
-driver_jmap_inbox_request(const char *account);
+driver_jmap_mailbox_request(const char *account, const char *mailbox);
+char *
+driver_jmap_create_request(const char *account, const char *name);
 char *
 driver_jmap_import_request(const char *account, const char *blob,
-			   const char *inbox);
+			   const char *box);
+
+/* Whether s is one of RFC 8621's mailbox roles (IANA "IMAP Mailbox Name
+ * Attributes", lower case as JMAP writes them). */
+bool
+driver_jmap_is_role(const char *s);
 char *
 driver_jmap_look_request(const char *account, const char *id);
 
 /* Parse the reply text[0..len) to the request of the same name into *x.
- * upload: OK with id the blobId; inbox: OK with id the Inbox's (BAD if
- * the query found none); import:
+ * upload: OK with id the blobId; mailbox: OK with id that of the
+ * mailbox with role mailbox, or named exactly mailbox (a top-level one
+ * first: the query's name filter matches parts of names), NOT_FOUND if
+ * there is none; create: OK with id the new mailbox's, or NOT_CREATED
+ * with its type; import:
  * OK with id the new Email's, EXISTS, NOT_CREATED or ERROR; look: OK
  * with found the number of emails one of whose X-Postern-Delivery
  * values is exactly id (Email/query's match is a substring match, and
@@ -123,8 +146,11 @@ void
 driver_jmap_parse_upload(const char *text, size_t len,
 			 struct driver_jmap_reply *x);
 void
-driver_jmap_parse_inbox(const char *text, size_t len,
-			struct driver_jmap_reply *x);
+driver_jmap_parse_mailbox(const char *text, size_t len, const char *mailbox,
+			  struct driver_jmap_reply *x);
+void
+driver_jmap_parse_create(const char *text, size_t len,
+			 struct driver_jmap_reply *x);
 void
 driver_jmap_parse_import(const char *text, size_t len,
 			 struct driver_jmap_reply *x);
@@ -135,7 +161,7 @@ driver_jmap_parse_look(const char *text, size_t len, const char *id,
 /* Map an Email/import reply x for account onto r (result and reply;
  * peer names the server in failure texts). With may_retry, returns 1
  * without touching r when the import may be tried again with a fresh
- * Inbox id and blob (notCreated invalidProperties mailboxIds or blobId,
+ * mailbox id and blob (notCreated invalidProperties mailboxIds or blobId,
  * blobNotFound: nothing was imported); else 0. */
 int
 driver_jmap_map_import(const struct driver_jmap_reply *x,

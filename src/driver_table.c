@@ -266,6 +266,9 @@ jmap_new(const struct config *cfg, int cancel_fd, const char **error_r)
 		.user = cj->user,
 		.password = cj->password,
 		.password_file = cj->password_file,
+		.token_file = cj->token_file,
+		.mailbox = cj->mailbox,
+		.create_mailbox = cj->create_mailbox,
 		.account = cj->account,
 		.tls_ca_file = cj->tls_ca_file,
 		.tls_verify = cj->tls_verify,
@@ -294,9 +297,12 @@ jmap_lacks(const struct config *cfg, const char **key_r)
 	const struct config_jmap *cj = &cfg->jmap;
 
 	*key_r = "url";
-	return cj->url == NULL || cj->user == NULL ||
-	       (cj->password == NULL && cj->password_file == NULL) ?
-	       "url, user and password or password_file" : NULL;
+	return cj->url == NULL || (cj->token_file == NULL &&
+				   (cj->user == NULL ||
+				    (cj->password == NULL &&
+				     cj->password_file == NULL))) ?
+	       "url, and user with password or password_file, or "
+	       "token_file" : NULL;
 }
 
 /* In the order of enum config_driver, which is also the order in which

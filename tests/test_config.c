@@ -726,6 +726,9 @@ test_config_jmap_section(void)
 	cfg = expect_ok("");
 	CU_ASSERT_PTR_NULL(cfg->jmap.url);
 	CU_ASSERT_STRING_EQUAL(cfg->jmap.account, "%l");
+	CU_ASSERT_STRING_EQUAL(cfg->jmap.mailbox, "inbox");
+	CU_ASSERT_FALSE(cfg->jmap.create_mailbox);
+	CU_ASSERT_PTR_NULL(cfg->jmap.token_file);
 	CU_ASSERT_TRUE(cfg->jmap.tls_verify);
 	CU_ASSERT_EQUAL(cfg->jmap.timeout, 300);
 	CU_ASSERT_EQUAL(cfg->jmap.reconnect_max, 60);
@@ -739,9 +742,21 @@ test_config_jmap_section(void)
 		     "https:// URL");
 	expect_exact("[foreign]\ndriver = jmap\n[jmap]\nurl = http://h/\n"
 		     "user = u\n", 4, "[foreign] driver = jmap needs [jmap] "
-		     "url, user and password or password_file");
+		     "url, and user with password or password_file, or "
+		     "token_file");
 	expect_exact("[jmap]\npassword_file = /p\npassword = x\n", 3,
 		     "[jmap] password and password_file: set one, not both");
+	expect_exact("[jmap]\ntoken_file = /t\nuser = u\n", 3,
+		     "[jmap] token_file is a login of its own: set it, or "
+		     "user with password or password_file, not both");
+	cfg = expect_ok("[foreign]\ndriver = jmap\n[jmap]\nurl = http://h/\n"
+			"token_file = /etc/postern/jmap.token\n"
+			"mailbox = Postern\ncreate_mailbox = yes\n");
+	CU_ASSERT_STRING_EQUAL(cfg->jmap.token_file,
+			       "/etc/postern/jmap.token");
+	CU_ASSERT_STRING_EQUAL(cfg->jmap.mailbox, "Postern");
+	CU_ASSERT_TRUE(cfg->jmap.create_mailbox);
+	config_unref(&cfg);
 }
 
 static void

@@ -86,13 +86,42 @@ test_driver_jmap_requests(void)
 	json_decref(req);
 	free(t);
 
-	t = driver_jmap_inbox_request("bob");
+	t = driver_jmap_mailbox_request("bob", "inbox");
 	req = call_of(t, 0, &name, &args);
 	CU_ASSERT_STRING_EQUAL(name, "Mailbox/query");
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(
 		json_object_get(args, "filter"), "role")), "inbox");
 	json_decref(req);
+	req = call_of(t, 1, &name, &args);
+	CU_ASSERT_STRING_EQUAL(name, "Mailbox/get");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(
+		json_object_get(args, "#ids"), "resultOf")), "q");
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(args, "properties")),
+			3);
+	json_decref(req);
 	free(t);
+	/* not a role: a name ("Inbox" is a name, roles are lower case) */
+	t = driver_jmap_mailbox_request("bob", "Inbox");
+	req = call_of(t, 0, &name, &args);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(
+		json_object_get(args, "filter"), "name")), "Inbox");
+	CU_ASSERT_PTR_NULL(json_object_get(json_object_get(args, "filter"),
+					   "role"));
+	json_decref(req);
+	free(t);
+
+	t = driver_jmap_create_request("bob", "Postern");
+	req = call_of(t, 0, &name, &args);
+	CU_ASSERT_STRING_EQUAL(name, "Mailbox/set");
+	e = json_object_get(json_object_get(args, "create"), "m");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(e, "name")),
+			       "Postern");
+	CU_ASSERT_TRUE(json_is_null(json_object_get(e, "parentId")));
+	json_decref(req);
+	free(t);
+	CU_ASSERT_TRUE(driver_jmap_is_role("archive"));
+	CU_ASSERT_FALSE(driver_jmap_is_role("Archive"));
+	CU_ASSERT_FALSE(driver_jmap_is_role("inbox2"));
 
 	t = driver_jmap_look_request("alice", "<1.2.3>");
 	req = call_of(t, 0, &name, &args);
@@ -114,7 +143,7 @@ test_driver_jmap_requests(void)
 	free(t);
 
 	/* not UTF-8: no request */
-	CU_ASSERT_PTR_NULL(driver_jmap_inbox_request("al\xffice"));
+	CU_ASSERT_PTR_NULL(driver_jmap_mailbox_request("al\xffice", "inbox"));
 	CU_ASSERT_PTR_NULL(driver_jmap_look_request("alice", "\xc3("));
 }
 
@@ -205,16 +234,37 @@ test_driver_jmap_parse_import(void)
 	CU_ASSERT_EQUAL(x.kind, DRIVER_JMAP_BAD);
 }
 
+/* A Mailbox/query + Mailbox/get reply with list (JSON text) */
 static void
-test_driver_jmap_parse_upload_and_inbox(void)
+mailbox_reply(const char *list, const char *mailbox,
+	      struct driver_jmap_reply *x)
+{
+	char t[1024];
+
+	snprintf(t, sizeof(t), "{\"methodResponses\":[[\"Mailbox/query\","
+		 "{\"ids\":[]},\"q\"],[\"Mailbox/get\",{\"list\":%s},\"g\"]],"
+		 "\"sessionState\":\"5\"}", list);
+	driver_jmap_parse_mailbox(t, strlen(t), mailbox, x);
+}
+
+static void
+test_driver_jmap_parse_upload_and_mailbox(void)
 {
 	struct driver_jmap_reply x;
 	static const char up[] = "{\"accountId\":\"alice\",\"blobId\":"
 		"\"Gd4f90f\",\"size\":87,\"type\":\"message/rfc822\"}";
-	static const char in[] = "{\"methodResponses\":[[\"Mailbox/query\","
-		"{\"ids\":[\"7f3b-uuid\"],\"accountId\":\"alice\"},\"q\"]]}";
-	static const char none[] = "{\"methodResponses\":[[\"Mailbox/query\","
-		"{\"ids\":[]},\"q\"]]}";
+	static const char in[] = "[{\"id\":\"7f3b-uuid\",\"name\":\"Inbox\","
+		"\"role\":\"inbox\",\"parentId\":null}]";
+	/* the name filter matches parts of names: only the exact one,
+	 * the top-level one first */
+	static const char named[] = "[{\"id\":\"a\",\"name\":\"Postern2\","
+		"\"role\":null,\"parentId\":null},{\"id\":\"b\",\"name\":"
+		"\"Postern\",\"role\":null,\"parentId\":\"x\"},{\"id\":\"c\","
+		"\"name\":\"Postern\",\"role\":null,\"parentId\":null}]";
+	static const char created[] = "{\"methodResponses\":[[\"Mailbox/set\","
+		"{\"created\":{\"m\":{\"id\":\"new-1\"}}},\"s\"]]}";
+	static const char refused[] = "{\"methodResponses\":[[\"Mailbox/set\","
+		"{\"notCreated\":{\"m\":{\"type\":\"forbidden\"}}},\"s\"]]}";
 	static const char nf[] = "{\"methodResponses\":[[\"error\",{\"type\":"
 		"\"accountNotFound\"},\"q\"]],\"sessionState\":\"0\"}";
 
@@ -223,13 +273,28 @@ test_driver_jmap_parse_upload_and_inbox(void)
 	CU_ASSERT_STRING_EQUAL(x.id, "Gd4f90f");
 	driver_jmap_parse_upload("{}", 2, &x);
 	CU_ASSERT_EQUAL(x.kind, DRIVER_JMAP_BAD);
-	driver_jmap_parse_inbox(in, strlen(in), &x);
+	mailbox_reply(in, "inbox", &x);
 	CU_ASSERT_EQUAL(x.kind, DRIVER_JMAP_OK);
 	CU_ASSERT_STRING_EQUAL(x.id, "7f3b-uuid");
-	driver_jmap_parse_inbox(none, strlen(none), &x);
-	CU_ASSERT_EQUAL(x.kind, DRIVER_JMAP_BAD);
-	CU_ASSERT_STRING_EQUAL(x.type, "the account has no Inbox");
-	driver_jmap_parse_inbox(nf, strlen(nf), &x);
+	CU_ASSERT_STRING_EQUAL(x.state, "5");
+	mailbox_reply(in, "Inbox", &x);		/* by its name */
+	CU_ASSERT_EQUAL(x.kind, DRIVER_JMAP_OK);
+	mailbox_reply("[]", "inbox", &x);
+	CU_ASSERT_EQUAL(x.kind, DRIVER_JMAP_NOT_FOUND);
+	mailbox_reply(named, "Postern", &x);
+	CU_ASSERT_EQUAL(x.kind, DRIVER_JMAP_OK);
+	CU_ASSERT_STRING_EQUAL(x.id, "c");
+	mailbox_reply(named, "Poster", &x);
+	CU_ASSERT_EQUAL(x.kind, DRIVER_JMAP_NOT_FOUND);
+	mailbox_reply(named, "archive", &x);	/* a role: none has it */
+	CU_ASSERT_EQUAL(x.kind, DRIVER_JMAP_NOT_FOUND);
+	driver_jmap_parse_create(created, strlen(created), &x);
+	CU_ASSERT_EQUAL(x.kind, DRIVER_JMAP_OK);
+	CU_ASSERT_STRING_EQUAL(x.id, "new-1");
+	driver_jmap_parse_create(refused, strlen(refused), &x);
+	CU_ASSERT_EQUAL(x.kind, DRIVER_JMAP_NOT_CREATED);
+	CU_ASSERT_STRING_EQUAL(x.type, "forbidden");
+	driver_jmap_parse_mailbox(nf, strlen(nf), "inbox", &x);
 	CU_ASSERT_EQUAL(x.kind, DRIVER_JMAP_ERROR);
 	CU_ASSERT_STRING_EQUAL(x.type, "accountNotFound");
 	CU_ASSERT_STRING_EQUAL(x.state, "0");
@@ -408,7 +473,8 @@ static CU_TestInfo driver_jmap_tests[] = {
 	{ "requests", test_driver_jmap_requests },
 	{ "parse_session", test_driver_jmap_parse_session },
 	{ "parse_import", test_driver_jmap_parse_import },
-	{ "parse_upload_and_inbox", test_driver_jmap_parse_upload_and_inbox },
+	{ "parse_upload_and_mailbox",
+	  test_driver_jmap_parse_upload_and_mailbox },
 	{ "parse_look_matches_exactly",
 	  test_driver_jmap_parse_look_matches_exactly },
 	{ "map_import", test_driver_jmap_map_import },

@@ -30,6 +30,14 @@
 #     a 4 KiB message to her is deferred 4.2.2 (Cyrus answers
 #     notCreated overQuota), retried, deferred again; once the quota is
 #     lifted it arrives, once.
+#  6. A bearer token and a mailbox by name: Cyrus checks JSON Web Tokens
+#     (http_jwt_key_dir, an HMAC key made here; the token names postern
+#     in "sub"), posternd logs in with token_file alone. mailbox =
+#     Postern, not in bob's account: bounced 5.1.1 "no mailbox";
+#     create_mailbox = yes (postern given k on bob's INBOX): the mailbox
+#     is made once, 3 messages land in it and none in the Inbox. A token
+#     signed with another key: the login is refused (401), the message
+#     stays queued.
 # Env: JMAP_MSGS (30), JMAP_KILL_MSGS (300); POSTERN_QUICK=1: 10 and 300
 # (fewer kill messages are all delivered before the kills).
 # Needs root and Cyrus (contrib/cyrus-test-peer.sh), else exit 77.
@@ -42,6 +50,26 @@ KILL_MSGS=${JMAP_KILL_MSGS:-300}
 [ -n "$POSTERN_QUICK" ] && MSGS=${JMAP_MSGS:-10}
 STOPPED=""
 trap 'for p in $STOPPED; do kill -CONT "$p" 2>/dev/null; done; cyrus_stop; cleanup' EXIT
+# Step 6: Cyrus takes JSON Web Tokens signed with this HMAC key.
+mkdir -p "$WORK/cyrus/jwt"
+"$PYTHON" - "$WORK/cyrus/jwt/hmac.pem" "$WORK/token" "$WORK/badtoken" <<'PY' ||
+import base64, hashlib, hmac, json, os, sys
+key, bad = os.urandom(32), os.urandom(32)
+with open(sys.argv[1], "w") as f:
+    f.write("-----BEGIN HMAC KEY-----\n%s\n-----END HMAC KEY-----\n"
+            % base64.b64encode(key).decode())
+def b64(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+def token(k):
+    t = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + \
+        b64(json.dumps({"sub": "postern"}).encode())
+    return t + "." + b64(hmac.new(k, t.encode(), hashlib.sha256).digest())
+for path, k in ((sys.argv[2], key), (sys.argv[3], bad)):
+    with open(path, "w") as f:
+        f.write(token(k) + "\n")
+PY
+	fail "making the JWT key failed"
+CYRUS_CONF_EXTRA="http_jwt_key_dir: $WORK/cyrus/jwt"
 cyrus_start "$WORK/cyrus" alice bob carol || fail "cyrus did not start"
 echo "cyrus started in $CYRUS_START_MS ms"
 echo "$CYRUS_PASS" >"$WORK/pw"
@@ -338,4 +366,95 @@ check carol 1 0
 n=$(grep -c 'to=<carol@foreign.example>.*status=deferred' "$WORK/quota.log")
 audit quota
 echo "5: over quota: deferred 4.2.2 $n times, delivered once the quota was lifted"
+
+# --- 6. a bearer token; a mailbox by name, made with create_mailbox -------
+STEP=6
+# box_count USER NAME: emails in USER's mailboxes named exactly NAME, one
+# line "MAILBOXES EMAILS" (over JMAP, Basic login as postern)
+box_count() {
+	"$PYTHON" - "$CYRUS_API_URL" "$CYRUS_USER" "$CYRUS_PASS" "$1" "$2" <<'PY' ||
+import base64, json, sys, urllib.request
+url, user, pw, acc, name = sys.argv[1:6]
+auth = "Basic " + base64.b64encode(("%s:%s" % (user, pw)).encode()).decode()
+body = json.dumps({"using": ["urn:ietf:params:jmap:core",
+                             "urn:ietf:params:jmap:mail"],
+                   "methodCalls": [["Mailbox/get", {"accountId": acc,
+                       "properties": ["name", "totalEmails"]}, "g"]]}).encode()
+req = urllib.request.Request(url, data=body, headers={
+    "Authorization": auth, "Content-Type": "application/json"})
+r = json.load(urllib.request.urlopen(req, timeout=30))["methodResponses"][0]
+if r[0] != "Mailbox/get":
+    sys.exit("jmap: %r" % (r,))
+boxes = [m for m in r[1]["list"] if m["name"] == name]
+print(len(boxes), sum(m["totalEmails"] for m in boxes))
+PY
+		fail "$STEP: Mailbox/get in $1 failed"
+}
+# config_token NAME PORT TOKENFILE CREATE: a config with token_file and
+# mailbox = Postern
+config_token() {
+	config "$1" "$2" "$CYRUS_API_URL"
+	sed -i '/^user = /d; /^password_file = /d' "$WORK/$1.conf"
+	sed -i "s|^account = .*|account = %l\ntoken_file = $3\nmailbox = Postern\ncreate_mailbox = $4|" \
+		"$WORK/$1.conf"
+}
+b0=$(count bob)
+port=$(free_port)
+config_token nobox "$port" "$WORK/token" no
+start_daemon "$WORK/nobox.conf" "$WORK/nobox.log" || fail "6: posternd did not start"
+send_msgs "$port" 6001 6001 jmap bob@foreign.example
+for i in $(seq 1 100); do
+	grep -q 'to=<bob@foreign.example>.*status=' "$WORK/nobox.log" && break
+	sleep 0.1
+done
+stop_clean "$STEP" "$WORK/nobox.log"
+grep 'to=<bob@foreign.example>' "$WORK/nobox.log" |
+	grep -q 'status=bounced (5.1.1 .*no mailbox Postern in account bob' ||
+	fail "6: not bounced for the missing mailbox: $(grep 'to=<bob' "$WORK/nobox.log" | tail -2)"
+[ "$(box_count bob Postern)" = "0 0" ] || fail "6: a mailbox Postern appeared without create_mailbox"
+
+"$PYTHON" - "$CYRUS_IMAP_PORT" "$CYRUS_ADMIN_USER" "$CYRUS_ADMIN_PASS" \
+	"$CYRUS_USER" <<'PY' || fail "6: SETACL failed"
+import imaplib, sys
+m = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+m.login(sys.argv[2], sys.argv[3])
+r = m.setacl("user.bob", sys.argv[4], "lrswik")
+sys.exit(0 if r[0] == "OK" else "SETACL: %r" % (r,))
+PY
+port=$(free_port)
+config_token mkbox "$port" "$WORK/token" yes
+start_daemon "$WORK/mkbox.conf" "$WORK/mkbox.log" || fail "6: posternd did not start"
+send_msgs "$port" 6101 6103 jmap bob@foreign.example
+for i in $(seq 1 100); do
+	[ "$(grep -c 'to=<bob@foreign.example>.*status=sent' "$WORK/mkbox.log")" = 3 ] && break
+	sleep 0.1
+done
+sleep 1
+stop_clean "$STEP" "$WORK/mkbox.log"
+n=$(grep -c 'to=<bob@foreign.example>.*status=sent' "$WORK/mkbox.log")
+[ "$n" = 3 ] || fail "6: $n of 3 sent into Postern: $(grep 'to=<bob' "$WORK/mkbox.log" | tail -2)"
+[ "$(box_count bob Postern)" = "1 3" ] ||
+	fail "6: bob's mailboxes named Postern, emails: $(box_count bob Postern), want 1 3"
+[ "$(count bob)" = "$b0" ] || fail "6: bob's Inbox went from $b0 to $(count bob)"
+n=$(grep -c 'created mailbox Postern in account bob' "$WORK/mkbox.log")
+[ "$n" = 1 ] || fail "6: created the mailbox $n times"
+audit mkbox
+
+port=$(free_port)
+config_token tokenbad "$port" "$WORK/badtoken" yes
+start_daemon "$WORK/tokenbad.conf" "$WORK/tokenbad.log" || fail "6: posternd did not start"
+send_msgs "$port" 6201 6201 jmap bob@foreign.example
+for i in $(seq 1 100); do
+	grep -q 'login was refused (HTTP 401)' "$WORK/tokenbad.log" && break
+	sleep 0.1
+done
+grep -q 'login was refused (HTTP 401)' "$WORK/tokenbad.log" ||
+	fail "6: a bad token was not refused: $(tail -3 "$WORK/tokenbad.log")"
+"$POSTERN" -c "$WORK/tokenbad.conf" queue >"$WORK/q.out" 2>&1
+grep -q 'bob@foreign.example' "$WORK/q.out" ||
+	fail "6: the message is not queued after the refused login: $(cat "$WORK/q.out")"
+stop_clean "$STEP" "$WORK/tokenbad.log"
+[ "$(box_count bob Postern)" = "1 3" ] || fail "6: a bad token delivered"
+echo "6: bearer token: no mailbox Postern bounced 5.1.1; create_mailbox made it" \
+	"once and 3 landed in it; a bad token is refused (401), the message stays queued"
 exit 0

@@ -66,6 +66,7 @@ enum vtype {
 	V_FALLBACK,	/* "none" or a cc:Mail name pattern */
 	V_WORD,		/* printable text without control characters */
 	V_IDENT,	/* a program name: letters, digits, "-._/" */
+	V_URL_OPT,	/* an http:// or https:// URL, or empty: NULL */
 };
 
 struct key {
@@ -246,6 +247,23 @@ static const struct key keys[] = {
 	{ "imap", "append_timeout", V_SECS, F(imap.append_timeout), 1, 86400,
 	  NULL, "10m" },
 	{ "imap", "reconnect_max", V_SECS, F(imap.reconnect_max), 1, 86400,
+	  NULL, "60s" },
+	{ "jmap", "url", V_URL_OPT, F(jmap.url), 0, 0, NULL, "" },
+	{ "jmap", "user", V_STR_OPT, F(jmap.user), 0, 0, NULL, "" },
+	{ "jmap", "password", V_STR_OPT, F(jmap.password), 0, 0, NULL, "" },
+	{ "jmap", "password_file", V_PATH_OPT, F(jmap.password_file), 0, 0,
+	  NULL, "" },
+	{ "jmap", "token_file", V_PATH_OPT, F(jmap.token_file), 0, 0, NULL,
+	  "" },
+	{ "jmap", "account", V_WORD, F(jmap.account), 0, 0, NULL, "%l" },
+	{ "jmap", "mailbox", V_WORD, F(jmap.mailbox), 0, 0, NULL, "inbox" },
+	{ "jmap", "create_mailbox", V_BOOL, F(jmap.create_mailbox), 0, 0, NULL,
+	  "no" },
+	{ "jmap", "tls_ca_file", V_PATH_OPT, F(jmap.tls_ca_file), 0, 0, NULL,
+	  "" },
+	{ "jmap", "tls_verify", V_BOOL, F(jmap.tls_verify), 0, 0, NULL, "yes" },
+	{ "jmap", "timeout", V_SECS, F(jmap.timeout), 1, 86400, NULL, "5m" },
+	{ "jmap", "reconnect_max", V_SECS, F(jmap.reconnect_max), 1, 86400,
 	  NULL, "60s" },
 	{ "bounce", "relay", V_HOSTPORT_OPT, F(bounce.relay), 0, 0, NULL,
 	  "" },
@@ -713,6 +731,7 @@ value_free(struct config *cfg, const struct key *k)
 	case V_FALLBACK:
 	case V_WORD:
 	case V_IDENT:
+	case V_URL_OPT:
 	case V_STR_OPT:
 	case V_HOSTNAME: {
 		char **p = f;
@@ -786,6 +805,22 @@ set_number(struct config *cfg, const struct key *k, const char *s,
 	return 0;
 }
 
+/* "http://" or "https://" (any case), a host, and no blank or control
+ * character anywhere. */
+static bool
+is_http_url(const char *s)
+{
+	size_t n = strncasecmp(s, "http://", 7) == 0 ? 7 :
+		   strncasecmp(s, "https://", 8) == 0 ? 8 : 0;
+
+	if (n == 0 || s[n] == '\0' || s[n] == '/')
+		return false;
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s <= 0x20 || *s == 0x7f)
+			return false;
+	return true;
+}
+
 /* The string-valued types that are checked and kept as written. */
 static int
 set_text(struct config *cfg, const struct key *k, const char *s, char *why,
@@ -805,6 +840,13 @@ set_text(struct config *cfg, const struct key *k, const char *s, char *why,
 	case V_FALLBACK:
 		if (ccmail_fallback_check(s, why, len) < 0)
 			return -1;
+		break;
+	case V_URL_OPT:
+		if (*s != '\0' && !is_http_url(s)) {
+			snprintf(why, len, "\"%s\" is not an http:// or "
+				 "https:// URL", s);
+			return -1;
+		}
 		break;
 	case V_IDENT:
 		if (*s == '\0' || strlen(s) > 63 ||
@@ -873,6 +915,7 @@ value_set(struct config *cfg, const struct key *k, const char *s,
 	case V_FALLBACK:
 	case V_WORD:
 	case V_IDENT:
+	case V_URL_OPT:
 		return set_text(cfg, k, s, why, len);
 	case V_STR_OPT:
 		value_free(cfg, k);
@@ -1218,6 +1261,20 @@ check_cross(struct ctx *c)
 	check_peer(c, "smtp", &cfg->smtp);
 	check_peer(c, "lmtp", &cfg->lmtp);
 	check_peer(c, "bounce", &cfg->bounce);
+	if (cfg->jmap.password != NULL && cfg->jmap.password_file != NULL)
+		ctx_fail(c, later(c, "jmap", "password", "jmap",
+				  "password_file"),
+			 "[jmap] password and password_file: set one, not "
+			 "both");
+	if (cfg->jmap.token_file != NULL &&
+	    (cfg->jmap.user != NULL || cfg->jmap.password != NULL ||
+	     cfg->jmap.password_file != NULL))
+		ctx_fail(c, later(c, "jmap", "token_file", "jmap",
+				  cfg->jmap.user != NULL ? "user" :
+				  cfg->jmap.password != NULL ? "password" :
+				  "password_file"),
+			 "[jmap] token_file is a login of its own: set it, or "
+			 "user with password or password_file, not both");
 	if (!c->failed)
 		load_tls(c);
 	if (!c->failed)

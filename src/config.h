@@ -33,6 +33,7 @@ enum config_driver {
 	CONFIG_DRIVER_LMTP,
 	CONFIG_DRIVER_CCMAIL,
 	CONFIG_DRIVER_IMAP,
+	CONFIG_DRIVER_JMAP,
 	CONFIG_DRIVER_COUNT		/* not a driver: how many there are */
 };
 
@@ -111,6 +112,26 @@ struct config_imap {
 	unsigned connect_timeout;
 	unsigned command_timeout;
 	unsigned append_timeout;
+	unsigned reconnect_max;		/* cap of the reconnect wait */
+};
+
+/* The jmap driver's server ([jmap]). url is the session resource
+ * (http:// or https://); account is a template as [imap] user. user with
+ * password or password_file (not both), or token_file alone. mailbox: a
+ * role ("inbox") or a name. Strings are owned by the snapshot, NULL
+ * when not set. Timeouts are seconds. */
+struct config_jmap {
+	char *url;
+	char *user;
+	char *password;
+	char *password_file;
+	char *token_file;
+	char *account;
+	char *mailbox;
+	bool create_mailbox;
+	char *tls_ca_file;
+	bool tls_verify;
+	unsigned timeout;		/* each HTTP request */
 	unsigned reconnect_max;		/* cap of the reconnect wait */
 };
 
@@ -217,6 +238,9 @@ struct config {
 
 	/* [imap] */
 	struct config_imap imap;
+
+	/* [jmap] */
+	struct config_jmap jmap;
 
 	/* [bounce]: where DSNs go; relay.host NULL: none are sent */
 	struct config_peer bounce;

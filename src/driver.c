@@ -3,10 +3,13 @@
  * Threads: any; no state.
  */
 #include "driver.h"
+#include "lib/buf.h"
 #include "lib/log.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,12 +29,94 @@ driver_io_fail(struct driver_rcpt *r, const char *driver, const char *what,
 	log_warn("%s: %s %s: %s", driver, what, path, s);
 }
 
+int
+driver_expand(const char *t, const char *addr, char *out, size_t len)
+{
+	const char *at = strrchr(addr, '@');
+	size_t ll = at != NULL ? (size_t)(at - addr) : strlen(addr), o = 0;
+	const char *add;
+	size_t al;
+
+	for (; *t != '\0'; t++) {
+		add = t;
+		al = 1;
+		if (*t == '%' && t[1] != '\0') {
+			switch (*++t) {
+			case 'u':
+				add = addr;
+				al = strlen(addr);
+				break;
+			case 'l':
+				add = addr;
+				al = ll;
+				break;
+			case 'd':
+				add = at != NULL ? at + 1 : "";
+				al = strlen(add);
+				break;
+			default:	/* %% and unknown: the character */
+				add = t;
+				break;
+			}
+		}
+		if (o + al >= len)
+			return -1;
+		memcpy(out + o, add, al);
+		o += al;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
 void
 driver_delivery_id(const struct driver_msg *m, const struct driver_rcpt *r,
 		   char id[DRIVER_DELIVERY_ID_LEN])
 {
 	snprintf(id, DRIVER_DELIVERY_ID_LEN, "<%016" PRIX64 ".%016" PRIX64
 		 ".%" PRIu32 ">", m->store_id, m->qid, r->idx);
+}
+
+void
+driver_delivery_header(struct buf *b, const struct driver_msg *m,
+		       const struct driver_rcpt *r)
+{
+	char id[DRIVER_DELIVERY_ID_LEN];
+
+	driver_delivery_id(m, r, id);
+	buf_printf(b, "%s: %s\r\n", DRIVER_DELIVERY_HEADER, id);
+}
+
+int
+driver_deliver_each(struct driver *d, const struct driver_msg *m,
+		    struct driver_rcpt *r, size_t n,
+		    int (*one)(struct driver *d, const struct driver_msg *m,
+			       struct driver_rcpt *r))
+{
+	unsigned char sha[32];
+
+	if (d == NULL || m == NULL || r == NULL || n == 0)
+		return -1;
+	SHA256(m->body, m->body_len, sha);
+	for (size_t i = 0; i < n; i++) {
+		if (one(d, m, &r[i]) == DRIVER_UNAVAILABLE)
+			return driver_down_at(r, i, n);
+		if (r[i].result == CLAIM_DELIVERED ||
+		    r[i].result == CLAIM_UNKNOWN)
+			memcpy(r[i].sha, sha, 32);
+	}
+	return 0;
+}
+
+void
+driver_password_free(char **pw)
+{
+	char *p = *pw;
+
+	*pw = NULL;
+	if (p == NULL)
+		return;
+	OPENSSL_cleanse(p, strlen(p));
+	free(p);
 }
 
 char *

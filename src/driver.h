@@ -53,6 +53,7 @@ struct driver_rcpt {
 	uint64_t connect_us;
 };
 
+struct buf;
 struct driver;
 
 struct driver_ops {
@@ -121,12 +122,42 @@ void
 driver_delivery_id(const struct driver_msg *m, const struct driver_rcpt *r,
 		   char id[DRIVER_DELIVERY_ID_LEN]);
 
+/* Append the header line "X-Postern-Delivery: <id>" CRLF that starts the
+ * copy of (m, r) to b. */
+void
+driver_delivery_header(struct buf *b, const struct driver_msg *m,
+		       const struct driver_rcpt *r);
+
+/* For drivers that hand over one recipient at a time: one(d, m, &r[i])
+ * for each recipient in turn, until one returns DRIVER_UNAVAILABLE:
+ * then driver_down_at(). one returns 0 (result and reply of r[i]
+ * filled in) or DRIVER_UNAVAILABLE. A recipient delivered or in-doubt
+ * gets the SHA-256 of m's body (the queued message) as its sha.
+ * deliver()'s return values. */
+int
+driver_deliver_each(struct driver *d, const struct driver_msg *m,
+		    struct driver_rcpt *r, size_t n,
+		    int (*one)(struct driver *d, const struct driver_msg *m,
+			       struct driver_rcpt *r));
+
+/* Expand the recipient template t for the address addr into out (size
+ * len): %u is addr, %l its local part (before the last '@'), %d its
+ * domain ("" without an '@'), %% a '%'; any other %x is x. -1 if the
+ * result does not fit. Pure; any thread. */
+int
+driver_expand(const char *t, const char *addr, char *out, size_t len);
+
 /* The first line of the file at path (CR/LF cut), owned by the caller
- * (free it after OPENSSL_cleanse). NULL on error, with *error_r in a
+ * (free it with driver_password_free()). NULL on error, with *error_r in a
  * thread-local buffer of this module, valid until the next call on the
  * thread; key names the setting in the message. */
 char *
 driver_read_password(const char *key, const char *path, const char **error_r);
+
+/* Overwrite the password *pw with zeroes, free it and set *pw to NULL
+ * (NULL: nothing). */
+void
+driver_password_free(char **pw);
 
 /* Shorthands for d->ops->deliver / look. */
 static inline int

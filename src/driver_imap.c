@@ -18,8 +18,6 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
-#include <openssl/crypto.h>
-#include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,45 +39,6 @@ struct imap_driver {
 	struct buf hdr;			/* the header line of a copy */
 	char err[DRIVER_REPLY_LEN];	/* look()'s *error_r */
 };
-
-int
-driver_imap_expand(const char *t, const char *addr, char *out, size_t len)
-{
-	const char *at = strrchr(addr, '@');
-	size_t ll = at != NULL ? (size_t)(at - addr) : strlen(addr), o = 0;
-	const char *add;
-	size_t al;
-
-	for (; *t != '\0'; t++) {
-		add = t;
-		al = 1;
-		if (*t == '%' && t[1] != '\0') {
-			switch (*++t) {
-			case 'u':
-				add = addr;
-				al = strlen(addr);
-				break;
-			case 'l':
-				add = addr;
-				al = ll;
-				break;
-			case 'd':
-				add = at != NULL ? at + 1 : "";
-				al = strlen(add);
-				break;
-			default:	/* %% and unknown: the character */
-				add = t;
-				break;
-			}
-		}
-		if (o + al >= len)
-			return -1;
-		memcpy(out + o, add, al);
-		o += al;
-	}
-	out[o] = '\0';
-	return 0;
-}
 
 /* Logged in as user on a connection? Else (re)connect. 0; -1 with
  * *error_r when the server cannot be reached or refused the login
@@ -104,8 +63,8 @@ login_as(struct imap_driver *d, const char *user, bool *auth_r,
 static int
 target(struct imap_driver *d, const char *addr, char *user, char *mbox)
 {
-	return driver_imap_expand(d->user, addr, user, NAME_MAX_LEN) < 0 ||
-	       driver_imap_expand(d->mailbox, addr, mbox, NAME_MAX_LEN) < 0 ?
+	return driver_expand(d->user, addr, user, NAME_MAX_LEN) < 0 ||
+	       driver_expand(d->mailbox, addr, mbox, NAME_MAX_LEN) < 0 ?
 	       -1 : 0;
 }
 
@@ -186,10 +145,11 @@ append(struct imap_driver *d, const struct driver_msg *m,
 
 /* Deliver to one recipient: 0 (r filled in) or DRIVER_UNAVAILABLE. */
 static int
-deliver_one(struct imap_driver *d, const struct driver_msg *m,
-	    struct driver_rcpt *r, const unsigned char *sha)
+deliver_one(struct driver *base, const struct driver_msg *m,
+	    struct driver_rcpt *r)
 {
-	char user[NAME_MAX_LEN], mbox[NAME_MAX_LEN], id[DRIVER_DELIVERY_ID_LEN];
+	struct imap_driver *d = (struct imap_driver *)base;
+	char user[NAME_MAX_LEN], mbox[NAME_MAX_LEN];
 	struct imap_resp x;
 	enum imap_stage stage;
 	const char *err;
@@ -203,9 +163,8 @@ deliver_one(struct imap_driver *d, const struct driver_msg *m,
 			     d->peer);
 		return 0;
 	}
-	driver_delivery_id(m, r, id);
 	buf_reset(&d->hdr);
-	buf_printf(&d->hdr, "%s: %s\r\n", DRIVER_DELIVERY_HEADER, id);
+	driver_delivery_header(&d->hdr, m, r);
 	for (int created = 0;; created++) {
 		rc = append(d, m, r, user, mbox, &x, &uid, &stage, &err);
 		if (rc != 0 ||
@@ -236,8 +195,6 @@ deliver_one(struct imap_driver *d, const struct driver_msg *m,
 		r->result = CLAIM_TEMPFAIL;
 		driver_reply(r->reply, "4.4.2 %s: %s", d->peer, err);
 	}
-	if (r->result == CLAIM_DELIVERED || r->result == CLAIM_UNKNOWN)
-		memcpy(r->sha, sha, 32);
 	return 0;
 }
 
@@ -245,18 +202,7 @@ static int
 imap_deliver(struct driver *base, const struct driver_msg *m,
 	     struct driver_rcpt *r, size_t n)
 {
-	struct imap_driver *d = (struct imap_driver *)base;
-	unsigned char sha[32];
-	size_t i;
-
-	if (base == NULL || m == NULL || r == NULL || n == 0)
-		return -1;
-	SHA256(m->body, m->body_len, sha);
-	for (i = 0; i < n; i++) {
-		if (deliver_one(d, m, &r[i], sha) == DRIVER_UNAVAILABLE)
-			return driver_down_at(r, i, n);
-	}
-	return 0;
+	return driver_deliver_each(base, m, r, n, deliver_one);
 }
 
 static int
@@ -311,10 +257,7 @@ imap_free(struct driver **dp)
 	free((char *)d->s.tls_ca_file);
 	free(d->user);
 	free(d->mailbox);
-	if (d->password != NULL) {
-		OPENSSL_cleanse(d->password, strlen(d->password));
-		free(d->password);
-	}
+	driver_password_free(&d->password);
 	buf_free(&d->hdr);
 	free(d);
 }

@@ -22,8 +22,8 @@
 /* Every string is borrowed for the call (driver_imap_new() copies). */
 struct driver_imap_opts {
 	struct imap_client_settings s;
-	/* Templates: %u the recipient, %l its local part, %d its domain,
-	 * %% a '%'. */
+	/* Templates (driver_expand()): %u the recipient, %l its local
+	 * part, %d its domain, %% a '%'. */
 	const char *user;
 	const char *mailbox;
 	const char *password_file;	/* first line: the password */
@@ -35,10 +35,5 @@ struct driver_imap_opts {
  * The caller owns the result and frees it with driver_free(). */
 struct driver *
 driver_imap_new(const struct driver_imap_opts *o, const char **error_r);
-
-/* Expand the template t for the address addr into out (size len).
- * -1 if the result does not fit. Pure. */
-int
-driver_imap_expand(const char *t, const char *addr, char *out, size_t len);
 
 #endif

@@ -18,7 +18,6 @@
 
 #include <errno.h>
 #include <stdarg.h>
-#include <openssl/crypto.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,7 +167,6 @@ smtp_deliver(struct driver *base, const struct driver_msg *m,
 	     struct driver_rcpt *r, size_t n)
 {
 	struct smtp_driver *d = (struct smtp_driver *)base;
-	char id[DRIVER_DELIVERY_ID_LEN];
 	unsigned char sha[32];
 
 	if (base == NULL || m == NULL || r == NULL || n == 0)
@@ -179,9 +177,8 @@ smtp_deliver(struct driver *base, const struct driver_msg *m,
 	/* With a probe: each recipient's copy names its delivery, so the
 	 * probe can tell later which of them arrived. */
 	for (size_t i = 0; i < n; i++) {
-		driver_delivery_id(m, &r[i], id);
 		buf_reset(&d->copy);
-		buf_printf(&d->copy, "%s: %s\r\n", DRIVER_DELIVERY_HEADER, id);
+		driver_delivery_header(&d->copy, m, &r[i]);
 		buf_append(&d->copy, m->body, m->body_len);
 		if (send_one(d, m, d->copy.data, d->copy.len, &r[i], 1, sha) ==
 		    DRIVER_UNAVAILABLE)
@@ -215,10 +212,7 @@ smtp_free(struct driver **dp)
 	free((char *)d->s.helo);
 	free((char *)d->s.tls_ca_file);
 	free((char *)d->s.auth_user);
-	if (d->password != NULL) {
-		OPENSSL_cleanse(d->password, strlen(d->password));
-		free(d->password);
-	}
+	driver_password_free(&d->password);
 	free(d->rcpts);
 	free(d->replies);
 	free(d);

@@ -14,6 +14,7 @@
 #include "driver_table.h"
 #include "driver_ccmail.h"
 #include "driver_imap.h"
+#include "driver_jmap.h"
 #include "driver_maildir.h"
 #include "driver_smtp.h"
 #include "lib/log.h"
@@ -256,6 +257,54 @@ imap_lacks(const struct config *cfg, const char **key_r)
 	       "server, user and password_file" : NULL;
 }
 
+static struct driver *
+jmap_new(const struct config *cfg, int cancel_fd, const char **error_r)
+{
+	const struct config_jmap *cj = &cfg->jmap;
+	struct driver_jmap_opts o = {
+		.url = cj->url,
+		.user = cj->user,
+		.password = cj->password,
+		.password_file = cj->password_file,
+		.token_file = cj->token_file,
+		.mailbox = cj->mailbox,
+		.create_mailbox = cj->create_mailbox,
+		.account = cj->account,
+		.tls_ca_file = cj->tls_ca_file,
+		.tls_verify = cj->tls_verify,
+		.timeout_ms = cj->timeout * 1000u,
+		.cancel_fd = cancel_fd,
+	};
+
+	return driver_jmap_new(&o, error_r);
+}
+
+static unsigned
+jmap_reconnect_max(const struct config *cfg)
+{
+	return cfg->jmap.reconnect_max;
+}
+
+static void
+jmap_describe(const struct config *cfg, char *buf, size_t len)
+{
+	snprintf(buf, len, "jmap %s", cfg->jmap.url);
+}
+
+static const char *
+jmap_lacks(const struct config *cfg, const char **key_r)
+{
+	const struct config_jmap *cj = &cfg->jmap;
+
+	*key_r = "url";
+	return cj->url == NULL || (cj->token_file == NULL &&
+				   (cj->user == NULL ||
+				    (cj->password == NULL &&
+				     cj->password_file == NULL))) ?
+	       "url, and user with password or password_file, or "
+	       "token_file" : NULL;
+}
+
 /* In the order of enum config_driver, which is also the order in which
  * postern.conf(5) and config_load()'s errors list the names. */
 static const struct driver_table_row rows[] = {
@@ -278,6 +327,10 @@ static const struct driver_table_row rows[] = {
 	[CONFIG_DRIVER_IMAP] = {
 		"imap", "imap", imap_new, imap_reconnect_max, imap_describe,
 		imap_lacks,
+	},
+	[CONFIG_DRIVER_JMAP] = {
+		"jmap", "jmap", jmap_new, jmap_reconnect_max, jmap_describe,
+		jmap_lacks,
 	},
 };
 

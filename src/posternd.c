@@ -17,6 +17,7 @@
 #include "lib/fileio.h"
 #include "lib/log.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -549,6 +550,12 @@ main(int argc, char **argv)
 	if (!foreground || d.cfg->log_syslog)
 		log_use_syslog();
 	evthread_use_pthreads();
+	/* libcurl's global state (the jmap driver), before any thread. */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		log_err("cannot start: libcurl did not initialise");
+		tell(ready, "libcurl did not initialise");
+		return 1;
+	}
 	d.base = event_base_new();
 	if (d.base == NULL || start(&d, &err) < 0) {
 		if (err == NULL)
@@ -572,6 +579,7 @@ main(int argc, char **argv)
 	}
 	event_base_dispatch(d.base);
 	stop(&d);
+	curl_global_cleanup();
 	log_info("stopped");
 	return 0;
 }

@@ -359,18 +359,20 @@ static void
 test_config_enum_values(void)
 {
 	static const char *const drivers[] = {
-		"maildir", "smtp", "lmtp", "ccmail", "imap"
+		"maildir", "smtp", "lmtp", "ccmail", "imap", "jmap"
 	};
 	struct config *cfg;
 	char text[256];
 	size_t i;
 
-	for (i = 0; i < 5; i++) {
+	for (i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++) {
 		snprintf(text, sizeof(text), "[foreign]\ndriver = %s\n"
 			 "[smtp]\nrelay = relay:25\n"
 			 "[lmtp]\nrelay = /run/lmtp\n"
 			 "[imap]\nserver = imap:143\nuser = u\n"
-			 "password_file = /etc/pw\n", drivers[i]);
+			 "password_file = /etc/pw\n"
+			 "[jmap]\nurl = http://h/jmap/\nuser = u\n"
+			 "password = pw\n", drivers[i]);
 		cfg = expect_ok(text);
 		CU_ASSERT_EQUAL(cfg->foreign_driver, (enum config_driver)i);
 		config_unref(&cfg);
@@ -380,7 +382,7 @@ test_config_enum_values(void)
 	config_unref(&cfg);
 	expect_exact("[foreign]\ndriver = uucp\n", 2,
 		     "[foreign] driver: \"uucp\" is not one of: maildir, "
-		     "smtp, lmtp, ccmail, imap");
+		     "smtp, lmtp, ccmail, imap, jmap");
 	expect_error("[maildir]\nlayout = Address\n",
 		     "\"Address\" is not one of: address, domain/localpart");
 	expect_error("[queue]\nin_doubt_policy = drop\n",
@@ -697,6 +699,64 @@ test_config_imap_section(void)
 	/* implicit is for [imap] only */
 	expect_error("[smtp]\ntls = implicit\n",
 		     "\"implicit\" is not one of: none, may, encrypt");
+}
+
+static void
+test_config_jmap_section(void)
+{
+	struct config *cfg = expect_ok("[foreign]\ndriver = jmap\n"
+				       "[jmap]\n"
+				       "url = https://mail.example/.well-known/"
+				       "jmap\nuser = postern\n"
+				       "password_file = /etc/postern/jmap.pw\n"
+				       "account = %u\ntimeout = 30s\n"
+				       "tls_verify = no\n");
+
+	CU_ASSERT_EQUAL(cfg->foreign_driver, CONFIG_DRIVER_JMAP);
+	CU_ASSERT_STRING_EQUAL(cfg->jmap.url,
+			       "https://mail.example/.well-known/jmap");
+	CU_ASSERT_STRING_EQUAL(cfg->jmap.user, "postern");
+	CU_ASSERT_PTR_NULL(cfg->jmap.password);
+	CU_ASSERT_STRING_EQUAL(cfg->jmap.password_file,
+			       "/etc/postern/jmap.pw");
+	CU_ASSERT_STRING_EQUAL(cfg->jmap.account, "%u");
+	CU_ASSERT_EQUAL(cfg->jmap.timeout, 30);
+	CU_ASSERT_FALSE(cfg->jmap.tls_verify);
+	config_unref(&cfg);
+	cfg = expect_ok("");
+	CU_ASSERT_PTR_NULL(cfg->jmap.url);
+	CU_ASSERT_STRING_EQUAL(cfg->jmap.account, "%l");
+	CU_ASSERT_STRING_EQUAL(cfg->jmap.mailbox, "inbox");
+	CU_ASSERT_FALSE(cfg->jmap.create_mailbox);
+	CU_ASSERT_PTR_NULL(cfg->jmap.token_file);
+	CU_ASSERT_TRUE(cfg->jmap.tls_verify);
+	CU_ASSERT_EQUAL(cfg->jmap.timeout, 300);
+	CU_ASSERT_EQUAL(cfg->jmap.reconnect_max, 60);
+	config_unref(&cfg);
+	expect_exact("[jmap]\n\nurl = imap://h/\n", 3,
+		     "[jmap] url: \"imap://h/\" is not an http:// or https:// "
+		     "URL");
+	expect_error("[jmap]\nurl = http://\n", "\"http://\" is not an "
+		     "http:// or https:// URL");
+	expect_error("[jmap]\nurl = http://h/a b\n", "is not an http:// or "
+		     "https:// URL");
+	expect_exact("[foreign]\ndriver = jmap\n[jmap]\nurl = http://h/\n"
+		     "user = u\n", 4, "[foreign] driver = jmap needs [jmap] "
+		     "url, and user with password or password_file, or "
+		     "token_file");
+	expect_exact("[jmap]\npassword_file = /p\npassword = x\n", 3,
+		     "[jmap] password and password_file: set one, not both");
+	expect_exact("[jmap]\ntoken_file = /t\nuser = u\n", 3,
+		     "[jmap] token_file is a login of its own: set it, or "
+		     "user with password or password_file, not both");
+	cfg = expect_ok("[foreign]\ndriver = jmap\n[jmap]\nurl = http://h/\n"
+			"token_file = /etc/postern/jmap.token\n"
+			"mailbox = Postern\ncreate_mailbox = yes\n");
+	CU_ASSERT_STRING_EQUAL(cfg->jmap.token_file,
+			       "/etc/postern/jmap.token");
+	CU_ASSERT_STRING_EQUAL(cfg->jmap.mailbox, "Postern");
+	CU_ASSERT_TRUE(cfg->jmap.create_mailbox);
+	config_unref(&cfg);
 }
 
 static void
@@ -1130,6 +1190,7 @@ static CU_TestInfo config_tests[] = {
 	{ "ingress_tls_and_auth", test_config_ingress_tls_and_auth },
 	{ "cross_checks", test_config_cross_checks },
 	{ "imap_section", test_config_imap_section },
+	{ "jmap_section", test_config_jmap_section },
 	{ "peer_defaults_are_rfc5321", test_config_peer_defaults_are_rfc5321 },
 	{ "peer_keys_are_read", test_config_peer_keys_are_read },
 	{ "cidr_matches_ipv4", test_config_cidr_matches_ipv4 },

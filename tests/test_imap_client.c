@@ -116,16 +116,16 @@ test_imap_client_templates(void)
 {
 	char out[32];
 
-	CU_ASSERT_EQUAL(driver_imap_expand("%l*master", "alice@example.org",
+	CU_ASSERT_EQUAL(driver_expand("%l*master", "alice@example.org",
 					   out, sizeof(out)), 0);
 	CU_ASSERT_STRING_EQUAL(out, "alice*master");
-	CU_ASSERT_EQUAL(driver_imap_expand("Users/%d/%u 100%%", "b@x.y", out,
+	CU_ASSERT_EQUAL(driver_expand("Users/%d/%u 100%%", "b@x.y", out,
 					   sizeof(out)), 0);
 	CU_ASSERT_STRING_EQUAL(out, "Users/x.y/b@x.y 100%");
-	CU_ASSERT_EQUAL(driver_imap_expand("%d", "postmaster", out,
+	CU_ASSERT_EQUAL(driver_expand("%d", "postmaster", out,
 					   sizeof(out)), 0);
 	CU_ASSERT_STRING_EQUAL(out, "");
-	CU_ASSERT_EQUAL(driver_imap_expand("%u%u%u", "0123456789@abc", out,
+	CU_ASSERT_EQUAL(driver_expand("%u%u%u", "0123456789@abc", out,
 					   sizeof(out)), -1);
 }
 

@@ -3,7 +3,7 @@
 #
 # Provides: $POSTERND, $POSTERN, $MKSTORE, $WORK (a mktemp -d directory, removed on exit
 # unless KEEP_WORK=1), free_port, write_config, start_daemon, stop_daemon,
-# kill9_daemon, maildir_count, skip, fail. Every daemon started with
+# stop_clean, kill9_daemon, send_msgs, maildir_count, skip, fail. Every daemon started with
 # start_daemon is killed by the EXIT trap.
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -165,6 +165,35 @@ stop_daemon() {
 	kill -9 "$1" 2>/dev/null
 	wait "$1"
 	STOP_RC=$?
+}
+
+# stop_clean WHAT LOG: stop_daemon $DAEMON_PID; it must exit 0 and LOG
+# must hold no sanitizer report, else the test fails naming WHAT.
+stop_clean() {
+	stop_daemon "$DAEMON_PID"
+	[ "$STOP_RC" = 0 ] || fail "$1: posternd exited $STOP_RC"
+	if grep -q 'Sanitizer\|runtime error' "$2"; then
+		fail "$1: sanitizer report in $2: $(grep -m3 'Sanitizer\|runtime error' "$2")"
+	fi
+}
+
+# send_msgs PORT FIRST LAST TAG RCPTS...: messages FIRST..LAST from
+# a@home.example to RCPTS over one SMTP session, message i with
+# "Subject: TAG i" and "Message-Id: <TAG-i@home.example>"; the test
+# fails if the session does.
+send_msgs() {
+	"$PYTHON" - "$@" <<'PY' || fail "sending to port $1 failed"
+import smtplib, sys
+port, first, last = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+tag, rcpts = sys.argv[4], sys.argv[5:]
+s = smtplib.SMTP("127.0.0.1", port, timeout=60)
+for i in range(first, last + 1):
+    msg = ("From: a@home.example\r\nSubject: %s %d\r\n"
+           "Message-Id: <%s-%d@home.example>\r\n\r\nbody %d\r\n.dot\r\n"
+           % (tag, i, tag, i, i))
+    s.sendmail("a@home.example", rcpts, msg)
+s.quit()
+PY
 }
 
 # kill9_daemon PID

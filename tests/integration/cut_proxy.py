@@ -4,29 +4,41 @@ ways, but the first CUTS times the server's reply that decides a delivery
 arrives, it drops that reply and closes both connections, so the client
 cannot know whether the server has the message.
 
-  cut_proxy.py MODE LISTEN_PORT SERVER_PORT CUTS [nolitplus]
+  cut_proxy.py MODE LISTEN_PORT SERVER_PORT CUTS [nolitplus | hold=FILE]
 
 MODE imap: the reply is the tagged OK to an APPEND.
 MODE lmtp: the reply is the first 2xx line after the final dot.
 MODE smtp: the reply is the one to the final dot of DATA (the first
 complete reply after CRLF.CRLF), dropped if it is a 2xx; any other
 reply to it passes and the next message's is the next candidate.
+MODE jmap: the reply is the HTTP response to a POST that calls
+Email/import (the first bytes from the server after that request: HTTP/1.1
+without pipelining, as libcurl sends).
 nolitplus (imap): hide LITERAL+ from the capabilities, so the client
 must send each literal after the server's "+".
+hold=FILE (jmap): instead, the first CUTS Email/import requests are held
+(not passed on) until FILE exists; then each goes on to the server, and
+its reply is dropped and both connections closed, as above.
 
-Prints "ready" once listening, one line "cut N" per cut and, with
-nolitplus, "continuation" per "+" the server sends, on stdout.
+Prints "ready" once listening, one line "cut N" per cut, "held N" per
+held request and, with nolitplus, "continuation" per "+" the server
+sends, on stdout.
 """
+import os
 import re
 import socket
 import sys
 import threading
+import time
 
 MODE, LPORT, SPORT, CUTS = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
                             int(sys.argv[4]))
 NOLITPLUS = len(sys.argv) > 5 and sys.argv[5] == "nolitplus"
-if MODE not in ("imap", "lmtp", "smtp"):
-    sys.exit("cut_proxy.py: MODE is imap, lmtp or smtp")
+HOLD = (sys.argv[5][5:] if len(sys.argv) > 5 and
+        sys.argv[5].startswith("hold=") else None)
+IMPORT = b'"Email/import"'
+if MODE not in ("imap", "lmtp", "smtp", "jmap"):
+    sys.exit("cut_proxy.py: MODE is imap, lmtp, smtp or jmap")
 lock = threading.Lock()
 cuts = 0
 
@@ -47,6 +59,7 @@ class Session:
         self.tags = set()      # imap: tags of APPENDs sent
         self.after_dot = 0     # lmtp, smtp: final replies expected
         self.tail = b""        # client bytes not yet scanned
+        self.drop = False      # jmap, hold: drop the next reply
         self.dead = False
 
     def close(self):
@@ -69,6 +82,15 @@ class Session:
                     for m in re.finditer(rb"(?:^|\n)(\S+) APPEND ", scan):
                         self.tags.add(m.group(1))
                     self.tail = scan[-200:]
+                elif MODE == "jmap":
+                    self.tail = scan[-(len(IMPORT) - 1):]
+                    if IMPORT in scan and HOLD and (n := take_cut()):
+                        print("held %d" % n, flush=True)
+                        while not os.path.exists(HOLD):
+                            time.sleep(0.05)
+                        self.drop = True
+                    elif IMPORT in scan and not HOLD:
+                        self.after_dot += 1
                 else:
                     self.after_dot += scan.count(b"\r\n.\r\n")
                     self.tail = scan[-4:]
@@ -106,6 +128,16 @@ class Session:
                 data = self.s.recv(65536)
                 if not data:
                     break
+                if MODE == "jmap":
+                    if self.drop or (self.after_dot > 0 and
+                                     (n := take_cut())):
+                        if not self.drop:
+                            print("cut %d" % n, flush=True)
+                        self.close()
+                        return
+                    self.after_dot = 0
+                    self.c.sendall(data)
+                    continue
                 buf += data
                 out = b""
                 while b"\n" in buf:

@@ -60,21 +60,6 @@ hdrs() {
 	files "$1" | xargs -r grep -l -i -m1 "^$2:" | wc -l
 }
 
-# send PORT FIRST LAST RCPTS...: messages FIRST..LAST over one session.
-send() {
-	"$PYTHON" - "$@" <<'PY' || fail "sending to port $1 failed"
-import smtplib, sys
-port, first, last, rcpts = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
-s = smtplib.SMTP("127.0.0.1", port, timeout=60)
-for i in range(first, last + 1):
-    msg = ("From: a@home.example\r\nSubject: imap %d\r\n"
-           "Message-Id: <imap-%d@home.example>\r\n\r\nbody %d\r\n.dot\r\n"
-           % (i, i, i))
-    s.sendmail("a@home.example", rcpts, msg)
-s.quit()
-PY
-}
-
 # config NAME PORT: a posternd config with driver = imap; more sections
 # may be appended.
 config() {
@@ -90,16 +75,6 @@ backoff_max = 2h
 EOF2
 }
 
-# stopped NAME LOG: SIGTERM posternd; it must exit 0 and its log must
-# hold no sanitizer report.
-stopped() {
-	stop_daemon "$DAEMON_PID"
-	[ "$STOP_RC" = 0 ] || fail "$1: posternd exited $STOP_RC"
-	if grep -q 'Sanitizer\|runtime error' "$2"; then
-		fail "$1: sanitizer report in $2: $(grep -m3 'Sanitizer\|runtime error' "$2")"
-	fi
-}
-
 # --- 1. STARTTLS, master user, exactly once, over quota -------------------
 port=$(free_port)
 config tls "$port"
@@ -112,8 +87,8 @@ user = %l*postern
 password_file = $WORK/masterpw
 EOF
 start_daemon "$WORK/tls.conf" "$WORK/tls.log" || fail "1: posternd did not start"
-send "$port" 1 "$MSGS" alice@foreign.example carol@foreign.example
-send "$port" 1000 1000 bob@foreign.example nobody@foreign.example
+send_msgs "$port" 1 "$MSGS" imap alice@foreign.example carol@foreign.example
+send_msgs "$port" 1000 1000 imap bob@foreign.example nobody@foreign.example
 wait_for alice "$MSGS" 30 && wait_for carol "$MSGS" 30 ||
 	fail "1: alice $(alice), carol $(carol) of $MSGS"
 for i in $(seq 1 100); do
@@ -123,7 +98,7 @@ for i in $(seq 1 100); do
 	sleep 0.1
 done
 sleep 1		# a late duplicate would show now
-stopped 1 "$WORK/tls.log"
+stop_clean 1 "$WORK/tls.log"
 [ "$(alice)" = "$MSGS" ] && [ "$(carol)" = "$MSGS" ] ||
 	fail "1: alice $(alice), carol $(carol), want $MSGS each"
 for u in alice carol; do
@@ -158,14 +133,14 @@ password_file = $WORK/pw
 EOF
 a0=$(alice)
 start_daemon "$WORK/cut.conf" "$WORK/cut.log" || fail "2: posternd did not start"
-send "$port" 101 $((100 + MSGS)) alice@foreign.example
+send_msgs "$port" 101 $((100 + MSGS)) imap alice@foreign.example
 wait_for alice $((a0 + MSGS)) 30 || fail "2: alice $(alice) of $((a0 + MSGS))"
 for i in $(seq 1 100); do
 	[ "$(grep -c 'found by look' "$WORK/cut.log")" -ge 3 ] && break
 	sleep 0.1
 done
 sleep 1
-stopped 2 "$WORK/cut.log"
+stop_clean 2 "$WORK/cut.log"
 n=$(grep -c '^cut' "$WORK/proxy-imap.out")
 [ "$n" = 3 ] || fail "2: the proxy cut $n times, not 3"
 n=$(grep -c '^continuation' "$WORK/proxy-imap.out")
@@ -192,8 +167,8 @@ EOF
 a0=$(alice)
 # queue everything while the IMAP server is unreachable
 start_daemon "$WORK/kill.conf" "$WORK/kill.log" || fail "3: posternd did not start"
-send "$port" 2001 $((2000 + KILL_MSGS)) alice@foreign.example
-stopped 3 "$WORK/kill.log"
+send_msgs "$port" 2001 $((2000 + KILL_MSGS)) imap alice@foreign.example
+stop_clean 3 "$WORK/kill.log"
 sed -i "s/^server = 127.0.0.1:.*/server = 127.0.0.1:$DOVECOT_IMAP_PORT/" \
 	"$WORK/kill.conf"
 for k in 1 2 3; do
@@ -212,7 +187,7 @@ start_daemon "$WORK/kill.conf" "$WORK/kill.log" || fail "3: last restart"
 wait_for alice $((a0 + KILL_MSGS)) 60 ||
 	fail "3: alice $(($(alice) - a0)) of $KILL_MSGS"
 sleep 1
-stopped 3 "$WORK/kill.log"
+stop_clean 3 "$WORK/kill.log"
 [ "$(alice)" = $((a0 + KILL_MSGS)) ] && [ "$(dups alice Message-Id)" = 0 ] &&
 	[ "$(dups alice X-Postern-Delivery)" = 0 ] ||
 	fail "3: alice $(($(alice) - a0)), want $KILL_MSGS"
@@ -239,7 +214,7 @@ EOF
 a0=$(alice)
 c0=$(carol)
 start_daemon "$WORK/probe.conf" "$WORK/probe.log" || fail "4: posternd did not start"
-send "$port" 3001 3010 alice@foreign.example carol@foreign.example
+send_msgs "$port" 3001 3010 imap alice@foreign.example carol@foreign.example
 wait_for alice $((a0 + 10)) 30 && wait_for carol $((c0 + 10)) 30 ||
 	fail "4: alice $(($(alice) - a0)), carol $(($(carol) - c0)) of 10"
 for i in $(seq 1 100); do
@@ -247,7 +222,7 @@ for i in $(seq 1 100); do
 	sleep 0.1
 done
 sleep 1
-stopped 4 "$WORK/probe.log"
+stop_clean 4 "$WORK/probe.log"
 n=$(grep -c '^cut' "$WORK/proxy-lmtp.out")
 [ "$n" = 2 ] || fail "4: the proxy cut $n times, not 2"
 n=$(grep -c 'status=sent (found by look' "$WORK/probe.log")

@@ -21,8 +21,8 @@
 #                     that says why, when `posternd -n` refuses the key
 #                     (a posternd from before resubmit_window)
 #   SESSIONS=20       smtp-source sessions; PER_CONN=1 messages a session
-#   WORKERS=16 BATCH=16 COMMIT_WAIT=2ms   posternd [workers] / [ingress]
-#   GROUP_WAIT=3ms    posternd [store] group_wait
+#   WORKERS=16 BATCH=16  posternd [workers]
+#   GROUP_WAIT=3ms    posternd [store] group_wait (its one group commit)
 #   WINDOW=message    [workers] in_doubt_window (message or batch)
 #   FSYNC_MSGS=2000   messages of the strace pass that counts fsyncs
 #   LAT_SECS=10       seconds of the half-rate latency pass (0: none)
@@ -72,7 +72,6 @@ PER_CONN=${PER_CONN:-1}
 WORKERS=${WORKERS:-16}
 BATCH=${BATCH:-16}
 WINDOW=${WINDOW:-message}
-COMMIT_WAIT=${COMMIT_WAIT:-2ms}
 GROUP_WAIT=${GROUP_WAIT:-3ms}
 FSYNC_MSGS=${FSYNC_MSGS:-2000}
 LAT_SECS=${LAT_SECS:-10}
@@ -247,7 +246,6 @@ accept_domains = foreign.example
 hostname = bench.postern.invalid
 max_sessions = 100
 max_sessions_per_ip = 100
-commit_wait = $COMMIT_WAIT
 $rw
 [workers]
 count = $WORKERS
@@ -484,7 +482,7 @@ latency_pass() {
 }
 
 # --- the run -----------------------------------------------------------------
-echo "relay.sh: $MSGS messages, sizes $SIZES, $PAIRS pairs, $SESSIONS sessions, posternd workers $WORKERS batch $BATCH in_doubt_window $WINDOW commit_wait $COMMIT_WAIT group_wait $GROUP_WAIT"
+echo "relay.sh: $MSGS messages, sizes $SIZES, $PAIRS pairs, $SESSIONS sessions, posternd workers $WORKERS batch $BATCH in_doubt_window $WINDOW group_wait $GROUP_WAIT"
 # B0 only with a posternd that knows [ingress] resubmit_window: ask
 # posternd -n about the very configuration B0 runs with
 RW_SKIP=""

@@ -174,8 +174,6 @@ static const struct key keys[] = {
 	  1, UINT_MAX, NULL, "300s" },
 	{ "ingress", "data_timeout", V_SECS, F(ingress_data_timeout),
 	  1, UINT_MAX, NULL, "600s" },
-	{ "ingress", "commit_wait", V_MSECS, F(ingress_commit_wait_ms),
-	  0, 1000, NULL, "2ms" },
 	{ "ingress", "resubmit_window", V_SECS, F(ingress_resubmit_window),
 	  0, 366u * 86400u, NULL, "5d" },
 	{ "ingress", "tls", V_ENUM, F(ingress_tls), 0, 0, tls_names, "none" },
@@ -981,6 +979,25 @@ key_find(const char *section, const char *name)
 	return NULL;
 }
 
+/* Keys that were: a file that still sets one is read, with a warning
+ * naming the file and line; the value is not used. */
+static const struct {
+	const char *section, *name, *why;
+} obsolete[] = {
+	{ "ingress", "commit_wait", "postern 0.2 has one group commit, "
+	  "[store] group_wait" },
+};
+
+static const char *
+obsolete_why(const char *section, const char *name)
+{
+	for (size_t i = 0; i < sizeof(obsolete) / sizeof(obsolete[0]); i++)
+		if (strcmp(obsolete[i].section, section) == 0 &&
+		    strcmp(obsolete[i].name, name) == 0)
+			return obsolete[i].why;
+	return NULL;
+}
+
 static bool
 section_known(const char *section)
 {
@@ -1022,6 +1039,7 @@ on_value(void *user, const char *section, const char *name,
 {
 	struct ctx *c = user;
 	const struct key *k;
+	const char *old;
 	char why[CONFIG_WHY_LEN];
 
 	if (c->failed)
@@ -1036,6 +1054,11 @@ on_value(void *user, const char *section, const char *name,
 		return 0;
 	}
 	k = key_find(section, name);
+	if (k == NULL && (old = obsolete_why(section, name)) != NULL) {
+		log_warn("%s:%u: [%s] %s is obsolete and ignored (%s)",
+			 c->path, c->lineno, section, name, old);
+		return 1;
+	}
 	if (k == NULL) {
 		ctx_fail(c, c->lineno, "unknown key \"%s\" in section [%s]",
 			 name, section);

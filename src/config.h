@@ -165,7 +165,7 @@ struct config_cidrlist {
  * The snapshot. Every field is read-only after config_load(); every
  * pointer in it is owned by the snapshot and lives as long as the caller's
  * reference. Sizes are bytes; durations are whole seconds, except
- * ingress_commit_wait_ms. Section and key names are in postern.conf(5).
+ * store_group_wait_ms. Section and key names are in postern.conf(5).
  */
 struct config {
 	atomic_uint refs;	/* private: config_ref()/config_unref() only */
@@ -190,7 +190,6 @@ struct config {
 	uint64_t ingress_max_message_size;
 	unsigned ingress_idle_timeout;	/* seconds to wait for a command */
 	unsigned ingress_data_timeout;	/* seconds for the whole DATA phase */
-	unsigned ingress_commit_wait_ms; /* group commit: extra wait, ms */
 	unsigned ingress_resubmit_window; /* seconds; 0: no index */
 	enum config_tls ingress_tls;	/* STARTTLS: none, may, encrypt */
 	char *ingress_tls_cert;		/* PEM chain; NULL: not set */

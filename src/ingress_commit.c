@@ -2,6 +2,12 @@
  * ingress_commit.c - the ingress's committer: the writer thread that
  * enqueues the messages of many sessions in one transaction.
  *
+ * It does not wait for company itself: the daemon has one group commit,
+ * store_write()'s (its wait is [store] group_wait). This thread is the
+ * event loop's hand-off to a thread that may block: while one commit of
+ * its syncs, the sessions' next messages queue here, and the next commit
+ * takes all of them.
+ *
  * Owns:    the queue of struct ingress_commit_job between push and
  *          commit; the thread.
  * Threads: one writer thread; pushers hold the lock only to link a job.
@@ -21,7 +27,6 @@
 #include <time.h>
 
 #define COMMIT_BATCH_MAX 256
-#define COMMIT_SMALL 32		/* below this, wait wait_ms for company */
 /* While the store cannot take mail the ingress refuses new sessions, so
  * no message comes to show that it can again: the writer, when idle,
  * looks this often and tries to end that state (store_recover(): a
@@ -30,7 +35,6 @@
 
 struct ingress_commit {
 	struct store *st;	/* borrowed */
-	unsigned wait_ms;
 	ingress_commit_done_fn *done;
 	void *arg;
 	pthread_t thread;
@@ -92,11 +96,10 @@ ingress_commit_push(struct ingress_commit *c, struct ingress_commit_job **job)
 	*c->tail = j;
 	c->tail = &j->next;
 	c->queued++;
-	/* Wake the writer for the first job, and when a batch is big
-	 * enough to go without waiting out wait_ms; not for every job (a
-	 * wake-up each would cost a context switch each). A writer busy
-	 * committing looks at the queue again when done. */
-	if (c->queued == 1 || c->queued == COMMIT_SMALL)
+	/* Wake the writer for the first job only (a wake-up each would
+	 * cost a context switch each): a writer busy committing looks at
+	 * the queue again when done. */
+	if (c->queued == 1)
 		pthread_cond_signal(&c->cond);
 	pthread_mutex_unlock(&c->lock);
 }
@@ -199,13 +202,6 @@ committer_main(void *arg)
 		}
 		if (c->head == NULL && c->stop)
 			break;
-		if (c->queued < COMMIT_SMALL && c->wait_ms > 0 && !c->stop) {
-			deadline_in(&ts, c->wait_ms);
-			while (c->queued < COMMIT_SMALL && !c->stop &&
-			       pthread_cond_timedwait(&c->cond, &c->lock,
-						      &ts) == 0)
-				;
-		}
 		jobs = take_locked(c, &n);
 		pthread_mutex_unlock(&c->lock);
 		commit_batch(c, jobs, n);
@@ -218,13 +214,12 @@ committer_main(void *arg)
 }
 
 struct ingress_commit *
-ingress_commit_new(struct store *st, unsigned wait_ms,
-		   ingress_commit_done_fn *done, void *arg)
+ingress_commit_new(struct store *st, ingress_commit_done_fn *done,
+		   void *arg)
 {
 	struct ingress_commit *c = xcalloc(1, sizeof(*c));
 
 	c->st = st;
-	c->wait_ms = wait_ms;
 	c->done = done;
 	c->arg = arg;
 	c->tail = &c->head;

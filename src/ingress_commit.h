@@ -2,7 +2,7 @@
  * ingress_commit.h - the ingress's committer: one writer thread gathers
  * the messages of many SMTP sessions into one store_enqueue()
  * transaction, so the event loop never waits on fsync and many messages
- * share one fsync.
+ * share one fsync (with the workers' writes too: store_write()).
  *
  * Threads: ingress_commit_push from any thread (the event loop); the
  * done callback runs on the committer thread.
@@ -55,13 +55,14 @@ typedef void ingress_commit_done_fn(struct ingress_commit_job *jobs, void *arg);
 
 struct ingress_commit;
 
-/* Start the writer thread. st is borrowed. wait_ms is the longest extra
- * wait for more messages when a batch is small (0: none). Idle, the
- * thread calls store_recover() once a second, so that a store that
- * cannot take mail is reopened or probed while no mail comes. */
+/* Start the writer thread. st is borrowed. It commits whatever is
+ * queued as soon as it is free; the wait for company is store_write()'s
+ * alone ([store] group_wait). Idle, the thread calls store_recover()
+ * once a second, so that a store that cannot take mail is reopened or
+ * probed while no mail comes. */
 struct ingress_commit *
-ingress_commit_new(struct store *st, unsigned wait_ms,
-		   ingress_commit_done_fn *done, void *arg);
+ingress_commit_new(struct store *st, ingress_commit_done_fn *done,
+		   void *arg);
 
 /* Hand a job over; *job is NULL afterwards. */
 void

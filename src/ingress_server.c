@@ -839,9 +839,7 @@ ingress_start(struct ingress *in, struct store *st,
 		panic("ingress: started twice");
 	in->st = st;
 	in->pool = pool;
-	in->committer = ingress_commit_new(st,
-					   in->cfg->ingress_commit_wait_ms,
-					   on_commit_done, in);
+	in->committer = ingress_commit_new(st, on_commit_done, in);
 	evconnlistener_enable(in->smtp_l);
 	if (in->lmtp_l != NULL)
 		evconnlistener_enable(in->lmtp_l);

@@ -139,7 +139,6 @@ test_config_defaults_without_file(void)
 	CU_ASSERT_EQUAL(cfg->ingress_max_message_size, 50ull << 20);
 	CU_ASSERT_EQUAL(cfg->ingress_idle_timeout, 300);
 	CU_ASSERT_EQUAL(cfg->ingress_data_timeout, 600);
-	CU_ASSERT_EQUAL(cfg->ingress_commit_wait_ms, 2);
 	CU_ASSERT_EQUAL(cfg->store_group_wait_ms, 3);
 	CU_ASSERT_EQUAL(cfg->workers_count, 16);
 	CU_ASSERT_EQUAL(cfg->workers_batch, 16);
@@ -211,7 +210,6 @@ test_config_file_sets_every_type(void)
 	CU_ASSERT_EQUAL(cfg->ingress_max_message_size, 10240);
 	CU_ASSERT_EQUAL(cfg->ingress_idle_timeout, 300);
 	CU_ASSERT_EQUAL(cfg->ingress_data_timeout, 3600);
-	CU_ASSERT_EQUAL(cfg->ingress_commit_wait_ms, 0);
 	CU_ASSERT_EQUAL(cfg->workers_count, 2);
 	CU_ASSERT_EQUAL(cfg->workers_batch, 1);
 	CU_ASSERT_EQUAL(cfg->workers_lease, 30);
@@ -295,31 +293,50 @@ test_config_size_suffixes(void)
 		     "\"512k\" is less than the minimum 1048576");
 }
 
+/* A key that was ([ingress] commit_wait): read with a warning, whatever
+ * its value, and nothing in the snapshot changes. */
+static void
+test_config_obsolete_key(void)
+{
+	struct config *cfg;
+
+	cfg = expect_ok("[ingress]\ncommit_wait = 2ms\n");
+	CU_ASSERT_EQUAL(cfg->store_group_wait_ms, 3);
+	config_unref(&cfg);
+	cfg = expect_ok("[store]\ngroup_wait = 7ms\n"
+			"[ingress]\ncommit_wait = not a duration\n");
+	CU_ASSERT_EQUAL(cfg->store_group_wait_ms, 7);
+	config_unref(&cfg);
+	expect_error("[store]\ncommit_wait = 2ms\n",
+		     "unknown key \"commit_wait\" in section [store]");
+}
+
 static void
 test_config_duration_suffixes(void)
 {
 	struct config *cfg;
 
-	cfg = expect_ok("[ingress]\nidle_timeout = 30\ndata_timeout = 2h\n"
-			"commit_wait = 5ms\n[workers]\nlease = 10m\n"
+	cfg = expect_ok("[store]\ngroup_wait = 5ms\n"
+			"[ingress]\nidle_timeout = 30\ndata_timeout = 2h\n"
+			"[workers]\nlease = 10m\n"
 			"[queue]\nmax_lifetime = 1d\nbackoff_min = 45s\n");
 	CU_ASSERT_EQUAL(cfg->ingress_idle_timeout, 30);
 	CU_ASSERT_EQUAL(cfg->ingress_data_timeout, 7200);
-	CU_ASSERT_EQUAL(cfg->ingress_commit_wait_ms, 5);
+	CU_ASSERT_EQUAL(cfg->store_group_wait_ms, 5);
 	CU_ASSERT_EQUAL(cfg->workers_lease, 600);
 	CU_ASSERT_EQUAL(cfg->queue_max_lifetime, 86400);
 	CU_ASSERT_EQUAL(cfg->queue_backoff_min, 45);
 	config_unref(&cfg);
-	cfg = expect_ok("[ingress]\ncommit_wait = 1s\n");
-	CU_ASSERT_EQUAL(cfg->ingress_commit_wait_ms, 1000);
+	cfg = expect_ok("[store]\ngroup_wait = 1s\n");
+	CU_ASSERT_EQUAL(cfg->store_group_wait_ms, 1000);
 	config_unref(&cfg);
 	expect_error("[ingress]\nidle_timeout = 500ms\n",
 		     "\"500ms\" is not a duration (a number with an optional "
 		     "s, m, h or d suffix)");
-	expect_error("[ingress]\ncommit_wait = 2x\n",
+	expect_error("[store]\ngroup_wait = 2x\n",
 		     "\"2x\" is not a duration (a number with an optional "
 		     "ms, s, m, h or d suffix)");
-	expect_error("[ingress]\ncommit_wait = 2s\n",
+	expect_error("[store]\ngroup_wait = 2s\n",
 		     "\"2s\" is more than the maximum 1000");
 	expect_error("[ingress]\nidle_timeout = 0s\n",
 		     "\"0s\" is less than the minimum 1");
@@ -1169,6 +1186,7 @@ static CU_TestInfo config_tests[] = {
 	  test_config_integer_rejects_junk_negative_overflow },
 	{ "size_suffixes", test_config_size_suffixes },
 	{ "duration_suffixes", test_config_duration_suffixes },
+	{ "obsolete_key", test_config_obsolete_key },
 	{ "boolean_values", test_config_boolean_values },
 	{ "enum_values", test_config_enum_values },
 	{ "string_values", test_config_string_values },

@@ -6,7 +6,8 @@
 # stop_clean, kill9_daemon, send_msgs, maildir_count, skip, fail. Every daemon started with
 # start_daemon is killed by the EXIT trap.
 
-HERE=$(cd "$(dirname "$0")" && pwd)
+# this file's own directory (not $0's): bench/stores.sh sources it too
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 POSTERND=${POSTERND:-$HERE/../../src/posternd}
 POSTERN=${POSTERN:-$HERE/../../src/postern}
 MKSTORE=${MKSTORE:-$HERE/mkstore}

@@ -791,6 +791,25 @@ box_add(struct jmap_driver *d, const char *account, const char *id)
 	return d->box[d->n_box++].id;
 }
 
+/* What an HTTP answer h to method means for the step: the server down,
+ * the session stale, a deferral (not 200: r filled in), or go on (200:
+ * r holds a deferral until the caller knows better). */
+static enum step
+answered(struct jmap_driver *d, const struct http_res *h, const char *method,
+	 struct driver_rcpt *r)
+{
+	char code[32];
+
+	driver_reply(r->reply, "4.4.1 %s: %s: %s", d->peer, method,
+		     why_of(h, code, sizeof(code)));
+	if (h->status == 0 || h->status >= 500)
+		return STEP_DOWN;
+	if (h->status == 401 || h->status == 404)
+		return STEP_STALE;
+	r->result = CLAIM_TEMPFAIL;
+	return h->status == 200 ? STEP_OK : STEP_DONE;
+}
+
 /* Mailbox/set: create the mailbox d->mailbox (a name) in account. Its
  * id into *id_r as mailbox_of() does; a failure: r filled in. */
 static enum step
@@ -799,19 +818,12 @@ mailbox_create(struct jmap_driver *d, const char *account, const char **id_r,
 {
 	struct driver_jmap_reply x;
 	struct http_res h;
-	char code[32];
+	enum step st;
 
 	api_post(d, driver_jmap_create_request(account, d->mailbox), false,
 		 &h);
-	driver_reply(r->reply, "4.4.1 %s: Mailbox/set: %s", d->peer,
-		     why_of(&h, code, sizeof(code)));
-	if (h.status == 0 || h.status >= 500)
-		return STEP_DOWN;
-	if (h.status == 401 || h.status == 404)
-		return STEP_STALE;
-	r->result = CLAIM_TEMPFAIL;
-	if (h.status != 200)
-		return STEP_DONE;
+	if ((st = answered(d, &h, "Mailbox/set", r)) != STEP_OK)
+		return st;
 	driver_jmap_parse_create(resp_text(d), d->resp.len, &x);
 	note_state(d, &x);
 	if (x.kind == DRIVER_JMAP_OK) {
@@ -838,7 +850,7 @@ mailbox_of(struct jmap_driver *d, const char *account, const char **id_r,
 {
 	struct driver_jmap_reply x;
 	struct http_res h;
-	char code[32];
+	enum step st;
 
 	for (size_t i = 0; i < d->n_box; i++) {
 		if (strcmp(d->box[i].account, account) == 0) {
@@ -848,15 +860,8 @@ mailbox_of(struct jmap_driver *d, const char *account, const char **id_r,
 	}
 	api_post(d, driver_jmap_mailbox_request(account, d->mailbox), false,
 		 &h);
-	driver_reply(r->reply, "4.4.1 %s: Mailbox/query: %s", d->peer,
-		     why_of(&h, code, sizeof(code)));
-	if (h.status == 0 || h.status >= 500)
-		return STEP_DOWN;
-	if (h.status == 401 || h.status == 404)
-		return STEP_STALE;
-	r->result = CLAIM_TEMPFAIL;
-	if (h.status != 200)
-		return STEP_DONE;
+	if ((st = answered(d, &h, "Mailbox/query", r)) != STEP_OK)
+		return st;
 	driver_jmap_parse_mailbox(resp_text(d), d->resp.len, d->mailbox, &x);
 	note_state(d, &x);
 	if (x.kind == DRIVER_JMAP_OK) {

@@ -3,7 +3,7 @@
 #
 # Provides: $POSTERND, $POSTERN, $MKSTORE, $WORK (a mktemp -d directory, removed on exit
 # unless KEEP_WORK=1), free_port, write_config, start_daemon, stop_daemon,
-# stop_clean, kill9_daemon, send_msgs, maildir_count, skip, fail. Every daemon started with
+# stop_clean, kill9_daemon, kill_on_progress, send_msgs, maildir_count, skip, fail. Every daemon started with
 # start_daemon is killed by the EXIT trap.
 
 # this file's own directory (not $0's): bench/stores.sh sources it too
@@ -195,6 +195,29 @@ for i in range(first, last + 1):
     s.sendmail("a@home.example", rcpts, msg)
 s.quit()
 PY
+}
+
+# kill_on_progress CONF LOG K COUNT...: K times, start posternd with CONF
+# (logging to LOG), wait until the command COUNT... (a shell function
+# and its arguments: how many copies the foreign side holds) says more
+# than before, or 4 s, wait 0 to 0.09 s more and SIGKILL it. Prints
+# "kill k at N" (N: COUNT after the kill). Not in a pipe or $(...): the
+# daemons must stay this shell's children.
+kill_on_progress() {
+	local conf=$1 log=$2 n=$3 k before i
+	shift 3
+	for k in $(seq 1 "$n"); do
+		start_daemon "$conf" "$log" ||
+			fail "posternd did not restart (kill $k)"
+		before=$("$@")
+		for i in $(seq 1 200); do
+			[ "$("$@")" -gt "$before" ] && break
+			sleep 0.02
+		done
+		sleep 0.0$((RANDOM % 10))
+		kill9_daemon "$DAEMON_PID"
+		echo "kill $k at $("$@")"
+	done
 }
 
 # kill9_daemon PID

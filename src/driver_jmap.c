@@ -104,6 +104,10 @@ struct jmap_driver {
 	struct buf resp;		/* the last reply's body */
 	uint64_t connect_us;		/* spent connecting, this recipient */
 	char err[DRIVER_REPLY_LEN];	/* look()'s *error_r */
+	/* This recipient's Mailbox/set, if one went out: then a mailbox
+	 * still not found is deferred with why it was not made. */
+	bool create_tried;
+	char create_err[DRIVER_REPLY_LEN];
 };
 
 /* --- pure helpers ------------------------------------------------------ */
@@ -820,9 +824,12 @@ mailbox_create(struct jmap_driver *d, const char *account, const char **id_r,
 	struct http_res h;
 	enum step st;
 
+	d->create_tried = true;
 	api_post(d, driver_jmap_create_request(account, d->mailbox), false,
 		 &h);
-	if ((st = answered(d, &h, "Mailbox/set", r)) != STEP_OK)
+	st = answered(d, &h, "Mailbox/set", r);
+	driver_reply(d->create_err, "%s", r->reply);
+	if (st != STEP_OK)
 		return st;
 	driver_jmap_parse_create(resp_text(d), d->resp.len, &x);
 	note_state(d, &x);
@@ -833,10 +840,11 @@ mailbox_create(struct jmap_driver *d, const char *account, const char **id_r,
 		return STEP_OK;
 	}
 	/* Another worker may have made it meanwhile: the caller's second
-	 * pass finds it. */
+	 * pass finds it, or defers the recipient with this reply. */
 	driver_reply(r->reply, "4.3.0 %s: cannot create mailbox %s in "
 		     "account %s: %s%s%s", d->peer, d->mailbox, account,
 		     x.type, x.desc[0] ? ": " : "", x.desc);
+	driver_reply(d->create_err, "%s", r->reply);
 	return STEP_AGAIN;
 }
 
@@ -846,7 +854,7 @@ mailbox_create(struct jmap_driver *d, const char *account, const char **id_r,
  * delivery does for a mailbox that is not there. */
 static enum step
 mailbox_of(struct jmap_driver *d, const char *account, const char **id_r,
-	   bool may_create, struct driver_rcpt *r)
+	   struct driver_rcpt *r)
 {
 	struct driver_jmap_reply x;
 	struct http_res h;
@@ -869,8 +877,13 @@ mailbox_of(struct jmap_driver *d, const char *account, const char **id_r,
 		return STEP_OK;
 	}
 	if (x.kind == DRIVER_JMAP_NOT_FOUND && d->create_mailbox &&
-	    !driver_jmap_is_role(d->mailbox) && may_create)
-		return mailbox_create(d, account, id_r, r);
+	    !driver_jmap_is_role(d->mailbox)) {
+		if (!d->create_tried)
+			return mailbox_create(d, account, id_r, r);
+		/* made and gone, or not made: never a bounce */
+		driver_reply(r->reply, "%s", d->create_err);
+		return STEP_DONE;
+	}
 	if (x.kind == DRIVER_JMAP_NOT_FOUND) {
 		r->result = CLAIM_PERMFAIL;
 		driver_reply(r->reply, "5.1.1 %s: no mailbox %s%s in account "
@@ -995,7 +1008,7 @@ deliver_pass(struct jmap_driver *d, const struct driver_msg *m,
 		driver_reply(r->reply, "4.4.1 %s", why);
 		return STEP_DOWN;
 	}
-	st = mailbox_of(d, account, &box, may_retry, r);
+	st = mailbox_of(d, account, &box, r);
 	if (st == STEP_OK)
 		st = upload(d, account, m, blob, r);
 	if (st == STEP_OK)
@@ -1026,6 +1039,7 @@ deliver_one(struct driver *base, const struct driver_msg *m,
 	buf_reset(&d->hdr);
 	driver_delivery_header(&d->hdr, m, r);
 	d->connect_us = 0;
+	d->create_tried = false;
 	/* A second pass after a fresh session (401/404), a refused mailbox
 	 * id or blob, or a mailbox another worker made first; nothing was
 	 * imported in the first. */
@@ -1244,6 +1258,12 @@ driver_jmap_new(const struct driver_jmap_opts *o, const char **error_r)
 		if ((d->token = driver_read_password("token_file",
 				o->token_file, error_r)) == NULL)
 			goto fail;
+		if (d->token[0] == '\0') {
+			snprintf(err, sizeof(err), "token_file %s: its first "
+				 "line is empty", o->token_file);
+			*error_r = err;
+			goto fail;
+		}
 	} else if (o->password != NULL) {
 		d->password = xstrdup(o->password);
 	} else if ((d->password = driver_read_password("password_file",

@@ -9,8 +9,11 @@
 #include "testlib.h"
 
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <string.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 static int
 suite_init(void)
@@ -465,6 +468,26 @@ test_driver_jmap_new_checks_its_options(void)
 	o.password_file = "/nonexistent/pw";
 	CU_ASSERT_PTR_NULL(driver_jmap_new(&o, &err));
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "password_file /nonexistent/pw"));
+
+	/* a token file whose first line is empty: refused at start */
+	char path[] = "/tmp/postern-jmap-token.XXXXXX";
+	int fd = mkstemp(path);
+
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_EQUAL(write(fd, "\nsecond line\n", 13), 13);
+	close(fd);
+	o.password_file = NULL;
+	o.user = NULL;
+	o.token_file = path;
+	CU_ASSERT_PTR_NULL(driver_jmap_new(&o, &err));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "its first line is empty"));
+	fd = open(path, O_WRONLY | O_TRUNC);
+	CU_ASSERT_EQUAL(write(fd, "tok.en.sig\n", 11), 11);
+	close(fd);
+	d = driver_jmap_new(&o, &err);
+	CU_ASSERT_PTR_NOT_NULL(d);
+	driver_free(&d);
+	unlink(path);
 }
 
 static CU_TestInfo driver_jmap_tests[] = {

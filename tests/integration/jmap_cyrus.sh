@@ -35,7 +35,8 @@
 #     in "sub"), posternd logs in with token_file alone. mailbox =
 #     Postern, not in bob's account: bounced 5.1.1 "no mailbox";
 #     create_mailbox = yes (postern given k on bob's INBOX): the mailbox
-#     is made once, 3 messages land in it and none in the Inbox. A token
+#     is made once, 3 messages land in it and none in the Inbox; carol
+#     (no k) is deferred 4.3.0, the mailbox cannot be made. A token
 #     signed with another key: the login is refused (401), the message
 #     stays queued.
 # Env: JMAP_MSGS (30), JMAP_KILL_MSGS (300); POSTERN_QUICK=1: 10 and 300
@@ -415,10 +416,19 @@ port=$(free_port)
 config_token mkbox "$port" "$WORK/token" yes
 start_daemon "$WORK/mkbox.conf" "$WORK/mkbox.log" || fail "6: posternd did not start"
 send_msgs "$port" 6101 6103 jmap bob@foreign.example
+# carol's INBOX gives postern no k: the mailbox cannot be made there,
+# which defers (never bounces) her copy
+send_msgs "$port" 6104 6104 jmap carol@foreign.example
 for i in $(seq 1 100); do
-	[ "$(grep -c 'to=<bob@foreign.example>.*status=sent' "$WORK/mkbox.log")" = 3 ] && break
+	[ "$(grep -c 'to=<bob@foreign.example>.*status=sent' "$WORK/mkbox.log")" = 3 ] &&
+		grep -q 'to=<carol@foreign.example>.*status=' "$WORK/mkbox.log" && break
 	sleep 0.1
 done
+line=$(grep 'to=<carol@foreign.example>.*status=' "$WORK/mkbox.log" | tail -1)
+case $line in
+*"status=deferred (4.3.0 "*"cannot create mailbox Postern in account carol"*) ;;
+*) fail "6: carol (no right to make the mailbox) not deferred 4.3.0: ${line:-$(tail -3 "$WORK/mkbox.log")}" ;;
+esac
 sleep 1
 stop_clean "$STEP" "$WORK/mkbox.log"
 n=$(grep -c 'to=<bob@foreign.example>.*status=sent' "$WORK/mkbox.log")
@@ -446,5 +456,5 @@ grep -q 'bob@foreign.example' "$WORK/q.out" ||
 stop_clean "$STEP" "$WORK/tokenbad.log"
 [ "$(box_count bob Postern)" = "1 3" ] || fail "6: a bad token delivered"
 echo "6: bearer token: no mailbox Postern bounced 5.1.1; create_mailbox made it" \
-	"once and 3 landed in it; a bad token is refused (401), the message stays queued"
+	"once and 3 landed in it, where it cannot be made deferred 4.3.0; a bad token is refused (401), the message stays queued"
 exit 0

@@ -3,7 +3,7 @@
 #
 # Provides: $POSTERND, $POSTERN, $MKSTORE, $WORK (a mktemp -d directory, removed on exit
 # unless KEEP_WORK=1), free_port, write_config, start_daemon, stop_daemon,
-# stop_clean, kill9_daemon, kill_on_progress, send_msgs, maildir_count, skip, fail. Every daemon started with
+# stop_clean, kill9_daemon, kill_on_progress, wait_until, send_msgs, maildir_count, skip, fail. Every daemon started with
 # start_daemon is killed by the EXIT trap.
 
 # this file's own directory (not $0's): bench/stores.sh sources it too
@@ -218,6 +218,18 @@ kill_on_progress() {
 		kill9_daemon "$DAEMON_PID"
 		echo "kill $k at $("$@")"
 	done
+}
+
+# wait_until SECS COMMAND...: run COMMAND every 0.1 s until it succeeds
+# (return 0) or SECS seconds have gone by (return 1).
+wait_until() {
+	local n=$(($1 * 10)) i
+	shift
+	for i in $(seq 1 "$n"); do
+		"$@" && return 0
+		sleep 0.1
+	done
+	return 1
 }
 
 # kill9_daemon PID

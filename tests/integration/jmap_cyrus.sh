@@ -113,15 +113,22 @@ count() { inbox "$1" | wc -l; }
 #   carry an X-Postern-Delivery
 #   quota USER KIB: as the Cyrus admin, SETQUOTA user.USER (STORAGE KIB);
 #   KIB "" lifts it
+#   acl USER RIGHTS: as the Cyrus admin, SETACL user.USER for the
+#   delegate ($CYRUS_USER)
 imap() {
 	"$PYTHON" - "$CYRUS_IMAP_PORT" "$CYRUS_ADMIN_USER" "$CYRUS_ADMIN_PASS" \
-		"$CYRUS_USER_PASS" "$@" <<'PY' || fail "$STEP: IMAP $1 $2 failed"
+		"$CYRUS_USER_PASS" "$CYRUS_USER" "$@" <<'PY' || fail "$STEP: IMAP $1 $2 failed"
 import imaplib, sys
-port, admin, adminpw, userpw, cmd, box = sys.argv[1:7]
+port, admin, adminpw, userpw, delegate, cmd, box = sys.argv[1:8]
 m = imaplib.IMAP4("127.0.0.1", int(port))
-if cmd == "quota":
+if cmd == "acl":
     m.login(admin, adminpw)
-    kib = sys.argv[7]
+    r = m.setacl("user." + box, delegate, sys.argv[8])
+    if r[0] != "OK":
+        sys.exit("SETACL: %r" % (r,))
+elif cmd == "quota":
+    m.login(admin, adminpw)
+    kib = sys.argv[8]
     r = m.setquota("user." + box, "(STORAGE %s)" % kib if kib else "()")
     if r[0] != "OK":
         sys.exit("SETQUOTA: %r" % (r,))
@@ -200,10 +207,7 @@ send_msgs "$port" 1 "$MSGS" jmap alice@foreign.example bob@foreign.example
 send_msgs "$port" 1000 1000 jmap nobody@foreign.example
 wait_for alice "$MSGS" 60 && wait_for bob "$MSGS" 60 ||
 	fail "1: alice $(count alice), bob $(count bob) of $MSGS"
-for i in $(seq 1 100); do
-	grep -q 'to=<nobody@foreign.example>.*status=' "$WORK/one.log" && break
-	sleep 0.1
-done
+wait_until 10 grep -q 'to=<nobody@foreign.example>.*status=' "$WORK/one.log"
 sleep 1		# a late duplicate would show now
 stop_clean "$STEP" "$WORK/one.log"
 check alice "$MSGS" 0
@@ -281,10 +285,7 @@ config look "$port" "http://127.0.0.1:$PROXY_PORT/jmap/" 1
 a0=$(count alice)
 start_daemon "$WORK/look.conf" "$WORK/look.log" || fail "4: posternd did not start"
 send_msgs "$port" 3001 3001 jmap alice@foreign.example
-for i in $(seq 1 300); do
-	grep -q '^held' "$WORK/proxy-hold.out" && break
-	sleep 0.1
-done
+wait_until 30 grep -q '^held' "$WORK/proxy-hold.out"
 grep -q '^held' "$WORK/proxy-hold.out" || fail "4: no Email/import came"
 [ "$(count alice)" = "$a0" ] || fail "4: alice has it before the import"
 # Stop every httpd of the master: the one behind the proxy's connection
@@ -309,10 +310,7 @@ start_daemon "$WORK/look.conf" "$WORK/look.log" || fail "4: posternd did not res
 sleep 0.3
 kill -CONT $STOPPED
 STOPPED=""
-for i in $(seq 1 300); do
-	grep -q 'to=<alice@foreign.example>.*status=sent' "$WORK/look.log" && break
-	sleep 0.1
-done
+wait_until 30 grep -q 'to=<alice@foreign.example>.*status=sent' "$WORK/look.log"
 sleep 1
 stop_clean "$STEP" "$WORK/look.log"
 grep 'to=<alice@foreign.example>' "$WORK/look.log" | tail -1
@@ -339,10 +337,10 @@ s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]))
 s.sendmail("home@home.example", ["carol@foreign.example"], body)
 s.quit()
 PY
-for i in $(seq 1 100); do
-	[ "$(grep -c 'to=<carol@foreign.example>.*status=deferred' "$WORK/quota.log")" -ge 2 ] && break
-	sleep 0.1
-done
+deferred_twice() {
+	[ "$(grep -c 'to=<carol@foreign.example>.*status=deferred' "$WORK/quota.log")" -ge 2 ]
+}
+wait_until 10 deferred_twice
 line=$(grep 'to=<carol@foreign.example>.*status=deferred' "$WORK/quota.log" | tail -1)
 case $line in
 *"status=deferred (4.2.2 "*"over quota in account carol"*) ;;
@@ -394,24 +392,14 @@ port=$(free_port)
 config_token nobox "$port" "$WORK/token" no
 start_daemon "$WORK/nobox.conf" "$WORK/nobox.log" || fail "6: posternd did not start"
 send_msgs "$port" 6001 6001 jmap bob@foreign.example
-for i in $(seq 1 100); do
-	grep -q 'to=<bob@foreign.example>.*status=' "$WORK/nobox.log" && break
-	sleep 0.1
-done
+wait_until 10 grep -q 'to=<bob@foreign.example>.*status=' "$WORK/nobox.log"
 stop_clean "$STEP" "$WORK/nobox.log"
 grep 'to=<bob@foreign.example>' "$WORK/nobox.log" |
 	grep -q 'status=bounced (5.1.1 .*no mailbox Postern in account bob' ||
 	fail "6: not bounced for the missing mailbox: $(grep 'to=<bob' "$WORK/nobox.log" | tail -2)"
 [ "$(box_count bob Postern)" = "0 0" ] || fail "6: a mailbox Postern appeared without create_mailbox"
 
-"$PYTHON" - "$CYRUS_IMAP_PORT" "$CYRUS_ADMIN_USER" "$CYRUS_ADMIN_PASS" \
-	"$CYRUS_USER" <<'PY' || fail "6: SETACL failed"
-import imaplib, sys
-m = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
-m.login(sys.argv[2], sys.argv[3])
-r = m.setacl("user.bob", sys.argv[4], "lrswik")
-sys.exit(0 if r[0] == "OK" else "SETACL: %r" % (r,))
-PY
+imap acl bob lrswik
 port=$(free_port)
 config_token mkbox "$port" "$WORK/token" yes
 start_daemon "$WORK/mkbox.conf" "$WORK/mkbox.log" || fail "6: posternd did not start"
@@ -419,11 +407,11 @@ send_msgs "$port" 6101 6103 jmap bob@foreign.example
 # carol's INBOX gives postern no k: the mailbox cannot be made there,
 # which defers (never bounces) her copy
 send_msgs "$port" 6104 6104 jmap carol@foreign.example
-for i in $(seq 1 100); do
+both_settled() {
 	[ "$(grep -c 'to=<bob@foreign.example>.*status=sent' "$WORK/mkbox.log")" = 3 ] &&
-		grep -q 'to=<carol@foreign.example>.*status=' "$WORK/mkbox.log" && break
-	sleep 0.1
-done
+		grep -q 'to=<carol@foreign.example>.*status=' "$WORK/mkbox.log"
+}
+wait_until 10 both_settled
 line=$(grep 'to=<carol@foreign.example>.*status=' "$WORK/mkbox.log" | tail -1)
 case $line in
 *"status=deferred (4.3.0 "*"cannot create mailbox Postern in account carol"*) ;;
@@ -444,10 +432,7 @@ port=$(free_port)
 config_token tokenbad "$port" "$WORK/badtoken" yes
 start_daemon "$WORK/tokenbad.conf" "$WORK/tokenbad.log" || fail "6: posternd did not start"
 send_msgs "$port" 6201 6201 jmap bob@foreign.example
-for i in $(seq 1 100); do
-	grep -q 'login was refused (HTTP 401)' "$WORK/tokenbad.log" && break
-	sleep 0.1
-done
+wait_until 10 grep -q 'login was refused (HTTP 401)' "$WORK/tokenbad.log"
 grep -q 'login was refused (HTTP 401)' "$WORK/tokenbad.log" ||
 	fail "6: a bad token was not refused: $(tail -3 "$WORK/tokenbad.log")"
 "$POSTERN" -c "$WORK/tokenbad.conf" queue >"$WORK/q.out" 2>&1

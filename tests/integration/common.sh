@@ -98,11 +98,12 @@ track_sink() {
 	fail "$4 did not listen on $2:$3"
 }
 
-# start_cut_proxy MODE SERVER_PORT CUTS OUT [nolitplus]: cut_proxy.py
+# start_cut_proxy MODE SERVER_PORT CUTS OUT [OPTIONS]: cut_proxy.py
 # (a proxy that loses the first CUTS replies that decide a delivery) in
 # front of 127.0.0.1:SERVER_PORT, its stdout in OUT; sets PROXY_PORT; its
-# pid is killed at EXIT with the daemons. Fails unless it is ready
-# within 5 s.
+# pid is killed at EXIT with the daemons. OPTIONS: cut_proxy.py's
+# (nolitplus, hold=FILE, gate=FILE), as one word-split argument. Fails
+# unless it is ready within 5 s.
 start_cut_proxy() {
 	local i
 	PROXY_PORT=$(free_port)

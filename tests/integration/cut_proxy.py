@@ -4,7 +4,8 @@ ways, but the first CUTS times the server's reply that decides a delivery
 arrives, it drops that reply and closes both connections, so the client
 cannot know whether the server has the message.
 
-  cut_proxy.py MODE LISTEN_PORT SERVER_PORT CUTS [nolitplus | hold=FILE]
+  cut_proxy.py MODE LISTEN_PORT SERVER_PORT CUTS [nolitplus | hold=FILE
+               [gate=FILE2]]
 
 MODE imap: the reply is the tagged OK to an APPEND.
 MODE lmtp: the reply is the first 2xx line after the final dot.
@@ -19,9 +20,14 @@ must send each literal after the server's "+".
 hold=FILE (jmap): instead, the first CUTS Email/import requests are held
 (not passed on) until FILE exists; then each goes on to the server, and
 its reply is dropped and both connections closed, as above.
+gate=FILE2 (with hold): once FILE exists, the bytes a client sends on
+any other connection are held until FILE2 exists too, so that a client
+restarted after the held request cannot ask the server anything before
+the test lets it.
 
 Prints "ready" once listening, one line "cut N" per cut, "held N" per
-held request and, with nolitplus, "continuation" per "+" the server
+held request, "gated N" per connection held at the gate and, with
+nolitplus, "continuation" per "+" the server
 sends, on stdout.
 """
 import os
@@ -33,14 +39,16 @@ import time
 
 MODE, LPORT, SPORT, CUTS = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
                             int(sys.argv[4]))
-NOLITPLUS = len(sys.argv) > 5 and sys.argv[5] == "nolitplus"
-HOLD = (sys.argv[5][5:] if len(sys.argv) > 5 and
-        sys.argv[5].startswith("hold=") else None)
+OPTS = sys.argv[5:]
+NOLITPLUS = "nolitplus" in OPTS
+HOLD = next((o[5:] for o in OPTS if o.startswith("hold=")), None)
+GATE = next((o[5:] for o in OPTS if o.startswith("gate=")), None)
 IMPORT = b'"Email/import"'
 if MODE not in ("imap", "lmtp", "smtp", "jmap"):
     sys.exit("cut_proxy.py: MODE is imap, lmtp, smtp or jmap")
 lock = threading.Lock()
 cuts = 0
+gated = 0
 
 
 def take_cut():
@@ -60,6 +68,7 @@ class Session:
         self.after_dot = 0     # lmtp, smtp: final replies expected
         self.tail = b""        # client bytes not yet scanned
         self.drop = False      # jmap, hold: drop the next reply
+        self.held = False      # hold: this connection's request was held
         self.dead = False
 
     def close(self):
@@ -71,12 +80,24 @@ class Session:
                 pass
             sk.close()
 
+    def wait_gate(self):
+        global gated
+        if (not GATE or self.held or not os.path.exists(HOLD) or
+                os.path.exists(GATE)):
+            return
+        with lock:
+            gated += 1
+            print("gated %d" % gated, flush=True)
+        while not os.path.exists(GATE):
+            time.sleep(0.05)
+
     def upstream(self):
         try:
             while True:
                 data = self.c.recv(65536)
                 if not data:
                     break
+                self.wait_gate()
                 scan = self.tail + data
                 if MODE == "imap":
                     for m in re.finditer(rb"(?:^|\n)(\S+) APPEND ", scan):
@@ -86,6 +107,7 @@ class Session:
                     self.tail = scan[-(len(IMPORT) - 1):]
                     if IMPORT in scan and HOLD and (n := take_cut()):
                         print("held %d" % n, flush=True)
+                        self.held = True
                         while not os.path.exists(HOLD):
                             time.sleep(0.05)
                         self.drop = True

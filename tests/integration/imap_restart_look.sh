@@ -32,16 +32,6 @@ s.sendmail("a@home.example", ["alice@foreign.example"],
 s.quit()
 PY
 }
-# until CMD succeeds, at most SECS seconds
-wait_until() {
-	local secs=$1 i
-	shift
-	for i in $(seq 1 $((secs * 10))); do
-		"$@" && return 0
-		sleep 0.1
-	done
-	return 1
-}
 sent_lines() { grep -c 'to=<alice@foreign.example>.*status=sent' "$WORK/r.log"; }
 # bytes waiting unread on Dovecot's side of posternd's IMAP connection
 unread() {

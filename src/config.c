@@ -276,6 +276,8 @@ static const struct key keys[] = {
 	  1000000, NULL, "0" },
 	{ "queue", "in_doubt_policy", V_ENUM, F(queue_in_doubt_policy), 0, 0,
 	  in_doubt_names, "hold" },
+	{ "queue", "look_again", V_SECS, F(queue_look_again), 0, 3600, NULL,
+	  "5s" },
 	{ "admin", "listen", V_HOSTPORT_OPT, F(admin_listen), 0, 0, NULL,
 	  "" },
 	{ "log", "level", V_ENUM, F(log_level), 0, 0, level_names, "info" },

@@ -250,6 +250,9 @@ struct config {
 	unsigned queue_max_lifetime;	/* seconds */
 	unsigned queue_max_attempts;	/* 0: no dead letters */
 	enum config_in_doubt queue_in_doubt_policy;
+	/* seconds that looks must not find an in-doubt entry before it
+	 * is sent again; 0: the first look that does not find it */
+	unsigned queue_look_again;
 
 	/* [admin] */
 	struct config_hostport admin_listen;	/* HTTP; NULLs: none */

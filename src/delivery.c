@@ -28,6 +28,7 @@ delivery_shared_init(struct delivery_shared *sh, uint64_t now_us)
 {
 	memset(sh, 0, sizeof(*sh));
 	pthread_mutex_init(&sh->nexthop_lock, NULL);
+	pthread_mutex_init(&sh->notfound_lock, NULL);
 	/* In-doubt entries left by a crash: look for them after a moment
 	 * too (as for a connection that broke, record_outcomes()), so that
 	 * a server still storing a message that the dead process sent in
@@ -41,6 +42,81 @@ void
 delivery_shared_destroy(struct delivery_shared *sh)
 {
 	pthread_mutex_destroy(&sh->nexthop_lock);
+	pthread_mutex_destroy(&sh->notfound_lock);
+	free(sh->notfound);
+	sh->notfound = NULL;
+	sh->notfound_n = sh->notfound_cap = 0;
+}
+
+/* The notfound slot of (qid, idx), or NULL. Under notfound_lock. */
+static struct delivery_notfound *
+notfound_find(struct delivery_shared *sh, uint64_t qid, uint32_t idx)
+{
+	for (size_t i = 0; i < sh->notfound_n; i++)
+		if (sh->notfound[i].qid == qid && sh->notfound[i].idx == idx)
+			return &sh->notfound[i];
+	return NULL;
+}
+
+/* Remove slot e. Under notfound_lock. */
+static void
+notfound_drop(struct delivery_shared *sh, struct delivery_notfound *e)
+{
+	*e = sh->notfound[--sh->notfound_n];
+}
+
+bool
+delivery_notfound_settled(struct delivery_shared *sh, uint64_t qid,
+			  uint32_t idx, uint64_t now_us, uint64_t wait_us,
+			  uint64_t *again_r)
+{
+	struct delivery_notfound *e;
+	bool settled = false;
+
+	*again_r = now_us;
+	if (wait_us == 0)
+		return true;
+	pthread_mutex_lock(&sh->notfound_lock);
+	e = notfound_find(sh, qid, idx);
+	if (e != NULL && now_us >= e->first_us + wait_us) {
+		notfound_drop(sh, e);
+		settled = true;
+	} else if (e != NULL) {
+		*again_r = e->first_us + wait_us;
+	} else {
+		/* Slots of entries settled some other way (postern
+		 * resolve, another instance) are not kept for long. */
+		for (size_t i = 0; i < sh->notfound_n; )
+			if (sh->notfound[i].first_us + wait_us + 3600000000ull
+			    < now_us)
+				notfound_drop(sh, &sh->notfound[i]);
+			else
+				i++;
+		if (sh->notfound_n == sh->notfound_cap) {
+			sh->notfound_cap = sh->notfound_cap ?
+				sh->notfound_cap * 2 : 16;
+			sh->notfound = xrealloc(sh->notfound,
+				sh->notfound_cap * sizeof(*sh->notfound));
+		}
+		sh->notfound[sh->notfound_n++] = (struct delivery_notfound){
+			.qid = qid, .idx = idx, .first_us = now_us };
+		*again_r = now_us + wait_us;
+	}
+	pthread_mutex_unlock(&sh->notfound_lock);
+	return settled;
+}
+
+void
+delivery_notfound_forget(struct delivery_shared *sh, uint64_t qid,
+			 uint32_t idx)
+{
+	struct delivery_notfound *e;
+
+	pthread_mutex_lock(&sh->notfound_lock);
+	e = notfound_find(sh, qid, idx);
+	if (e != NULL)
+		notfound_drop(sh, e);
+	pthread_mutex_unlock(&sh->notfound_lock);
 }
 
 struct delivery *
@@ -176,19 +252,37 @@ indoubt_looked(const struct delivery_ctx *c, bool could)
 
 /* In-doubt entries of a driver that looks only when asked: look first.
  * Found: delivered, the lost reply's delivery is recorded. Not found:
- * delivered now. Cannot tell: it stays in-doubt, and in-doubt claims
- * pause. Returns DRIVER_UNAVAILABLE when a delivery found the foreign
- * side down (the caller gives the entries back as in-doubt), else 0. */
+ * delivered now if looks have not found it for [queue] look_again,
+ * else it stays in-doubt and is looked for again then. Cannot tell: it
+ * stays in-doubt, and in-doubt claims pause. Returns DRIVER_UNAVAILABLE
+ * when a delivery found the foreign side down (the caller gives the
+ * entries back as in-doubt), else 0. */
 static int
 settle_indoubt(const struct delivery_ctx *c, const struct driver_msg *m,
 	       struct driver_rcpt *r, size_t n)
 {
+	struct delivery_shared *sh = c->shared;
+	uint64_t now, again;
 	const char *err;
 	int rc;
 
 	for (size_t i = 0; i < n; i++) {
 		rc = driver_look(c->driver, m, &r[i], &err);
 		indoubt_looked(c, rc >= 0);
+		now = store_now_us();
+		if (rc == 0 && !delivery_notfound_settled(sh, m->qid, r[i].idx,
+				now, c->cfg->queue_look_again * 1000000ull,
+				&again)) {
+			/* Not there yet: a server may still be storing
+			 * what the dead connection sent. Look again. */
+			r[i].result = CLAIM_UNKNOWN;
+			snprintf(r[i].reply, DRIVER_REPLY_LEN, "4.4.2 not found "
+				 "at the foreign side yet: looked for again "
+				 "before it is sent again");
+			if (atomic_load(&sh->indoubt_after_us) < again)
+				atomic_store(&sh->indoubt_after_us, again);
+			continue;
+		}
 		if (rc == 0) {
 			if (driver_deliver(c->driver, m, &r[i], 1) ==
 			    DRIVER_UNAVAILABLE) {
@@ -199,6 +293,7 @@ settle_indoubt(const struct delivery_ctx *c, const struct driver_msg *m,
 			continue;
 		}
 		if (rc == 1) {
+			delivery_notfound_forget(sh, m->qid, r[i].idx);
 			r[i].result = CLAIM_DELIVERED;
 			snprintf(r[i].reply, DRIVER_REPLY_LEN, "found by look "
 				 "at the foreign side: delivered before, the "

@@ -32,6 +32,13 @@
  * stored it when we look. */
 #define DELIVERY_LOOK_DELAY_US	(1000000u)
 
+/* An in-doubt entry that a look did not find, and since when. */
+struct delivery_notfound {
+	uint64_t qid;
+	uint32_t idx;
+	uint64_t first_us;	/* the first look that did not find it */
+};
+
 /* What the workers of one pool share about the foreign side. */
 struct delivery_shared {
 	atomic_bool indoubt_due;	/* look at in-doubt entries soon */
@@ -47,6 +54,14 @@ struct delivery_shared {
 	uint64_t nexthop_at_us;		/* record written (0: not, or failed) */
 	char nexthop_reason[256];	/* the reason written */
 	atomic_bool nexthop_stale;	/* a clear failed: try again */
+	/* In-doubt entries that looks have not found yet: one is sent
+	 * again only once looks have not found it for [queue] look_again
+	 * (a server may still be storing what a dead connection sent).
+	 * Owned by the pool, guarded by notfound_lock; in memory only, so
+	 * a restart begins the wait anew (later, never sooner). */
+	pthread_mutex_t notfound_lock;
+	struct delivery_notfound *notfound;	/* owned */
+	size_t notfound_n, notfound_cap;
 };
 
 /* Ready for a new pool at now_us: in-doubt entries that a crash left
@@ -56,6 +71,20 @@ delivery_shared_init(struct delivery_shared *sh, uint64_t now_us);
 
 void
 delivery_shared_destroy(struct delivery_shared *sh);
+
+/* A look did not find the in-doubt entry (qid, idx) at now_us: true
+ * when looks have not found it for wait_us or longer (send it again;
+ * its slot is dropped), else false, with *again_r when to look again.
+ * wait_us 0: true at once. Any thread of the pool. */
+bool
+delivery_notfound_settled(struct delivery_shared *sh, uint64_t qid,
+			  uint32_t idx, uint64_t now_us, uint64_t wait_us,
+			  uint64_t *again_r);
+
+/* (qid, idx) was found, or settled: drop its slot, if any. */
+void
+delivery_notfound_forget(struct delivery_shared *sh, uint64_t qid,
+			 uint32_t idx);
 
 /* What one worker delivers with. The pointers are borrowed and outlive
  * the context; the backoff fields are the worker's own. */

@@ -151,6 +151,7 @@ test_config_defaults_without_file(void)
 	CU_ASSERT_EQUAL(cfg->queue_backoff_max, 4000);
 	CU_ASSERT_EQUAL(cfg->queue_max_lifetime, 5 * 86400);
 	CU_ASSERT_EQUAL(cfg->queue_in_doubt_policy, CONFIG_IN_DOUBT_HOLD);
+	CU_ASSERT_EQUAL(cfg->queue_look_again, 5);
 	CU_ASSERT_EQUAL(cfg->log_level, LOG_LVL_INFO);
 	CU_ASSERT_FALSE(cfg->log_syslog);
 	CU_ASSERT_EQUAL(cfg->log_format, LOG_FMT_TEXT);
@@ -186,7 +187,7 @@ test_config_file_sets_every_type(void)
 		"[maildir]\nroot = /m\nlayout = domain/localpart\n"
 		"[smtp]\nrelay = mx.example.net:2525\n"
 		"[queue]\nbackoff_min = 1s\nbackoff_max = 2d\n"
-		"max_lifetime = 7d\nin_doubt_policy = retry\n"
+		"max_lifetime = 7d\nin_doubt_policy = retry\nlook_again = 0\n"
 		"[log]\nlevel = debug\nsyslog = yes\n");
 
 	CU_ASSERT_STRING_EQUAL(cfg->store_path, "/srv/p");
@@ -222,6 +223,7 @@ test_config_file_sets_every_type(void)
 	CU_ASSERT_EQUAL(cfg->queue_backoff_max, 2 * 86400);
 	CU_ASSERT_EQUAL(cfg->queue_max_lifetime, 7 * 86400);
 	CU_ASSERT_EQUAL(cfg->queue_in_doubt_policy, CONFIG_IN_DOUBT_RETRY);
+	CU_ASSERT_EQUAL(cfg->queue_look_again, 0);
 	CU_ASSERT_EQUAL(cfg->log_level, LOG_LVL_DEBUG);
 	CU_ASSERT_TRUE(cfg->log_syslog);
 	config_unref(&cfg);

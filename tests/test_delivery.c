@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 TESTLIB_SUITE_DIR("delivery")
 static struct store *st;
@@ -384,10 +385,70 @@ test_delivery_indoubt_found_by_look_is_not_sent_again(void)
 	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
 }
 
+/* Not found by the first look (the default look_again, 5 s): it stays
+ * in-doubt, the next look is due when the 5 s are over, and a look
+ * before then does not send it either. */
+static void
+test_delivery_indoubt_not_found_is_looked_for_again(void)
+{
+	struct queue_entry e;
+	uint64_t before;
+
+	fresh("notfoundyet", NULL, &look_ops);
+	make_indoubt();
+	CU_ASSERT_EQUAL_FATAL(claim_indoubt_now(), 1);
+	drv.look_rc = 0;
+	before = store_now_us();
+	delivery_run(&ctx, d, 1);
+	CU_ASSERT_EQUAL(drv.looked, 1);
+	CU_ASSERT_EQUAL(drv.delivered, 0);
+	CU_ASSERT_EQUAL(corehelp_counters(st).indoubt, 1);
+	e = first_queued();
+	CU_ASSERT_EQUAL(e.state, ST_INDOUBT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(e.reply, "not found at the foreign "
+				      "side yet"));
+	CU_ASSERT_TRUE(atomic_load(&shared.indoubt_due));
+	CU_ASSERT(atomic_load(&shared.indoubt_after_us) >= before + 5000000u);
+	/* looked for again too soon: still not sent */
+	CU_ASSERT_EQUAL_FATAL(claim_indoubt_now(), 1);
+	delivery_run(&ctx, d, 1);
+	CU_ASSERT_EQUAL(drv.looked, 2);
+	CU_ASSERT_EQUAL(drv.delivered, 0);
+	CU_ASSERT_EQUAL(corehelp_counters(st).indoubt, 1);
+	CU_ASSERT_EQUAL(shared.notfound_n, 1);
+	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+}
+
+/* Looks have not found it for look_again (1 s here): sent again. */
 static void
 test_delivery_indoubt_not_found_is_sent_again(void)
 {
-	fresh("notfound", NULL, &look_ops);
+	struct timespec ts = { 1, 100000000 };
+
+	fresh("notfound", "[queue]\nlook_again = 1s\n", &look_ops);
+	make_indoubt();
+	CU_ASSERT_EQUAL_FATAL(claim_indoubt_now(), 1);
+	drv.look_rc = 0;
+	drv.result = CLAIM_DELIVERED;
+	drv.reply = "250 2.0.0 ok";
+	delivery_run(&ctx, d, 1);
+	CU_ASSERT_EQUAL(drv.delivered, 0);
+	nanosleep(&ts, NULL);
+	CU_ASSERT_EQUAL_FATAL(claim_indoubt_now(), 1);
+	delivery_run(&ctx, d, 1);
+	CU_ASSERT_EQUAL(drv.looked, 2);
+	CU_ASSERT_EQUAL(drv.delivered, 1);
+	CU_ASSERT_EQUAL(corehelp_counters(st).delivered, 1);
+	CU_ASSERT_STRING_EQUAL(last_record().reply, "250 2.0.0 ok");
+	CU_ASSERT_EQUAL(shared.notfound_n, 0);
+	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
+}
+
+/* look_again = 0: the first look that does not find it sends it. */
+static void
+test_delivery_indoubt_not_found_look_again_0(void)
+{
+	fresh("notfound0", "[queue]\nlook_again = 0\n", &look_ops);
 	make_indoubt();
 	CU_ASSERT_EQUAL_FATAL(claim_indoubt_now(), 1);
 	drv.look_rc = 0;
@@ -397,7 +458,6 @@ test_delivery_indoubt_not_found_is_sent_again(void)
 	CU_ASSERT_EQUAL(drv.looked, 1);
 	CU_ASSERT_EQUAL(drv.delivered, 1);
 	CU_ASSERT_EQUAL(corehelp_counters(st).delivered, 1);
-	CU_ASSERT_STRING_EQUAL(last_record().reply, "250 2.0.0 ok");
 	CU_ASSERT_EQUAL(corehelp_verify(st), 0);
 }
 
@@ -483,7 +543,7 @@ test_delivery_peer_down_puts_back_and_backs_off(void)
 static void
 test_delivery_indoubt_put_back_stays_indoubt(void)
 {
-	fresh("indoubtdown", NULL, &look_ops);
+	fresh("indoubtdown", "[queue]\nlook_again = 0\n", &look_ops);
 	make_indoubt();
 	CU_ASSERT_EQUAL_FATAL(claim_indoubt_now(), 1);
 	drv.look_rc = 0;
@@ -582,8 +642,12 @@ static CU_TestInfo delivery_tests[] = {
 	  test_delivery_unknown_with_a_look_is_looked_for_soon },
 	{ "in-doubt found by look is not sent again",
 	  test_delivery_indoubt_found_by_look_is_not_sent_again },
-	{ "in-doubt not found is sent again",
+	{ "in-doubt not found is looked for again",
+	  test_delivery_indoubt_not_found_is_looked_for_again },
+	{ "in-doubt not found for look_again is sent again",
 	  test_delivery_indoubt_not_found_is_sent_again },
+	{ "in-doubt not found, look_again = 0: sent at once",
+	  test_delivery_indoubt_not_found_look_again_0 },
 	{ "in-doubt look that cannot tell pauses",
 	  test_delivery_indoubt_look_that_cannot_tell_pauses },
 	{ "peer down puts back and backs off",

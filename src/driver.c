@@ -23,8 +23,13 @@ driver_io_fail(struct driver_rcpt *r, const char *driver, const char *what,
 	/* GNU strerror_r (_GNU_SOURCE): may return a static string. */
 	const char *s = strerror_r(err, buf, sizeof(buf));
 
+	/* RFC 3463: a full file system is "mail system full", a user's
+	 * quota "mailbox full"; both are temporary. */
+	const char *code = err == ENOSPC ? "4.3.1" : err == EDQUOT ? "4.2.2" :
+			   "4.3.0";
+
 	r->result = CLAIM_TEMPFAIL;
-	snprintf(r->reply, sizeof(r->reply), "4.3.0 %s %s failed: %s",
+	snprintf(r->reply, sizeof(r->reply), "%s %s %s failed: %s", code,
 		 driver, what, s);
 	log_warn("%s: %s %s: %s", driver, what, path, s);
 }

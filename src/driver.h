@@ -96,8 +96,8 @@ driver_reply(char *dst, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 /* For drivers that write files: r is deferred with the reply
- * "4.3.0 <driver> <what> failed: <strerror(err)>", and a warning names
- * the path. */
+ * "4.3.0 <driver> <what> failed: <strerror(err)>" (4.3.1 for ENOSPC,
+ * 4.2.2 for EDQUOT), and a warning names the path. */
 void
 driver_io_fail(struct driver_rcpt *r, const char *driver, const char *what,
 	       const char *path, int err);

@@ -468,7 +468,7 @@ test_driver_maildir_write_failure_leaves_nothing(void)
 	char *root = testlib_tmpdir("md");
 	struct driver *d = driver_maildir_new(root, MAILDIR_LAYOUT_ADDRESS);
 	struct driver_msg m = msg(8, 8);
-	struct driver_rcpt r = { .idx = 0, .addr = "a@x.org" };
+	struct driver_rcpt r = { .idx = 0, .addr = "a@x.org" }, r2 = { 0 };
 	struct rlimit old, lim;
 	void (*old_handler)(int);
 
@@ -489,6 +489,15 @@ test_driver_maildir_write_failure_leaves_nothing(void)
 	CU_ASSERT_EQUAL(r.result, CLAIM_TEMPFAIL);
 	CU_ASSERT_STRING_EQUAL(r.reply,
 			       "4.3.0 maildir write failed: File too large");
+	/* A full file system and a quota have codes of their own. */
+	driver_io_fail(&r2, "maildir", "write", "/x", ENOSPC);
+	CU_ASSERT_EQUAL(r2.result, CLAIM_TEMPFAIL);
+	CU_ASSERT_EQUAL(strncmp(r2.reply, "4.3.1 maildir write failed: ", 28),
+			0);
+	driver_io_fail(&r2, "maildir", "fsync", "/x", EDQUOT);
+	CU_ASSERT_EQUAL(r2.result, CLAIM_TEMPFAIL);
+	CU_ASSERT_EQUAL(strncmp(r2.reply, "4.2.2 maildir fsync failed: ", 28),
+			0);
 	CU_ASSERT_EQUAL(count_entries(path_of(root, "a@x.org", "new", NULL)),
 			1);
 	CU_ASSERT_EQUAL(count_entries(path_of(root, "a@x.org", "tmp", NULL)),

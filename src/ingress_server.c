@@ -918,6 +918,17 @@ ingress_free(struct ingress **inp)
 		bufferevent_disable(s->bev, EV_READ);
 	ingress_commit_stop(&in->committer);
 	on_done(-1, 0, in);
+	/* Every session still open is told why it ends (421, as a server
+	 * that must shut down says it), after its last reply; one whose
+	 * output is then all written is freed by session_flush(). */
+	for (struct isession *s = in->sessions, *next; s != NULL; s = next) {
+		next = s->next;
+		if (!s->closing && !s->handshaking) {
+			smtp_session_shutdown(s->smtp, &s->out);
+			s->closing = true;
+			session_flush(s);
+		}
+	}
 	flush_replies(in);
 	while (in->sessions != NULL) {
 		struct isession *s = in->sessions;

@@ -1884,3 +1884,13 @@ smtp_session_timeout(struct smtp_session *s, struct buf *out)
 	reply(out, "421 4.4.2 %s Error: timeout exceeded", s->hostname);
 	s->closed = true;
 }
+
+void
+smtp_session_shutdown(struct smtp_session *s, struct buf *out)
+{
+	if (s->closed)
+		return;
+	reply(out, "421 4.3.2 %s Service shutting down, closing transmission "
+	      "channel", s->hostname);
+	s->closed = true;
+}

@@ -201,4 +201,10 @@ smtp_session_in_data(const struct smtp_session *s);
 void
 smtp_session_timeout(struct smtp_session *s, struct buf *out);
 
+/* posternd is stopping: append "421 4.3.2 <hostname> Service shutting
+ * down" (RFC 5321 4.2.2: the server must close) and mark the session
+ * closed; a transaction in progress is dropped, nothing of it stored. */
+void
+smtp_session_shutdown(struct smtp_session *s, struct buf *out);
+
 #endif

@@ -5,7 +5,7 @@
 # Daemons: main (max_recipients = 3, max_message_size = 100k, LMTP
 # listener), deny (allow_networks = 10.0.0.0/8), limits (max_sessions = 3,
 # max_sessions_per_ip = 2, idle_timeout = 2s, data_timeout = 3s,
-# greet_pause = 500ms).
+# greet_pause = 500ms). Last, SIGTERM: open sessions get 421 4.3.2.
 . "$(dirname "$0")/common.sh"
 
 command -v swaks >/dev/null 2>&1 || skip "swaks not found (Debian package swaks)"
@@ -109,8 +109,52 @@ else
 	rc=1
 fi
 
-# The daemons survived all of it and stop cleanly.
-for pair in "main:$MAIN_PID" "deny:$DENY_PID" "limits:$LIM_PID"; do
+# SIGTERM with sessions open: each is told 421 4.3.2 before it is
+# closed (RFC 5321 4.2.2), one in a transaction over SMTP (MAIL given),
+# one idle over LMTP.
+if "$PYTHON" - "$P_SMTP" "$P_LMTP" "$MAIN_PID" >"$WORK/term.out" 2>&1 <<'PY'
+import os, signal, socket, sys
+def session(port, hello, cmds):
+    s = socket.create_connection(("127.0.0.1", int(port)), timeout=30)
+    f = s.makefile("rb")
+    f.readline()
+    for c in [hello] + cmds:
+        s.sendall(c + b"\r\n")
+        while True:
+            line = f.readline()
+            if line[3:4] != b"-":
+                break
+        if line[:1] != b"2":
+            sys.exit("%r: %r" % (c, line))
+    return s, f
+smtp = session(sys.argv[1], b"EHLO term.example", [b"MAIL FROM:<a@home.example>"])
+lmtp = session(sys.argv[2], b"LHLO term.example", [])
+os.kill(int(sys.argv[3]), signal.SIGTERM)
+for name, (s, f) in (("smtp", smtp), ("lmtp", lmtp)):
+    line = f.readline()
+    if not line.startswith(b"421 4.3.2 "):
+        sys.exit("%s: after SIGTERM %r, want 421 4.3.2" % (name, line))
+    if f.readline() != b"":
+        sys.exit("%s: not closed after the 421" % name)
+print(line.decode().strip())
+PY
+then
+	echo "PASS SIGTERM: open SMTP and LMTP sessions get $(cat "$WORK/term.out") and are closed"
+else
+	echo "FAIL SIGTERM: $(cat "$WORK/term.out")"
+	rc=1
+fi
+wait "$MAIN_PID"
+st=$?
+if [ "$st" = 0 ]; then
+	echo "PASS main daemon SIGTERM: expected exit 0, got 0"
+else
+	echo "FAIL main daemon SIGTERM: expected exit 0, got $st"
+	rc=1
+fi
+
+# The other daemons survived all of it and stop cleanly.
+for pair in "deny:$DENY_PID" "limits:$LIM_PID"; do
 	name=${pair%%:*} pid=${pair#*:}
 	if ! kill -0 "$pid" 2>/dev/null; then
 		echo "FAIL $name daemon: expected still running, got dead"

@@ -237,6 +237,17 @@ make_indoubt(void)
 	atomic_store(&shared.indoubt_after_us, 0);
 }
 
+/* An in-doubt entry in a fresh store named name (configuration conf),
+ * claimed for a look, which will not find it. */
+static void
+indoubt_not_found(const char *name, const char *conf)
+{
+	fresh(name, conf, &look_ops);
+	make_indoubt();
+	CU_ASSERT_EQUAL_FATAL(claim_indoubt_now(), 1);
+	drv.look_rc = 0;
+}
+
 static void
 test_delivery_delivered_goes_to_the_ledger(void)
 {
@@ -394,10 +405,7 @@ test_delivery_indoubt_not_found_is_looked_for_again(void)
 	struct queue_entry e;
 	uint64_t before;
 
-	fresh("notfoundyet", NULL, &look_ops);
-	make_indoubt();
-	CU_ASSERT_EQUAL_FATAL(claim_indoubt_now(), 1);
-	drv.look_rc = 0;
+	indoubt_not_found("notfoundyet", NULL);
 	before = store_now_us();
 	delivery_run(&ctx, d, 1);
 	CU_ASSERT_EQUAL(drv.looked, 1);
@@ -425,10 +433,7 @@ test_delivery_indoubt_not_found_is_sent_again(void)
 {
 	struct timespec ts = { 1, 100000000 };
 
-	fresh("notfound", "[queue]\nlook_again = 1s\n", &look_ops);
-	make_indoubt();
-	CU_ASSERT_EQUAL_FATAL(claim_indoubt_now(), 1);
-	drv.look_rc = 0;
+	indoubt_not_found("notfound", "[queue]\nlook_again = 1s\n");
 	drv.result = CLAIM_DELIVERED;
 	drv.reply = "250 2.0.0 ok";
 	delivery_run(&ctx, d, 1);
@@ -448,10 +453,7 @@ test_delivery_indoubt_not_found_is_sent_again(void)
 static void
 test_delivery_indoubt_not_found_look_again_0(void)
 {
-	fresh("notfound0", "[queue]\nlook_again = 0\n", &look_ops);
-	make_indoubt();
-	CU_ASSERT_EQUAL_FATAL(claim_indoubt_now(), 1);
-	drv.look_rc = 0;
+	indoubt_not_found("notfound0", "[queue]\nlook_again = 0\n");
 	drv.result = CLAIM_DELIVERED;
 	drv.reply = "250 2.0.0 ok";
 	delivery_run(&ctx, d, 1);
@@ -543,10 +545,7 @@ test_delivery_peer_down_puts_back_and_backs_off(void)
 static void
 test_delivery_indoubt_put_back_stays_indoubt(void)
 {
-	fresh("indoubtdown", "[queue]\nlook_again = 0\n", &look_ops);
-	make_indoubt();
-	CU_ASSERT_EQUAL_FATAL(claim_indoubt_now(), 1);
-	drv.look_rc = 0;
+	indoubt_not_found("indoubtdown", "[queue]\nlook_again = 0\n");
 	drv.deliver_rc = DRIVER_UNAVAILABLE;
 	drv.reply = "4.4.1 connection refused";
 	delivery_run(&ctx, d, 1);

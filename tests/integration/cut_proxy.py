@@ -47,8 +47,18 @@ IMPORT = b'"Email/import"'
 if MODE not in ("imap", "lmtp", "smtp", "jmap"):
     sys.exit("cut_proxy.py: MODE is imap, lmtp, smtp or jmap")
 lock = threading.Lock()
+out_lock = threading.Lock()
 cuts = 0
 gated = 0
+
+
+def say(line):
+    """One line on stdout, whole: print() writes the text and its newline
+    in two writes, and another thread's line can come in between
+    ("continuationcut 3"), which a test counting "^cut" then misses."""
+    with out_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def take_cut():
@@ -87,7 +97,7 @@ class Session:
             return
         with lock:
             gated += 1
-            print("gated %d" % gated, flush=True)
+            say("gated %d" % gated)
         while not os.path.exists(GATE):
             time.sleep(0.05)
 
@@ -106,7 +116,7 @@ class Session:
                 elif MODE == "jmap":
                     self.tail = scan[-(len(IMPORT) - 1):]
                     if IMPORT in scan and HOLD and (n := take_cut()):
-                        print("held %d" % n, flush=True)
+                        say("held %d" % n)
                         self.held = True
                         while not os.path.exists(HOLD):
                             time.sleep(0.05)
@@ -154,7 +164,7 @@ class Session:
                     if self.drop or (self.after_dot > 0 and
                                      (n := take_cut())):
                         if not self.drop:
-                            print("cut %d" % n, flush=True)
+                            say("cut %d" % n)
                         self.close()
                         return
                     self.after_dot = 0
@@ -166,13 +176,13 @@ class Session:
                     line, buf = buf.split(b"\n", 1)
                     if self.decides(line) and (n := take_cut()):
                         self.c.sendall(out)
-                        print("cut %d" % n, flush=True)
+                        say("cut %d" % n)
                         self.close()
                         return
                     if NOLITPLUS:
                         line = re.sub(rb" LITERAL[+-]", b"", line)
                         if line.startswith(b"+ "):
-                            print("continuation", flush=True)
+                            say("continuation")
                     out += line + b"\n"
                 if out:
                     self.c.sendall(out)
@@ -187,7 +197,7 @@ def main():
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(("127.0.0.1", LPORT))
     ls.listen(16)
-    print("ready", flush=True)
+    say("ready")
     while True:
         c, _ = ls.accept()
         try:

@@ -253,6 +253,16 @@ claim_some(struct worker *w, uint64_t *next_due)
 			worker_pool_wake_some(p, 1);
 			return n;
 		}
+		if (rc != STORE_OK) {
+			/* Nothing claimed: the in-doubt entries are still
+			 * due, or nothing would look for them again; after
+			 * the pause of a failed claim. */
+			atomic_store(&sh->indoubt_after_us,
+				     store_now_us() + WORKER_ERROR_PAUSE_US);
+			atomic_store(&sh->indoubt_due, true);
+			log_err("worker %u: claiming in-doubt entries failed: "
+				"%s", c->worker, err);
+		}
 	}
 	if (delivery_claim_marks(c))
 		rc = claim_batch_sending(p->st, c->worker,

@@ -110,7 +110,13 @@ for e in r[1][1]["list"]:
 PY
 		fail "listing $1's Inbox over JMAP failed"
 }
-count() { inbox "$1" | wc -l; }
+# count USER: how many emails USER's Inbox holds; fails (no output) when
+# the listing fails, so that a failed listing never reads as a count
+count() {
+	local list
+	list=$(inbox "$1") || return 1
+	printf '%s' "$list" | grep -c .
+}
 # imap COMMAND USER [ARG]: over IMAP.
 #   count USER: logged in as USER, the messages in INBOX and how many
 #   carry an X-Postern-Delivery
@@ -147,6 +153,15 @@ else:
     print(n, with_id)
 m.logout()
 PY
+}
+# imap_same USER N: over IMAP too, USER's INBOX holds N messages, each
+# with an X-Postern-Delivery (a second import of a copy that Cyrus did
+# not take as the same email would show here).
+imap_same() {
+	local n
+	n=$(imap count "$1")
+	[ "$n" = "$2 $2" ] ||
+		fail "$STEP: over IMAP $1's INBOX has $n (messages, with the header), want $2 $2"
 }
 # check USER N IDX: USER's Inbox holds N emails, no Message-ID and no
 # X-Postern-Delivery twice, each copy's id names recipient IDX.
@@ -187,8 +202,8 @@ timeout = 30s
 [workers]
 count = ${4:-2}
 [queue]
-backoff_min = 1h
-backoff_max = 2h
+backoff_min = 1s
+backoff_max = 5s
 EOF
 }
 
@@ -210,22 +225,21 @@ send_msgs "$port" 1 "$MSGS" jmap alice@foreign.example bob@foreign.example
 send_msgs "$port" 1000 1000 jmap nobody@foreign.example
 wait_for alice "$MSGS" 60 && wait_for bob "$MSGS" 60 ||
 	fail "1: alice $(count alice), bob $(count bob) of $MSGS"
-wait_until 10 grep -q 'to=<nobody@foreign.example>.*status=' "$WORK/one.log"
+wait_until 60 grep -q 'to=<nobody@foreign.example>.*status=' "$WORK/one.log"
 sleep 1		# a late duplicate would show now
 stop_clean "$STEP" "$WORK/one.log"
 check alice "$MSGS" 0
 check bob "$MSGS" 1
-n=$(grep -c 'status=sent (delivered to jmap M' "$WORK/one.log")
+# every copy recorded as sent once (delivered; or, after a reply that
+# timed out on a loaded machine, found by look)
+n=$(grep -c 'to=<\(alice\|bob\)@foreign.example>.*status=sent' "$WORK/one.log")
 [ "$n" = $((2 * MSGS)) ] || fail "1: $n sent log lines, want $((2 * MSGS))"
 grep 'to=<nobody@foreign.example>' "$WORK/one.log" |
 	grep -q 'status=bounced (5.1.1 .*no JMAP mail account nobody' ||
 	fail "1: nobody not bounced: $(grep 'to=<nobody' "$WORK/one.log")"
 audit one
-for u in alice bob; do
-	n=$(imap count "$u")
-	[ "$n" = "$MSGS $MSGS" ] ||
-		fail "1: over IMAP $u's INBOX has $n (messages, with the header), want $MSGS $MSGS"
-done
+imap_same alice "$MSGS"
+imap_same bob "$MSGS"
 echo "1: $MSGS x 2 exactly once in the right Inbox (JMAP and IMAP agree)," \
 	"nobody bounced 5.1.1, audit sound"
 
@@ -234,7 +248,7 @@ STEP=2
 start_cut_proxy jmap "$CYRUS_HTTP_PORT" 3 "$WORK/proxy-cut.out"
 port=$(free_port)
 config cut "$port" "http://127.0.0.1:$PROXY_PORT/jmap/"
-a0=$(count alice)
+a0=$(count alice) || fail "$STEP: cannot count alice's Inbox"
 start_daemon "$WORK/cut.conf" "$WORK/cut.log" || fail "2: posternd did not start"
 send_msgs "$port" 101 $((100 + MSGS)) jmap alice@foreign.example
 wait_for alice $((a0 + MSGS)) 60 || fail "2: alice $(count alice) of $((a0 + MSGS))"
@@ -249,7 +263,7 @@ n=$(grep -c '^cut' "$WORK/proxy-cut.out")
 n=$(grep -c 'status=in-doubt' "$WORK/cut.log")
 [ "$n" -ge 3 ] || fail "2: $n in-doubt outcomes, want 3"
 n=$(found "$WORK/cut.log")
-[ "$n" = 3 ] || fail "2: $n found by look, want 3"
+[ "$n" -ge 3 ] || fail "2: $n found by look, want 3 (one per cut)"
 check alice $((a0 + MSGS)) 0
 audit cut
 echo "2: 3 lost Email/import replies found by look, alice" \
@@ -259,7 +273,7 @@ echo "2: 3 lost Email/import replies found by look, alice" \
 STEP=3
 port=$(free_port)
 config kill "$port" "http://127.0.0.1:$(free_port)/jmap/"
-a0=$(count alice)
+a0=$(count alice) || fail "$STEP: cannot count alice's Inbox"
 # queue everything while the JMAP server is unreachable
 start_daemon "$WORK/kill.conf" "$WORK/kill.log" || fail "3: posternd did not start"
 send_msgs "$port" 2001 $((2000 + KILL_MSGS)) jmap alice@foreign.example
@@ -273,6 +287,7 @@ wait_for alice $((a0 + KILL_MSGS)) 90 ||
 sleep 1
 stop_clean "$STEP" "$WORK/kill.log"
 check alice $((a0 + KILL_MSGS)) 0
+imap_same alice $((a0 + KILL_MSGS))
 audit kill
 echo "3: $KILL_MSGS after 3 SIGKILLs exactly once ($(found "$WORK/kill.log")" \
 	"found by look, $(grep -c 'status=sent (already in jmap' "$WORK/kill.log")" \
@@ -285,7 +300,7 @@ start_cut_proxy jmap "$CYRUS_HTTP_PORT" 1 "$WORK/proxy-hold.out" \
 	"hold=$WORK/go gate=$WORK/gate"
 port=$(free_port)
 config look "$port" "http://127.0.0.1:$PROXY_PORT/jmap/" 1
-a0=$(count alice)
+a0=$(count alice) || fail "$STEP: cannot count alice's Inbox"
 start_daemon "$WORK/look.conf" "$WORK/look.log" || fail "4: posternd did not start"
 send_msgs "$port" 3001 3001 jmap alice@foreign.example
 wait_until 30 grep -q '^held' "$WORK/proxy-hold.out"
@@ -315,13 +330,15 @@ STOPPED=""
 wait_for alice $((a0 + 1)) 30 ||
 	fail "4: httpd did not store the import in flight at the kill"
 touch "$WORK/gate"
-wait_until 30 grep -q 'to=<alice@foreign.example>.*status=sent' "$WORK/look.log"
+wait_until 60 grep -q 'to=<alice@foreign.example>.*status=sent' "$WORK/look.log" ||
+	fail "4: not recorded as sent: $(tail -3 "$WORK/look.log")"
 sleep 1
 stop_clean "$STEP" "$WORK/look.log"
 grep 'to=<alice@foreign.example>' "$WORK/look.log" | tail -1
 n=$(found "$WORK/look.log")
 [ "$n" = 1 ] || fail "4: $n found by look, want 1"
 check alice $((a0 + 1)) 0
+imap_same alice $((a0 + 1))
 audit look
 echo "4: the import in flight at the kill was stored after the restart," \
 	"found by look, stored once"
@@ -345,7 +362,7 @@ PY
 deferred_twice() {
 	[ "$(grep -c 'to=<carol@foreign.example>.*status=deferred' "$WORK/quota.log")" -ge 2 ]
 }
-wait_until 10 deferred_twice
+wait_until 60 deferred_twice
 line=$(grep 'to=<carol@foreign.example>.*status=deferred' "$WORK/quota.log" | tail -1)
 case $line in
 *"status=deferred (4.2.2 "*"over quota in account carol"*) ;;
@@ -392,12 +409,12 @@ config_token() {
 	sed -i "s|^account = .*|account = %l\ntoken_file = $3\nmailbox = Postern\ncreate_mailbox = $4|" \
 		"$WORK/$1.conf"
 }
-b0=$(count bob)
+b0=$(count bob) || fail "6: cannot count bob's Inbox"
 port=$(free_port)
 config_token nobox "$port" "$WORK/token" no
 start_daemon "$WORK/nobox.conf" "$WORK/nobox.log" || fail "6: posternd did not start"
 send_msgs "$port" 6001 6001 jmap bob@foreign.example
-wait_until 10 grep -q 'to=<bob@foreign.example>.*status=' "$WORK/nobox.log"
+wait_until 60 grep -q 'to=<bob@foreign.example>.*status=' "$WORK/nobox.log"
 stop_clean "$STEP" "$WORK/nobox.log"
 grep 'to=<bob@foreign.example>' "$WORK/nobox.log" |
 	grep -q 'status=bounced (5.1.1 .*no mailbox Postern in account bob' ||
@@ -416,7 +433,8 @@ both_settled() {
 	[ "$(grep -c 'to=<bob@foreign.example>.*status=sent' "$WORK/mkbox.log")" = 3 ] &&
 		grep -q 'to=<carol@foreign.example>.*status=' "$WORK/mkbox.log"
 }
-wait_until 10 both_settled
+wait_until 60 both_settled ||
+	fail "6: bob's 3 not sent or carol not settled: $(tail -4 "$WORK/mkbox.log")"
 line=$(grep 'to=<carol@foreign.example>.*status=' "$WORK/mkbox.log" | tail -1)
 case $line in
 *"status=deferred (4.3.0 "*"cannot create mailbox Postern in account carol"*) ;;
@@ -437,7 +455,7 @@ port=$(free_port)
 config_token tokenbad "$port" "$WORK/badtoken" yes
 start_daemon "$WORK/tokenbad.conf" "$WORK/tokenbad.log" || fail "6: posternd did not start"
 send_msgs "$port" 6201 6201 jmap bob@foreign.example
-wait_until 10 grep -q 'login was refused (HTTP 401)' "$WORK/tokenbad.log"
+wait_until 60 grep -q 'login was refused (HTTP 401)' "$WORK/tokenbad.log"
 grep -q 'login was refused (HTTP 401)' "$WORK/tokenbad.log" ||
 	fail "6: a bad token was not refused: $(tail -3 "$WORK/tokenbad.log")"
 "$POSTERN" -c "$WORK/tokenbad.conf" queue >"$WORK/q.out" 2>&1

@@ -142,14 +142,17 @@ store_health(struct store *st, struct store_health_info *h_r)
 	if (state != was) {
 		st->seen = state;
 		st->seen_since_us = now;
+		/* Logged under the lock: a thread that sees the new state
+		 * (a 220, /healthz 200) sees it only after its line is
+		 * written. */
+		if (state != STORE_HEALTH_OK)
+			log_warn("store: cannot take mail: %s", why);
+		else
+			log_info("store: takes mail again (it was %s)",
+				 store_health_name(was));
 	}
 	since = st->seen_since_us;
 	pthread_mutex_unlock(&st->health_lock);
-	if (state != was && state != STORE_HEALTH_OK)
-		log_warn("store: cannot take mail: %s", why);
-	else if (state != was)
-		log_info("store: takes mail again (it was %s)",
-			 store_health_name(was));
 	h_r->state = state;
 	h_r->since_us = state == STORE_HEALTH_OK ? 0 : since;
 	if (state == STORE_HEALTH_OK)

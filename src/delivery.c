@@ -231,6 +231,14 @@ keep_headers(const struct delivery_ctx *c, struct delivery *d, size_t from,
 		   len);
 }
 
+/* No in-doubt claims before at_us (a later pause stays). */
+static void
+indoubt_not_before(struct delivery_shared *sh, uint64_t at_us)
+{
+	if (atomic_load(&sh->indoubt_after_us) < at_us)
+		atomic_store(&sh->indoubt_after_us, at_us);
+}
+
 /* A look could not tell (could == false) or could: pause the claims of
  * in-doubt entries, from 1 s doubling up to reconnect_max, or end the
  * pause. */
@@ -279,8 +287,7 @@ settle_indoubt(const struct delivery_ctx *c, const struct driver_msg *m,
 			snprintf(r[i].reply, DRIVER_REPLY_LEN, "4.4.2 not found "
 				 "at the foreign side yet: looked for again "
 				 "before it is sent again");
-			if (atomic_load(&sh->indoubt_after_us) < again)
-				atomic_store(&sh->indoubt_after_us, again);
+			indoubt_not_before(sh, again);
 			continue;
 		}
 		if (rc == 0) {
@@ -782,10 +789,7 @@ record_outcomes(struct delivery_ctx *c, struct delivery *d, size_t n)
 	 * the connection broke has finished when we look. */
 	for (size_t i = 0; i < n && c->driver->ops->can_look; i++)
 		if (d->out[i].applied && d->out[i].recorded == CLAIM_UNKNOWN) {
-			if (atomic_load(&sh->indoubt_after_us) <
-			    now + DELIVERY_LOOK_DELAY_US)
-				atomic_store(&sh->indoubt_after_us,
-					     now + DELIVERY_LOOK_DELAY_US);
+			indoubt_not_before(sh, now + DELIVERY_LOOK_DELAY_US);
 			atomic_store(&sh->indoubt_due, true);
 			break;
 		}

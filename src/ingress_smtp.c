@@ -1876,21 +1876,27 @@ smtp_session_in_data(const struct smtp_session *s)
 	return s->phase == PH_DATA && !s->closed;
 }
 
-void
-smtp_session_timeout(struct smtp_session *s, struct buf *out)
+/* The last reply of a session that we end: "421 <code> <hostname>
+ * <text>", once. */
+static void
+close_421(struct smtp_session *s, struct buf *out, const char *code,
+	  const char *text)
 {
 	if (s->closed)
 		return;
-	reply(out, "421 4.4.2 %s Error: timeout exceeded", s->hostname);
+	reply(out, "421 %s %s %s", code, s->hostname, text);
 	s->closed = true;
+}
+
+void
+smtp_session_timeout(struct smtp_session *s, struct buf *out)
+{
+	close_421(s, out, "4.4.2", "Error: timeout exceeded");
 }
 
 void
 smtp_session_shutdown(struct smtp_session *s, struct buf *out)
 {
-	if (s->closed)
-		return;
-	reply(out, "421 4.3.2 %s Service shutting down, closing transmission "
-	      "channel", s->hostname);
-	s->closed = true;
+	close_421(s, out, "4.3.2", "Service shutting down, closing "
+		  "transmission channel");
 }
